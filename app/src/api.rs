@@ -1,0 +1,133 @@
+//! Server functions: session → authorize → call a service → map the error.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::model::{CurrentUser, UserSummary};
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use std::sync::Arc;
+
+    use leptos::prelude::*;
+    use leptos_axum::ResponseOptions;
+
+    use crate::error::AppError;
+    use crate::model::CurrentUser;
+    use crate::services::{PortalServices, RequestIdentity, Services};
+
+    pub fn services() -> Arc<dyn PortalServices> {
+        expect_context::<Services>().0
+    }
+
+    pub fn identity() -> Result<RequestIdentity, AppError> {
+        use_context::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<RequestIdentity>().cloned())
+            .ok_or(AppError::Internal)
+    }
+
+    pub fn require_user() -> Result<CurrentUser, AppError> {
+        identity()?.user.ok_or(AppError::Unauthenticated)
+    }
+
+    pub fn require_admin() -> Result<CurrentUser, AppError> {
+        let user = require_user()?;
+        if user.is_admin {
+            Ok(user)
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+
+    pub async fn session() -> Result<tower_sessions::Session, AppError> {
+        leptos_axum::extract::<tower_sessions::Session>()
+            .await
+            .map_err(|_| AppError::Internal)
+    }
+
+    /// Sets the HTTP status for API clients. A plain HTML form post keeps the redirect
+    /// leptos_axum gives it (back to the form, with the error in the URL).
+    pub fn fail(error: AppError) -> AppError {
+        let is_form_post = use_context::<http::request::Parts>()
+            .and_then(|p| p.headers.get(http::header::ACCEPT).cloned())
+            .and_then(|v| v.to_str().ok().map(|v| v.contains("text/html")))
+            .unwrap_or(false);
+        if !is_form_post {
+            if let (Some(options), Ok(code)) = (
+                use_context::<ResponseOptions>(),
+                http::StatusCode::from_u16(error.status_code()),
+            ) {
+                options.set_status(code);
+            }
+        }
+        error
+    }
+}
+
+/// The logged-in user, if any.
+#[server(endpoint = "viewer")]
+pub async fn get_viewer() -> Result<Option<CurrentUser>, AppError> {
+    Ok(ssr::identity()?.user)
+}
+
+#[server(endpoint = "signup")]
+pub async fn sign_up(username: String, email: String, password: String) -> Result<(), AppError> {
+    use crate::services::SignUpRequest;
+    let client = ssr::identity()?.client;
+    let request = SignUpRequest { username, email, password, client };
+    ssr::services().sign_up(request).await.map_err(ssr::fail)?;
+    leptos_axum::redirect("/pending");
+    Ok(())
+}
+
+#[server(endpoint = "login")]
+pub async fn log_in(username: String, password: String) -> Result<(), AppError> {
+    use crate::services::{LogInRequest, SESSION_LOGIN_AT, SESSION_USER_ID};
+    let client = ssr::identity()?.client;
+    let request = LogInRequest { username, password, client };
+    let user = match ssr::services().log_in(request).await {
+        Ok(user) => user,
+        Err(AppError::PendingApproval) => {
+            leptos_axum::redirect("/pending");
+            return Ok(());
+        }
+        Err(error) => return Err(ssr::fail(error)),
+    };
+    let session = ssr::session().await?;
+    // A new id at login: a session id planted before login is worthless afterwards.
+    session.cycle_id().await.map_err(|_| AppError::Internal)?;
+    session.insert(SESSION_USER_ID, user.id).await.map_err(|_| AppError::Internal)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    session.insert(SESSION_LOGIN_AT, now).await.map_err(|_| AppError::Internal)?;
+    leptos_axum::redirect(if user.is_admin { "/admin" } else { "/dashboard" });
+    Ok(())
+}
+
+#[server(endpoint = "logout")]
+pub async fn log_out() -> Result<(), AppError> {
+    let session = ssr::session().await?;
+    session.flush().await.map_err(|_| AppError::Internal)?;
+    leptos_axum::redirect("/login");
+    Ok(())
+}
+
+#[server(endpoint = "users")]
+pub async fn list_users() -> Result<Vec<UserSummary>, AppError> {
+    let admin = ssr::require_admin().map_err(ssr::fail)?;
+    ssr::services().list_users(&admin).await.map_err(ssr::fail)
+}
+
+#[server(endpoint = "admin-action")]
+pub async fn admin_action(user_id: i64, action: String) -> Result<(), AppError> {
+    use crate::model::AdminAction;
+    let admin = ssr::require_admin().map_err(ssr::fail)?;
+    let action = AdminAction::parse(&action)
+        .ok_or_else(|| ssr::fail(AppError::Invalid(format!("unknown action {action:?}"))))?;
+    ssr::services()
+        .apply_admin_action(&admin, user_id, action)
+        .await
+        .map_err(ssr::fail)
+}

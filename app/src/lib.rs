@@ -1,0 +1,58 @@
+#![recursion_limit = "256"]
+//! Berth's user interface: Leptos components, the DTOs they show and the server functions
+//! they call. Domain logic lives in `server`, reached through [`services::PortalServices`].
+
+pub mod api;
+pub mod error;
+pub mod model;
+mod pages;
+#[cfg(feature = "ssr")]
+pub mod services;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Runs in the browser only: tells people (and browser tests) the page is interactive.
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/berth.css"/>
+        <Title text="Berth"/>
+        <Router>
+            <Routes fallback=pages::NotFound>
+                <Route path=path!("/") view=pages::Home/>
+                <Route path=path!("/login") view=pages::LoginPage/>
+                <Route path=path!("/signup") view=pages::SignUpPage/>
+                <Route path=path!("/pending") view=pages::PendingPage/>
+                <Route path=path!("/dashboard") view=pages::DashboardPage/>
+                <Route path=path!("/admin") view=pages::AdminPage/>
+            </Routes>
+        </Router>
+    }
+}

@@ -1,0 +1,53 @@
+//! The seam between the thin `app` layer and the domain services in `server`.
+//! `server` implements [`PortalServices`] and provides it as context; server functions
+//! only authorize, call it and map the outcome.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::error::AppError;
+use crate::model::{AdminAction, CurrentUser, UserSummary};
+
+/// Session keys shared by the server functions (which write them at login) and the
+/// server's request layer (which reads them on every request).
+pub const SESSION_USER_ID: &str = "user_id";
+pub const SESSION_LOGIN_AT: &str = "login_at";
+
+pub struct SignUpRequest {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub client: IpAddr,
+}
+
+pub struct LogInRequest {
+    pub username: String,
+    pub password: String,
+    pub client: IpAddr,
+}
+
+#[async_trait::async_trait]
+pub trait PortalServices: Send + Sync + 'static {
+    /// Creates a pending account.
+    async fn sign_up(&self, request: SignUpRequest) -> Result<(), AppError>;
+    /// Checks credentials; only approved accounts get a user back.
+    async fn log_in(&self, request: LogInRequest) -> Result<CurrentUser, AppError>;
+    async fn list_users(&self, actor: &CurrentUser) -> Result<Vec<UserSummary>, AppError>;
+    async fn apply_admin_action(
+        &self,
+        actor: &CurrentUser,
+        user_id: i64,
+        action: AdminAction,
+    ) -> Result<(), AppError>;
+}
+
+/// Context handle the server provides to every render and server-function call.
+#[derive(Clone)]
+pub struct Services(pub Arc<dyn PortalServices>);
+
+/// Put in each request's extensions by the server's session layer: who is asking and from where.
+#[derive(Clone, Debug)]
+pub struct RequestIdentity {
+    pub user: Option<CurrentUser>,
+    pub client: IpAddr,
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what building and testing Berth needs on a Debian 12 machine; does nothing that is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_apt=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium chromium-driver postgresql
+          busybox-static debootstrap wrk nginx-light openssl ca-certificates curl)
+if [ "${1:-}" = "--run-only" ]; then
+  want_apt=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ca-certificates)
+fi
+missing=()
+for p in "${want_apt[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# wasm-bindgen CLI must be exactly the version of the wasm-bindgen crate in Cargo.lock.
+want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print; exit}' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$want" ]; then
+  echo "install-deps: cargo install wasm-bindgen-cli $want (about 5 minutes)"
+  PATH=/usr/bin:$PATH cargo install -q wasm-bindgen-cli --version "$want" --force
+fi

@@ -1,0 +1,171 @@
+//! The `berth` command line: serve, migrate, config, user administration.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use app::model::{AccountStatus, AdminAction};
+use clap::{Parser, Subcommand};
+
+use crate::accounts::{Accounts, NewUser};
+use crate::config::Config;
+use crate::db::Db;
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Berth: one VM-like workspace per user on a shared GPU server")]
+struct Cli {
+    /// Configuration file (TOML); `BERTH_*` environment variables override it.
+    #[arg(long, env = "BERTH_CONFIG", default_value = "berth.toml", global = true)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the portal (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the effective configuration, secrets redacted.
+    Config,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an approved account (the first admin comes from here).
+    Add {
+        name: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from the first line of standard input; otherwise one is generated and printed.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Approve a pending (or rejected) account.
+    Approve { name: String },
+    /// Disable an account and end its sessions.
+    Disable { name: String },
+    /// Re-enable a disabled account.
+    Enable { name: String },
+    /// List accounts.
+    List {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&config.database_url.0).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Config => {
+            print!("{}", config.redacted_toml());
+            Ok(())
+        }
+        Command::Migrate => {
+            open_db(&config).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            config.load_or_create_secret_key()?;
+            let db = open_db(&config).await?;
+            crate::web::serve(Arc::new(config), db).await
+        }
+        Command::User(command) => {
+            let db = open_db(&config).await?;
+            let accounts = Accounts::new(db, config.login_attempts_per_window, std::time::Duration::from_secs(60));
+            user_command(&accounts, command).await
+        }
+    }
+}
+
+async fn user_command(accounts: &Accounts, command: UserCommand) -> anyhow::Result<()> {
+    let by_name = |name: String, action: AdminAction| async move {
+        let user = accounts.find_by_name(&name).await?;
+        let user = accounts.apply(None, user.id, action).await?;
+        println!("{}: {}", user.username, user.status.as_str());
+        anyhow::Ok(())
+    };
+    match command {
+        UserCommand::Add { name, admin, email, password_stdin } => {
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                (line.trim_end_matches(['\r', '\n']).to_string(), false)
+            } else {
+                (hex::encode(rand::random::<[u8; 12]>()), true)
+            };
+            let user = accounts
+                .create(NewUser {
+                    username: &name,
+                    email: email.as_deref(),
+                    password: Some(&password),
+                    status: AccountStatus::Approved,
+                    is_admin: admin,
+                })
+                .await?;
+            println!("created {}{}", user.username, if user.is_admin { " (admin)" } else { "" });
+            if generated {
+                println!("password: {password}");
+            }
+            Ok(())
+        }
+        UserCommand::Approve { name } => by_name(name, AdminAction::Approve).await,
+        UserCommand::Disable { name } => by_name(name, AdminAction::Disable).await,
+        UserCommand::Enable { name } => by_name(name, AdminAction::Enable).await,
+        UserCommand::List { json } => {
+            for user in accounts.list().await? {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"id": user.id, "username": user.username, "email": user.email,
+                            "status": user.status.as_str(), "admin": user.is_admin})
+                    );
+                } else {
+                    println!(
+                        "{:<32} {:<9} {:<5} {}",
+                        user.username,
+                        user.status.as_str(),
+                        if user.is_admin { "admin" } else { "" },
+                        user.email.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Berth's server: configuration, database, domain services and the HTTP surface.
+//! The `berth` binary (src/main.rs) is a thin command-line front.
+
+pub mod accounts;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod passwords;
+pub mod portal;
+pub mod ratelimit;
+pub mod sessions;
+pub mod telemetry;
+pub mod username;
+pub mod web;

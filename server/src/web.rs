@@ -1,0 +1,235 @@
+//! The HTTP surface: Leptos pages and server functions, health check, and the request
+//! layers (cross-site refusal, sessions, identity, page guards).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use app::services::{RequestIdentity, Services, SESSION_LOGIN_AT, SESSION_USER_ID};
+use app::{shell, App};
+use axum::extract::{ConnectInfo, FromRef, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::db::Db;
+use crate::portal::Portal;
+use crate::sessions::SqlSessionStore;
+
+pub const SESSION_COOKIE: &str = "berth_session";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub accounts: Accounts,
+    pub config: Arc<Config>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+pub fn leptos_options(config: &Config) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("berth")
+        .site_root(config.site_root.display().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(config.listen)
+        .build()
+}
+
+pub fn router(config: Arc<Config>, db: Db) -> Router {
+    let accounts = Accounts::new(
+        db.clone(),
+        config.login_attempts_per_window,
+        std::time::Duration::from_secs(config.login_window_seconds),
+    );
+    let state = AppState { leptos_options: leptos_options(&config), accounts: accounts.clone(), config: config.clone() };
+    let services = Services(Arc::new(Portal { accounts }));
+
+    let mut sessions = SessionManagerLayer::new(SqlSessionStore::new(db))
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(config.secure_cookies())
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(config.session_idle_minutes as i64)));
+    if let Some(domain) = &config.cookie_domain {
+        sessions = sessions.with_domain(domain.trim_start_matches('.').to_string());
+    }
+
+    let routes = generate_route_list(App);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(services.clone()),
+            {
+                let options = state.leptos_options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn_with_state(state.clone(), identify))
+        .layer(sessions)
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_cross_site))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.accounts.db().ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database not answering");
+            (StatusCode::SERVICE_UNAVAILABLE, "database not answering\n").into_response()
+        }
+    }
+}
+
+/// Refuses state-changing requests that do not come from the portal's own pages, and sets
+/// the headers every response should carry.
+async fn refuse_cross_site(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !is_same_origin(&request, &state.config.public_origin())
+    {
+        tracing::warn!(method = %request.method(), path = request.uri().path(), "cross-site request refused");
+        return (StatusCode::FORBIDDEN, "Cross-site request refused.\n").into_response();
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
+}
+
+/// Origin must be the portal's; without Origin, the Referer's origin must be.
+fn is_same_origin(request: &Request, expected: &str) -> bool {
+    let headers = request.headers();
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        return origin.to_str().is_ok_and(|o| o == expected);
+    }
+    headers
+        .get(header::REFERER)
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| url::Url::parse(r).ok())
+        .is_some_and(|u| u.origin().ascii_serialization() == expected)
+}
+
+/// Resolves who is asking (a still-approved user, within the absolute session lifetime)
+/// and keeps people on pages that fit their state.
+async fn identify(State(state): State<AppState>, session: Session, mut request: Request, next: Next) -> Response {
+    let client = client_address(&request, state.config.trust_proxy_headers);
+    let user = if request.uri().path().starts_with("/pkg/") {
+        None
+    } else {
+        match current_user(&state, &session).await {
+            Ok(user) => user,
+            Err(response) => return response,
+        }
+    };
+    if request.method() == Method::GET {
+        let path = request.uri().path();
+        let target = match (path, &user) {
+            ("/" | "/login" | "/signup", Some(_)) => Some("/dashboard"),
+            ("/" | "/dashboard" | "/admin", None) => Some("/login"),
+            ("/admin", Some(u)) if !u.is_admin => Some("/dashboard"),
+            _ => None,
+        };
+        if let Some(target) = target {
+            return Redirect::to(target).into_response();
+        }
+    }
+    request.extensions_mut().insert(RequestIdentity { user, client });
+    next.run(request).await
+}
+
+async fn current_user(state: &AppState, session: &Session) -> Result<Option<app::model::CurrentUser>, Response> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "session lookup failed");
+        (StatusCode::SERVICE_UNAVAILABLE, "Berth cannot reach its database; try again shortly.\n").into_response()
+    };
+    let user_id = match session.get::<i64>(SESSION_USER_ID).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(unavailable(&e)),
+    };
+    let login_at = session.get::<i64>(SESSION_LOGIN_AT).await.ok().flatten().unwrap_or_default();
+    let absolute = state.config.session_absolute_hours as i64 * 3600;
+    if crate::db::now() - login_at > absolute {
+        let _ = session.flush().await;
+        return Ok(None);
+    }
+    match state.accounts.find_by_id(user_id).await {
+        Ok(Some(user)) if user.status == app::model::AccountStatus::Approved => Ok(Some(user.current())),
+        Ok(_) => {
+            // Disabled, rejected or deleted since login: this session is over.
+            let _ = session.flush().await;
+            Ok(None)
+        }
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+fn client_address(request: &Request, trust_proxy_headers: bool) -> IpAddr {
+    if trust_proxy_headers {
+        let forwarded = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(address) = forwarded {
+            return address;
+        }
+    }
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub async fn serve(config: Arc<Config>, db: Db) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (key `listen`): {e}", config.listen))?;
+    let store = SqlSessionStore::new(db.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.delete_expired().await {
+                tracing::warn!(error = %e, "could not delete expired sessions");
+            }
+        }
+    });
+    let app = router(config.clone(), db);
+    tracing::info!(listen = %config.listen, public_url = %config.public_url(), "Berth is serving");
+    println!("Berth is serving on http://{}", config.listen);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,135 @@
+//! Accounts end to end over HTTP against a real `berth serve`, on SQLite and on PostgreSQL.
+
+mod support;
+
+use support::{location, Backend, Browser, TestDb, TestServer};
+
+const ADMIN_PW: &str = "admin-password-long";
+const ALICE_PW: &str = "alice-password-long";
+
+async fn start(backend: Backend) -> (TestDb, TestServer) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db).await;
+    let out = server.cli(&["user", "add", "root-admin", "--admin", "--password-stdin"], &format!("{ADMIN_PW}\n"));
+    assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
+    (db, server)
+}
+
+async fn sign_up(browser: &Browser, name: &str, password: &str) -> reqwest::Response {
+    browser
+        .call("signup", &[("username", name), ("email", &format!("{name}@lab.example.org")), ("password", password)])
+        .await
+}
+
+async fn user_id(admin: &Browser, name: &str) -> i64 {
+    let users: serde_json::Value = admin.call("users", &[]).await.json().await.unwrap();
+    users.as_array().unwrap().iter().find(|u| u["username"] == name).expect("user listed")["id"].as_i64().unwrap()
+}
+
+async fn admin_action(admin: &Browser, name: &str, action: &str) -> reqwest::Response {
+    let id = user_id(admin, name).await.to_string();
+    admin.call("admin-action", &[("user_id", &id), ("action", action)]).await
+}
+
+async fn logged_in_admin(server: &TestServer) -> Browser {
+    let admin = Browser::new(server);
+    let r = admin.log_in("root-admin", ADMIN_PW).await;
+    assert!(r.status().is_success(), "admin login: {}", r.status());
+    admin
+}
+
+async fn signup_pending_approve_login_logout(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let alice = Browser::new(&server);
+
+    let r = sign_up(&alice, "alice", ALICE_PW).await;
+    assert!(r.status().is_success(), "sign-up: {}", r.status());
+
+    // Pending: the correct password does not open a session.
+    let r = alice.log_in("alice", ALICE_PW).await;
+    assert_eq!(r.headers().get("serverfnredirect").is_some(), true, "pending login is sent to /pending");
+    assert_eq!(r.headers().get("location").unwrap(), "/pending");
+    assert_eq!(alice.viewer().await, serde_json::Value::Null);
+    let r = alice.get("/dashboard").await;
+    assert_eq!(r.status(), 303, "dashboard without login redirects");
+    assert_eq!(location(&r).as_deref(), Some("/login"));
+
+    let admin = logged_in_admin(&server).await;
+    let users: serde_json::Value = admin.call("users", &[]).await.json().await.unwrap();
+    let row = users.as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap();
+    assert_eq!(row["status"], "Pending");
+    let r = admin_action(&admin, "alice", "approve").await;
+    assert!(r.status().is_success(), "approve: {}", r.status());
+
+    let r = alice.log_in("alice", ALICE_PW).await;
+    assert!(r.status().is_success());
+    assert_eq!(r.headers().get("location").unwrap(), "/dashboard");
+    assert_eq!(alice.viewer().await["username"], "alice");
+    let page = alice.get("/dashboard").await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("alice"), "dashboard greets the user");
+
+    // Non-admins cannot use admin functions.
+    let r = alice.call("users", &[]).await;
+    assert_eq!(r.status(), 403);
+
+    // Logout deletes the session server-side: the old cookie is worthless.
+    let old_cookie = alice.session_cookie().expect("session cookie");
+    let r = alice.call("logout", &[]).await;
+    assert!(r.status().is_success());
+    assert_eq!(alice.viewer().await, serde_json::Value::Null);
+    let replay = Browser::at(&server.base);
+    replay.jar.add_cookie_str(&format!("berth_session={old_cookie}"), &server.base.parse().unwrap());
+    assert_eq!(replay.viewer().await, serde_json::Value::Null, "a logged-out session id must not work again");
+}
+
+async fn disabled_user_is_refused_on_next_request(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let out = server.cli(&["user", "add", "bob", "--password-stdin"], "bob-password-long\n");
+    assert!(out.status.success());
+    let bob = Browser::new(&server);
+    assert!(bob.log_in("bob", "bob-password-long").await.status().is_success());
+    assert_eq!(bob.get("/dashboard").await.status(), 200);
+
+    let admin = logged_in_admin(&server).await;
+    assert!(admin_action(&admin, "bob", "disable").await.status().is_success());
+
+    let r = bob.get("/dashboard").await;
+    assert_eq!(location(&r).as_deref(), Some("/login"), "disabled user's session is over");
+    assert_eq!(bob.viewer().await, serde_json::Value::Null);
+    let r = bob.log_in("bob", "bob-password-long").await;
+    assert_eq!(r.status(), 403, "disabled user cannot log in again");
+
+    // Re-enabled, bob logs in again; the CLI can do the same.
+    assert!(admin_action(&admin, "bob", "enable").await.status().is_success());
+    assert!(bob.log_in("bob", "bob-password-long").await.status().is_success());
+    let out = server.cli(&["user", "disable", "bob"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(bob.viewer().await, serde_json::Value::Null, "CLI disable ends live sessions too");
+}
+
+async fn session_survives_server_restart(backend: Backend) {
+    let (db, server) = start(backend).await;
+    let admin = logged_in_admin(&server).await;
+    assert_eq!(admin.viewer().await["username"], "root-admin");
+    let cookie = admin.session_cookie().unwrap();
+    server.kill();
+
+    let server = TestServer::start(&db).await;
+    let again = Browser::at(&server.base);
+    again.jar.add_cookie_str(&format!("berth_session={cookie}"), &server.base.parse().unwrap());
+    assert_eq!(again.viewer().await["username"], "root-admin", "session kept across a restart");
+}
+
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
+    };
+}
+
+on_both_databases!(
+    signup_pending_approve_login_logout,
+    disabled_user_is_refused_on_next_request,
+    session_survives_server_restart,
+);
