@@ -1,0 +1,224 @@
+//! Browser tests: headless Chromium driven through chromedriver (WebDriver) against a real
+//! `berth serve` with the built site (wasm + css). `make e2e` builds both first.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Kills the child process when dropped, even when the test panics.
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Portal {
+    base: String,
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+    _process: Guard,
+}
+
+impl Portal {
+    async fn start() -> Portal {
+        let root = workspace_root();
+        let bin = std::env::var("BERTH_BIN").map(PathBuf::from).unwrap_or_else(|_| root.join("target/debug/berth"));
+        let site = root.join("target/site");
+        assert!(bin.exists(), "{} missing: run `make build` first", bin.display());
+        assert!(site.join("pkg/berth.wasm").exists(), "{}/pkg/berth.wasm missing: run `make build` first", site.display());
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let env: Vec<(String, String)> = vec![
+            ("BERTH_LISTEN".into(), format!("127.0.0.1:{port}")),
+            ("BERTH_DATABASE_URL".into(), format!("sqlite://{}/berth.db", dir.path().display())),
+            ("BERTH_DATA_DIR".into(), dir.path().join("data").display().to_string()),
+            ("BERTH_CONFIG".into(), dir.path().join("berth.toml").display().to_string()),
+            ("BERTH_SITE_ROOT".into(), site.display().to_string()),
+            ("BERTH_LOG".into(), "warn".into()),
+        ];
+        let child = Command::new(&bin).arg("serve").envs(env.clone()).stdout(Stdio::null()).spawn().unwrap();
+        let portal = Portal { base: format!("http://127.0.0.1:{port}"), env, _dir: dir, _process: Guard(child) };
+        wait_for(&format!("{}/healthz", portal.base)).await;
+        portal
+    }
+
+    fn cli(&self, args: &[&str], stdin: &str) {
+        use std::io::Write;
+        let bin = std::env::var("BERTH_BIN").map(PathBuf::from).unwrap_or_else(|_| workspace_root().join("target/debug/berth"));
+        let mut child = Command::new(bin)
+            .args(args)
+            .envs(self.env.clone())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "berth {args:?}");
+    }
+}
+
+async fn wait_for(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not answer");
+}
+
+struct Browser {
+    client: Client,
+    shots: PathBuf,
+    _profile: tempfile::TempDir,
+    _driver: Guard,
+}
+
+impl Browser {
+    async fn start(test: &str) -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt install chromium-driver; make test does)");
+        let driver = Guard(driver);
+        wait_for(&format!("http://127.0.0.1:{port}/status")).await;
+        let profile = tempfile::tempdir().unwrap();
+        let caps = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--no-first-run", "--window-size=1280,900",
+                         format!("--user-data-dir={}", profile.path().display())]
+            }
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let client = ClientBuilder::rustls()
+            .expect("tls")
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("connect to chromedriver");
+        let shots = workspace_root().join("target/e2e-screenshots").join(test);
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser { client, shots, _profile: profile, _driver: driver }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn wait_css(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
+    }
+
+    /// Opens a page and waits until the wasm has hydrated it.
+    async fn open(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+        self.wait_css("body[data-hydrated='true']").await;
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        self.wait_css(css).await.send_keys(text).await.unwrap();
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_string()
+    }
+
+    async fn wait_path(&self, path: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.path().await != path {
+            assert!(Instant::now() < deadline, "expected {path}, still at {}", self.path().await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn log_in(&self, base: &str, user: &str, password: &str) {
+        self.open(&format!("{base}/login")).await;
+        self.fill("#login-form input[name=username]", user).await;
+        self.fill("#login-form input[name=password]", password).await;
+        self.wait_css("#login-form button[type=submit]").await.click().await.unwrap();
+    }
+
+    async fn log_out(&self) {
+        self.wait_css("nav.topnav button[type=submit]").await.click().await.unwrap();
+        self.wait_path("/login").await;
+    }
+}
+
+#[tokio::test]
+async fn sign_up_approve_log_in_and_see_dashboard() {
+    let portal = Portal::start().await;
+    portal.cli(&["user", "add", "root-admin", "--admin", "--password-stdin"], "admin-password-long\n");
+    let b = Browser::start("accounts").await;
+    let base = portal.base.clone();
+
+    // A newcomer signs up and lands on the waiting page.
+    b.open(&format!("{base}/signup")).await;
+    b.screenshot("1-signup").await;
+    b.fill("#signup-form input[name=username]", "carol").await;
+    b.fill("#signup-form input[name=email]", "carol@lab.example.org").await;
+    b.fill("#signup-form input[name=password]", "carol-password-long").await;
+    b.wait_css("#signup-form button[type=submit]").await.click().await.unwrap();
+    b.wait_path("/pending").await;
+    b.wait_css("#pending").await;
+    b.screenshot("2-pending").await;
+
+    // Before approval the password gets her nowhere but the waiting page.
+    b.log_in(&base, "carol", "carol-password-long").await;
+    b.wait_path("/pending").await;
+
+    // The admin approves her on the admin page, without a page reload.
+    b.log_in(&base, "root-admin", "admin-password-long").await;
+    b.wait_path("/admin").await;
+    b.wait_css("body[data-hydrated='true']").await;
+    b.wait_css("tr[data-user='carol'] [data-status='pending']").await;
+    b.screenshot("3-admin-pending").await;
+    b.client.execute("window.__berthNoReload = 'still here'; return null;", vec![]).await.unwrap();
+    b.wait_css("tr[data-user='carol'] button[data-action='approve']").await.click().await.unwrap();
+    b.wait_css("tr[data-user='carol'] [data-status='approved']").await;
+    let marker = b.client.execute("return window.__berthNoReload || null;", vec![]).await.unwrap();
+    assert_eq!(marker, serde_json::json!("still here"), "approving must not reload the page");
+    b.screenshot("4-admin-approved").await;
+    b.log_out().await;
+
+    // Carol logs in and is greeted on her dashboard.
+    b.log_in(&base, "carol", "carol-password-long").await;
+    b.wait_path("/dashboard").await;
+    let greeting = b.wait_css("#greeting").await.text().await.unwrap();
+    assert_eq!(greeting, "Hello, carol!");
+    b.screenshot("5-dashboard").await;
+
+    // Wrong passwords are answered on the page itself.
+    b.log_out().await;
+    b.log_in(&base, "carol", "not-carols-password").await;
+    let error = b.wait_css("#login-form .error").await.text().await.unwrap();
+    assert_eq!(error, "Wrong username or password.");
+    b.screenshot("6-login-error").await;
+
+    b.client.close().await.unwrap();
+}
