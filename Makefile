@@ -3,20 +3,28 @@ export PATH := /usr/bin:$(HOME)/.cargo/bin:$(PATH)
 export LEPTOS_OUTPUT_NAME := berth
 CARGO ?= cargo
 
-.PHONY: run test deps build site server e2e unit bench clean
+.PHONY: run test deps deps-test build site server e2e test-image image bench clean
 
 ## Serve Berth on 127.0.0.1:3000 with the embedded SQLite database (honours BERTH_* variables).
 run: deps build
 	./target/debug/berth serve
 
 ## The whole test suite: unit, integration on SQLite and PostgreSQL, browser.
-test: deps-test build
+test: deps-test build test-image
 	BERTH_TEST_POSTGRES_URL=$$(scripts/ensure-postgres.sh) $(CARGO) test -p server
 	$(CARGO) test -p end2end -- --test-threads=1
 
 ## Browser tests only.
-e2e: deps-test build
+e2e: deps-test build test-image
 	$(CARGO) test -p end2end -- --test-threads=1
+
+## The tiny busybox image the lifecycle tests run (no registry needed).
+test-image:
+	scripts/build-test-image.sh
+
+## The real workspace image (slim profile builds here in minutes; full is for production sites).
+image:
+	docker/workspace/build.sh --profile $${PROFILE:-slim}
 
 deps:
 	scripts/install-deps.sh --run-only

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{CurrentUser, UserSummary};
+use crate::model::{CurrentUser, UserSummary, WorkspaceCredentials, WorkspaceView, WorkspacesOverview};
 
 #[cfg(feature = "ssr")]
 mod ssr {
@@ -130,4 +130,51 @@ pub async fn admin_action(user_id: i64, action: String) -> Result<(), AppError> 
         .apply_admin_action(&admin, user_id, action)
         .await
         .map_err(ssr::fail)
+}
+
+#[server(endpoint = "workspace")]
+pub async fn workspace_status() -> Result<WorkspaceView, AppError> {
+    let user = ssr::require_user().map_err(ssr::fail)?;
+    ssr::services().workspace(&user).await.map_err(ssr::fail)
+}
+
+/// The caller's own workspace: start, stop, restart, or reset (which needs `confirm`).
+#[server(endpoint = "workspace-action")]
+pub async fn workspace_action(action: String, confirm: Option<String>) -> Result<(), AppError> {
+    use crate::model::WorkspaceAction;
+    let user = ssr::require_user().map_err(ssr::fail)?;
+    let action = WorkspaceAction::parse(&action)
+        .ok_or_else(|| ssr::fail(AppError::Invalid(format!("unknown action {action:?}"))))?;
+    if action == WorkspaceAction::Reset && confirm.as_deref() != Some("yes") {
+        return Err(ssr::fail(AppError::Invalid("Tick the box to confirm the reset.".into())));
+    }
+    ssr::services().workspace_action(&user.username, action).await.map_err(ssr::fail)
+}
+
+#[server(endpoint = "workspace-credentials")]
+pub async fn get_workspace_credentials() -> Result<WorkspaceCredentials, AppError> {
+    let user = ssr::require_user().map_err(ssr::fail)?;
+    ssr::services().workspace_credentials(&user).await.map_err(ssr::fail)
+}
+
+#[server(endpoint = "workspace-regenerate")]
+pub async fn regenerate_credential(which: String) -> Result<(), AppError> {
+    let user = ssr::require_user().map_err(ssr::fail)?;
+    ssr::services().regenerate_credential(&user, &which).await.map_err(ssr::fail)
+}
+
+#[server(endpoint = "admin-workspaces")]
+pub async fn get_workspaces_overview() -> Result<WorkspacesOverview, AppError> {
+    let admin = ssr::require_admin().map_err(ssr::fail)?;
+    ssr::services().workspaces_overview(&admin).await.map_err(ssr::fail)
+}
+
+/// Admins start or stop anyone's workspace.
+#[server(endpoint = "admin-workspace-action")]
+pub async fn admin_workspace_action(username: String, action: String) -> Result<(), AppError> {
+    use crate::model::WorkspaceAction;
+    ssr::require_admin().map_err(ssr::fail)?;
+    let action = WorkspaceAction::parse(&action)
+        .ok_or_else(|| ssr::fail(AppError::Invalid(format!("unknown action {action:?}"))))?;
+    ssr::services().workspace_action(&username, action).await.map_err(ssr::fail)
 }

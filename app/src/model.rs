@@ -113,3 +113,149 @@ impl AdminAction {
         actions
     }
 }
+
+/// A workspace's state, from Docker's truth plus the operation Berth is running on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkspaceState {
+    Absent,
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+    Error,
+}
+
+impl WorkspaceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceState::Absent => "absent",
+            WorkspaceState::Stopped => "stopped",
+            WorkspaceState::Starting => "starting",
+            WorkspaceState::Running => "running",
+            WorkspaceState::Stopping => "stopping",
+            WorkspaceState::Error => "error",
+        }
+    }
+
+    pub fn is_busy(self) -> bool {
+        matches!(self, WorkspaceState::Starting | WorkspaceState::Stopping)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkspaceAction {
+    Start,
+    Stop,
+    Restart,
+    Reset,
+}
+
+impl WorkspaceAction {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "start" => WorkspaceAction::Start,
+            "stop" => WorkspaceAction::Stop,
+            "restart" => WorkspaceAction::Restart,
+            "reset" => WorkspaceAction::Reset,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceAction::Start => "start",
+            WorkspaceAction::Stop => "stop",
+            WorkspaceAction::Restart => "restart",
+            WorkspaceAction::Reset => "reset",
+        }
+    }
+}
+
+/// Host ports of a user's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortsView {
+    pub ssh: u16,
+    pub vnc: u16,
+    pub rdp: u16,
+    pub novnc: u16,
+    pub code: u16,
+    pub jupyter: u16,
+    pub tensorboard: u16,
+    /// The web ports are published directly (bypassing the portal's login).
+    pub web_published: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+/// One step of a start (create, start, each service answering).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressStep {
+    pub name: String,
+    pub state: StepState,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LimitsView {
+    pub memory_reservation_gib: u64,
+    pub memory_limit_gib: u64,
+    pub swap_gib: u64,
+    /// 0: no limit.
+    pub cpus: f64,
+    pub gpus: String,
+}
+
+/// What the dashboard's workspace card shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceView {
+    pub username: String,
+    pub state: WorkspaceState,
+    pub ports: Option<PortsView>,
+    /// Host name users SSH to.
+    pub ssh_host: String,
+    /// Seconds since the container started, while running.
+    pub uptime_seconds: Option<i64>,
+    pub limits: LimitsView,
+    pub steps: Vec<ProgressStep>,
+    /// The last operation's error, in words for the user.
+    pub error: Option<String>,
+    /// The container differs from what Berth would create now (applied at the next stop/start).
+    pub drift: bool,
+    /// None when the Docker engine answers; otherwise why not.
+    pub engine_problem: Option<String>,
+}
+
+/// One row of the admin's workspaces table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceRow {
+    pub username: String,
+    pub state: WorkspaceState,
+    pub ports: Option<PortsView>,
+    pub cpu_percent: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub drift: bool,
+    /// Labeled as Berth's but no user or record matches.
+    pub orphan: bool,
+}
+
+/// The admin's view of the machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkspacesOverview {
+    pub rows: Vec<WorkspaceRow>,
+    /// Containers named `workspace-*` that Berth did not create.
+    pub foreign: Vec<String>,
+    pub engine_problem: Option<String>,
+}
+
+/// Service credentials shown to the workspace's owner on request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceCredentials {
+    pub ssh_password: String,
+    pub vnc_password: String,
+}

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::error::AppError;
-use crate::model::{AdminAction, CurrentUser, UserSummary};
+use crate::model::{
+    AdminAction, CurrentUser, UserSummary, WorkspaceAction, WorkspaceCredentials, WorkspaceView, WorkspacesOverview,
+};
 
 /// Session keys shared by the server functions (which write them at login) and the
 /// server's request layer (which reads them on every request).
@@ -39,6 +41,16 @@ pub trait PortalServices: Send + Sync + 'static {
         user_id: i64,
         action: AdminAction,
     ) -> Result<(), AppError>;
+
+    /// The caller's own workspace card.
+    async fn workspace(&self, user: &CurrentUser) -> Result<WorkspaceView, AppError>;
+    /// Starts, stops, restarts or resets `owner`'s workspace in the background; the card
+    /// shows the progress. Callers authorize (owner or admin) before calling.
+    async fn workspace_action(&self, owner: &str, action: WorkspaceAction) -> Result<(), AppError>;
+    async fn workspace_credentials(&self, user: &CurrentUser) -> Result<WorkspaceCredentials, AppError>;
+    /// `which` is `ssh` or `vnc`.
+    async fn regenerate_credential(&self, user: &CurrentUser, which: &str) -> Result<(), AppError>;
+    async fn workspaces_overview(&self, admin: &CurrentUser) -> Result<WorkspacesOverview, AppError>;
 }
 
 /// Context handle the server provides to every render and server-function call.

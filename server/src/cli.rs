@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::accounts::{Accounts, NewUser};
 use crate::config::Config;
 use crate::db::Db;
+use crate::web::Backend;
 
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Berth: one VM-like workspace per user on a shared GPU server")]
@@ -33,6 +34,34 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage workspaces (the same service the portal uses).
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+}
+
+#[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// Every workspace: owner, state, SSH port, drift.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create (if needed) and start USER's workspace.
+    Start { user: String },
+    /// Stop USER's workspace (graceful, then killed after the stop timeout).
+    Stop { user: String },
+    /// Stop and start again, applying a changed spec.
+    Restart { user: String },
+    /// Remove and recreate the container; the home directory is kept.
+    Reset { user: String },
+    /// State and published ports of USER's workspace.
+    Status {
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Adopt, report and repair: what `serve` does at start-up.
+    Reconcile,
 }
 
 #[derive(Subcommand)]
@@ -101,14 +130,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
-            config.load_or_create_secret_key()?;
+            let key = config.load_or_create_secret_key()?;
             let db = open_db(&config).await?;
-            crate::web::serve(Arc::new(config), db).await
+            let backend = Backend::new(&config, db, &key);
+            crate::web::serve(Arc::new(config), backend).await
         }
         Command::User(command) => {
             let db = open_db(&config).await?;
             let accounts = Accounts::new(db, config.login_attempts_per_window, std::time::Duration::from_secs(60));
             user_command(&accounts, command).await
+        }
+        Command::Workspace(command) => {
+            let key = config.load_or_create_secret_key()?;
+            let db = open_db(&config).await?;
+            let backend = Backend::new(&config, db, &key);
+            workspace_command(&backend, command).await
         }
     }
 }
@@ -165,6 +201,80 @@ async fn user_command(accounts: &Accounts, command: UserCommand) -> anyhow::Resu
                     );
                 }
             }
+            Ok(())
+        }
+    }
+}
+
+async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyhow::Result<()> {
+    let workspaces = &backend.workspaces;
+    match command {
+        WorkspaceCommand::List { json } => {
+            let overview = workspaces.overview(false).await?;
+            if let Some(problem) = &overview.engine_problem {
+                anyhow::bail!("{problem}");
+            }
+            for row in &overview.rows {
+                if json {
+                    println!("{}", serde_json::to_string(row)?);
+                } else {
+                    println!(
+                        "{:<32} {:<9} ssh:{:<6} {}{}",
+                        row.username,
+                        row.state.as_str(),
+                        row.ports.map(|p| p.ssh.to_string()).unwrap_or_else(|| "-".into()),
+                        if row.drift { "drift " } else { "" },
+                        if row.orphan { "orphan" } else { "" }
+                    );
+                }
+            }
+            for name in &overview.foreign {
+                eprintln!("foreign container (not Berth's): {name}");
+            }
+            Ok(())
+        }
+        WorkspaceCommand::Start { user } => {
+            workspaces.start(&user).await?;
+            println!("{user}: running");
+            Ok(())
+        }
+        WorkspaceCommand::Stop { user } => {
+            workspaces.stop(&user).await?;
+            println!("{user}: stopped");
+            Ok(())
+        }
+        WorkspaceCommand::Restart { user } => {
+            workspaces.restart(&user).await?;
+            println!("{user}: running");
+            Ok(())
+        }
+        WorkspaceCommand::Reset { user } => {
+            workspaces.reset(&user).await?;
+            println!("{user}: reset and running");
+            Ok(())
+        }
+        WorkspaceCommand::Status { user, json } => {
+            let view = workspaces.view(&user).await?;
+            if let Some(problem) = &view.engine_problem {
+                anyhow::bail!("{problem}");
+            }
+            if json {
+                println!("{}", serde_json::to_string(&view)?);
+            } else {
+                println!("{}: {}", view.username, view.state.as_str());
+                if let Some(p) = view.ports {
+                    println!("  ssh -p {} {}@{}", p.ssh, view.username, view.ssh_host);
+                    println!("  vnc {}:{}  rdp {}:{}", view.ssh_host, p.vnc, view.ssh_host, p.rdp);
+                }
+                if view.drift {
+                    println!("  differs from its current spec (applied at the next restart)");
+                }
+            }
+            Ok(())
+        }
+        WorkspaceCommand::Reconcile => {
+            let report = workspaces.reconcile().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
     }

@@ -69,6 +69,96 @@ pub struct Config {
     /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_proxy_headers: bool,
     pub log_format: LogFormat,
+    /// Docker engine: `unix:///var/run/docker.sock` (default when unset) or `tcp://host:2376`.
+    pub docker_host: Option<String>,
+    /// With a tcp docker_host: directory holding `ca.pem`, `cert.pem`, `key.pem` for TLS.
+    pub docker_tls_dir: Option<PathBuf>,
+    /// Host name shown in SSH commands; defaults to the public URL's host.
+    pub ssh_host: Option<String>,
+    /// Image every workspace runs.
+    pub workspace_image: String,
+    /// Root of the per-user directories (`homes/<user>`, `workspaces/<user>`, `shared`, `state/<user>`).
+    pub storage_root: PathBuf,
+    pub ports: PortPlanConfig,
+    pub workspace: WorkspaceDefaults,
+}
+
+/// Each user gets a block of host ports: base + slot × stride + offset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PortPlanConfig {
+    pub base: u16,
+    pub stride: u16,
+    /// Host address the ports are published on.
+    pub host_ip: String,
+    /// Publish the web ports (noVNC, code-server, Jupyter, TensorBoard) directly, bypassing the
+    /// portal's login. Off by default: they are reached through the authenticated routes.
+    pub publish_web: bool,
+    pub vnc: u16,
+    pub novnc: u16,
+    pub code: u16,
+    pub jupyter: u16,
+    pub tensorboard: u16,
+    pub rdp: u16,
+    pub ssh: u16,
+}
+
+impl Default for PortPlanConfig {
+    fn default() -> Self {
+        PortPlanConfig {
+            base: 10000,
+            stride: 100,
+            host_ip: "0.0.0.0".into(),
+            publish_web: false,
+            vnc: 0,
+            novnc: 1,
+            code: 2,
+            jupyter: 3,
+            tensorboard: 4,
+            rdp: 5,
+            ssh: 22,
+        }
+    }
+}
+
+/// Resources and isolation every workspace gets unless an admin overrides them per user.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct WorkspaceDefaults {
+    pub memory_reservation_gib: u64,
+    pub memory_limit_gib: u64,
+    pub swap_gib: u64,
+    /// 0 means no CPU limit.
+    pub cpus: f64,
+    pub shm_gib: u64,
+    /// `all`, `none`, or a comma-separated list of GPU ids.
+    pub gpus: String,
+    /// Privileged containers run Docker-in-Docker; set `runtime` (e.g. sysbox-runc) instead to avoid it.
+    pub privileged: bool,
+    pub runtime: Option<String>,
+    /// User ids inside workspaces: uid_base + slot.
+    pub uid_base: u32,
+    pub stop_timeout_seconds: u32,
+    /// One extra `key=value` label on everything Berth creates (tests tag their runs with it).
+    pub extra_label: Option<String>,
+}
+
+impl Default for WorkspaceDefaults {
+    fn default() -> Self {
+        WorkspaceDefaults {
+            memory_reservation_gib: 32,
+            memory_limit_gib: 100,
+            swap_gib: 50,
+            cpus: 0.0,
+            shm_gib: 8,
+            gpus: "all".into(),
+            privileged: true,
+            runtime: None,
+            uid_base: 10000,
+            stop_timeout_seconds: 30,
+            extra_label: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -88,6 +178,13 @@ impl Default for Config {
             login_window_seconds: 300,
             trust_proxy_headers: false,
             log_format: LogFormat::Text,
+            ssh_host: None,
+            docker_host: None,
+            docker_tls_dir: None,
+            workspace_image: "berth/workspace:latest".into(),
+            storage_root: PathBuf::from("/mnt/storage"),
+            ports: PortPlanConfig::default(),
+            workspace: WorkspaceDefaults::default(),
         }
     }
 }
@@ -101,7 +198,7 @@ impl Config {
         Self::from_figment(
             Figment::from(Serialized::defaults(Config::default()))
                 .merge(Toml::file(config_file))
-                .merge(Env::prefixed("BERTH_").ignore(NOT_CONFIG_KEYS)),
+                .merge(Env::prefixed("BERTH_").ignore(NOT_CONFIG_KEYS).split("__")),
         )
     }
 
@@ -141,6 +238,37 @@ impl Config {
         }
         if self.login_attempts_per_window == 0 || self.login_window_seconds == 0 {
             return Err(invalid("login_attempts_per_window", "attempts and window must be at least 1"));
+        }
+        if let Some(host) = &self.docker_host {
+            if !(host.starts_with("unix://") || host.starts_with("tcp://")) {
+                return Err(invalid("docker_host", "must start with unix:// or tcp://"));
+            }
+        }
+        if self.workspace_image.trim().is_empty() {
+            return Err(invalid("workspace_image", "must name an image"));
+        }
+        if !self.storage_root.is_absolute() {
+            return Err(invalid("storage_root", "must be an absolute path (Docker bind-mounts it)"));
+        }
+        if self.ports.stride == 0 || [self.ports.vnc, self.ports.novnc, self.ports.code, self.ports.jupyter,
+            self.ports.tensorboard, self.ports.rdp, self.ports.ssh].iter().any(|o| *o >= self.ports.stride)
+        {
+            return Err(invalid("ports", "every offset must be smaller than the stride"));
+        }
+        if self.ports.host_ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(invalid("ports.host_ip", "must be an IP address"));
+        }
+        let gpus = self.workspace.gpus.as_str();
+        if !(gpus == "all" || gpus == "none" || gpus.split(',').all(|g| !g.trim().is_empty() && g.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))) {
+            return Err(invalid("workspace.gpus", "must be all, none or a comma-separated list of GPU ids"));
+        }
+        if self.workspace.memory_reservation_gib > self.workspace.memory_limit_gib {
+            return Err(invalid("workspace.memory_reservation_gib", "must not exceed memory_limit_gib"));
+        }
+        if let Some(label) = &self.workspace.extra_label {
+            if !label.contains('=') || label.starts_with('=') {
+                return Err(invalid("workspace.extra_label", "must be key=value"));
+            }
         }
         Ok(())
     }
@@ -211,15 +339,25 @@ fn toml_string(config: &Config) -> String {
     // figment has no serializer; a tiny one suffices for this flat struct.
     let value = serde_json::to_value(config).expect("config serializes");
     let mut out = String::new();
+    let mut tables = String::new();
     if let serde_json::Value::Object(map) = value {
         for (key, value) in map {
             match value {
                 serde_json::Value::Null => out.push_str(&format!("# {key} = (unset)\n")),
+                serde_json::Value::Object(table) => {
+                    tables.push_str(&format!("\n[{key}]\n"));
+                    for (k, v) in table {
+                        match v {
+                            serde_json::Value::Null => tables.push_str(&format!("# {k} = (unset)\n")),
+                            other => tables.push_str(&format!("{k} = {other}\n")),
+                        }
+                    }
+                }
                 other => out.push_str(&format!("{key} = {other}\n")),
             }
         }
     }
-    out
+    out + &tables
 }
 
 fn redact_url_password(raw: &str) -> String {
@@ -285,6 +423,24 @@ mod tests {
     }
 
     #[test]
+    fn nested_keys_from_env_and_workspace_keys() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BERTH_WORKSPACE_IMAGE", "berth/workspace:slim");
+            jail.set_env("BERTH_STORAGE_ROOT", "/srv/berth");
+            jail.set_env("BERTH_PORTS__BASE", "20000");
+            jail.set_env("BERTH_WORKSPACE__GPUS", "none");
+            let config = load_in_jail().unwrap();
+            assert_eq!(config.workspace_image, "berth/workspace:slim");
+            assert_eq!(config.storage_root, PathBuf::from("/srv/berth"));
+            assert_eq!(config.ports.base, 20000);
+            assert_eq!(config.ports.ssh, 22, "other nested keys keep their defaults");
+            assert_eq!(config.workspace.gpus, "none");
+            assert!(config.redacted_toml().contains("[ports]\nbase = 20000"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         Jail::expect_with(|jail| {
             for (var, value, key) in [
@@ -294,6 +450,10 @@ mod tests {
                 ("BERTH_DOMAIN", "Bad_Domain", "domain"),
                 ("BERTH_SECRET_KEY", "abc", "secret_key"),
                 ("BERTH_SESSION_IDLE_MINUTES", "-3", "session_idle_minutes"),
+                ("BERTH_STORAGE_ROOT", "relative/dir", "storage_root"),
+                ("BERTH_DOCKER_HOST", "http://x", "docker_host"),
+                ("BERTH_PORTS__SSH", "200", "ports"),
+                ("BERTH_WORKSPACE__GPUS", "all;rm", "workspace.gpus"),
             ] {
                 jail.clear_env();
                 jail.set_env(var, value);

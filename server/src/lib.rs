@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod passwords;
 pub mod portal;
@@ -12,3 +13,4 @@ pub mod sessions;
 pub mod telemetry;
 pub mod username;
 pub mod web;
+pub mod workspace;

@@ -1,13 +1,40 @@
 //! `server`'s implementation of the services the `app` layer calls.
 
 use app::error::AppError;
-use app::model::{AdminAction, CurrentUser, UserSummary};
+use std::sync::Arc;
+
+use app::model::{
+    AdminAction, CurrentUser, UserSummary, WorkspaceAction, WorkspaceCredentials, WorkspaceView, WorkspacesOverview,
+};
 use app::services::{LogInRequest, PortalServices, SignUpRequest};
 
 use crate::accounts::{AccountError, Accounts};
+use crate::workspace::{Credential, EngineError, WorkspaceError, Workspaces};
 
 pub struct Portal {
     pub accounts: Accounts,
+    pub workspaces: Arc<Workspaces>,
+}
+
+fn workspace_error(error: WorkspaceError) -> AppError {
+    match error {
+        WorkspaceError::Engine(EngineError::Unavailable(why)) => {
+            tracing::warn!(why, "Docker engine unavailable");
+            AppError::Unavailable("The Docker engine is not reachable right now; Berth reconnects by itself when it is back.".into())
+        }
+        e @ WorkspaceError::Engine(_) => AppError::Unavailable(e.to_string()),
+        e @ WorkspaceError::Lock(_) => AppError::Conflict(e.to_string()),
+        WorkspaceError::NoSuchUser(_) => AppError::Invalid("No such user.".into()),
+        e @ WorkspaceError::NotApproved(_) => AppError::Refused(e.to_string()),
+        e @ (WorkspaceError::Storage { .. } | WorkspaceError::NoFreeSlot(_) | WorkspaceError::Spec(_)) => {
+            tracing::error!(error = %e, "workspace storage or allocation problem");
+            AppError::Unavailable(format!("The server cannot set up the workspace: {e}. An administrator has to look at it."))
+        }
+        e @ (WorkspaceError::Secrets | WorkspaceError::Database(_)) => {
+            tracing::error!(error = %e, "workspace service error");
+            AppError::Internal
+        }
+    }
 }
 
 /// Maps a domain error to what the browser may see; internal detail goes to the log only.
@@ -55,5 +82,41 @@ impl PortalServices for Portal {
 
     async fn apply_admin_action(&self, actor: &CurrentUser, user_id: i64, action: AdminAction) -> Result<(), AppError> {
         self.accounts.apply(Some(actor), user_id, action).await.map(drop).map_err(to_app_error)
+    }
+
+    async fn workspace(&self, user: &CurrentUser) -> Result<WorkspaceView, AppError> {
+        self.workspaces.view(&user.username).await.map_err(workspace_error)
+    }
+
+    async fn workspace_action(&self, owner: &str, action: WorkspaceAction) -> Result<(), AppError> {
+        let user = self.accounts.find_by_name(owner).await.map_err(to_app_error)?;
+        if action != WorkspaceAction::Stop && user.status != app::model::AccountStatus::Approved {
+            return Err(AppError::Refused(format!("{owner}'s account is not approved.")));
+        }
+        self.workspaces.apply_in_background(owner, action);
+        Ok(())
+    }
+
+    async fn workspace_credentials(&self, user: &CurrentUser) -> Result<WorkspaceCredentials, AppError> {
+        match self.workspaces.record(user.id).await.map_err(workspace_error)? {
+            Some(record) => Ok(WorkspaceCredentials {
+                ssh_password: record.secrets.ssh_password,
+                vnc_password: record.secrets.vnc_password,
+            }),
+            None => Err(AppError::Invalid("Start your workspace once to get its passwords.".into())),
+        }
+    }
+
+    async fn regenerate_credential(&self, user: &CurrentUser, which: &str) -> Result<(), AppError> {
+        let which = match which {
+            "ssh" => Credential::SshPassword,
+            "vnc" => Credential::VncPassword,
+            _ => return Err(AppError::Invalid("unknown credential".into())),
+        };
+        self.workspaces.regenerate_credential(&user.username, which).await.map_err(workspace_error)
+    }
+
+    async fn workspaces_overview(&self, _admin: &CurrentUser) -> Result<WorkspacesOverview, AppError> {
+        self.workspaces.overview(true).await.map_err(workspace_error)
     }
 }

@@ -22,6 +22,8 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::portal::Portal;
 use crate::sessions::SqlSessionStore;
+use crate::workspace::spec::WorkspaceSettings;
+use crate::workspace::{Engine, Workspaces};
 
 pub const SESSION_COOKIE: &str = "berth_session";
 
@@ -47,14 +49,39 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
         .build()
 }
 
-pub fn router(config: Arc<Config>, db: Db) -> Router {
-    let accounts = Accounts::new(
-        db.clone(),
-        config.login_attempts_per_window,
-        std::time::Duration::from_secs(config.login_window_seconds),
-    );
+/// The domain services one Berth process runs, shared by the HTTP layer and the CLI.
+#[derive(Clone)]
+pub struct Backend {
+    pub db: Db,
+    pub accounts: Accounts,
+    pub workspaces: Arc<Workspaces>,
+}
+
+impl Backend {
+    pub fn new(config: &Config, db: Db, key: &[u8; 32]) -> Backend {
+        let accounts = Accounts::new(
+            db.clone(),
+            config.login_attempts_per_window,
+            std::time::Duration::from_secs(config.login_window_seconds),
+        );
+        let engine = Arc::new(Engine::new(config.docker_host.clone(), config.docker_tls_dir.clone()));
+        let ssh_host = config.ssh_host.clone().unwrap_or_else(|| config.public_url().host_str().unwrap_or("localhost").to_string());
+        let workspaces = Arc::new(Workspaces::new(
+            db.clone(),
+            accounts.clone(),
+            engine,
+            WorkspaceSettings::from_config(config),
+            key,
+            ssh_host,
+        ));
+        Backend { db, accounts, workspaces }
+    }
+}
+
+pub fn router(config: Arc<Config>, backend: Backend) -> Router {
+    let Backend { db, accounts, workspaces } = backend;
     let state = AppState { leptos_options: leptos_options(&config), accounts: accounts.clone(), config: config.clone() };
-    let services = Services(Arc::new(Portal { accounts }));
+    let services = Services(Arc::new(Portal { accounts, workspaces }));
 
     let mut sessions = SessionManagerLayer::new(SqlSessionStore::new(db))
         .with_name(SESSION_COOKIE)
@@ -201,7 +228,8 @@ fn client_address(request: &Request, trust_proxy_headers: bool) -> IpAddr {
 }
 
 /// Serves until Ctrl-C or SIGTERM.
-pub async fn serve(config: Arc<Config>, db: Db) -> anyhow::Result<()> {
+pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> {
+    let db = backend.db.clone();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (key `listen`): {e}", config.listen))?;
@@ -215,7 +243,8 @@ pub async fn serve(config: Arc<Config>, db: Db) -> anyhow::Result<()> {
             }
         }
     });
-    let app = router(config.clone(), db);
+    tokio::spawn(backend.workspaces.clone().watch_events());
+    let app = router(config.clone(), backend);
     tracing::info!(listen = %config.listen, public_url = %config.public_url(), "Berth is serving");
     println!("Berth is serving on http://{}", config.listen);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -1,8 +1,8 @@
 use leptos::prelude::*;
 
 use super::{action_error, viewer_resource, Frame};
-use crate::api::{list_users, AdminAction as AdminActionFn};
-use crate::model::{AdminAction, UserSummary};
+use crate::api::{get_workspaces_overview, list_users, AdminAction as AdminActionFn, AdminWorkspaceAction};
+use crate::model::{AdminAction, UserSummary, WorkspaceState, WorkspacesOverview};
 
 #[component]
 pub fn AdminPage() -> impl IntoView {
@@ -29,6 +29,7 @@ pub fn AdminPage() -> impl IntoView {
                                 })}
                             </Transition>
                         </section>
+                        {is_admin.then(|| view! { <WorkspacesSection/> })}
                     </Frame>
                 }
             })}
@@ -71,6 +72,84 @@ fn UsersTable(users: Vec<UserSummary>, act: ServerAction<AdminActionFn>) -> impl
         <div class="table-wrap">
             <table class="users">
                 <thead><tr><th>"User"</th><th>"E-mail"</th><th>"Status"</th><th>"Role"</th><th>"Actions"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
+    }
+}
+
+#[component]
+fn WorkspacesSection() -> impl IntoView {
+    let act = ServerAction::<AdminWorkspaceAction>::new();
+    let tick = super::dashboard::ticker(3000);
+    let overview = Resource::new(move || (tick.get(), act.version().get()), |_| get_workspaces_overview());
+    view! {
+        <section class="card" id="admin-workspaces">
+            <h1>"Workspaces"</h1>
+            {action_error(move || act.value().get())}
+            <Transition fallback=|| view! { <p class="muted">"Asking Docker…"</p> }>
+                {move || Suspend::new(async move {
+                    match overview.await {
+                        Ok(o) => view! { <WorkspacesTable overview=o act=act/> }.into_any(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspaceAction>) -> impl IntoView {
+    let banner = overview.engine_problem.map(|p| view! { <p class="banner" role="alert">"Docker engine not reachable: " {p}</p> });
+    let foreign = (!overview.foreign.is_empty()).then(|| {
+        view! { <p class="muted">"Foreign containers using workspace names: " {overview.foreign.join(", ")}</p> }
+    });
+    let rows = overview
+        .rows
+        .into_iter()
+        .map(|row| {
+            let state = row.state;
+            let action = match state {
+                WorkspaceState::Running => Some(("stop", "Stop")),
+                WorkspaceState::Absent | WorkspaceState::Stopped | WorkspaceState::Error => Some(("start", "Start")),
+                _ => None,
+            };
+            let owner = row.username.clone();
+            let button = action.filter(|_| !row.orphan).map(move |(action, label)| {
+                view! {
+                    <ActionForm action=act attr:class="inline">
+                        <input type="hidden" name="username" value=owner/>
+                        <input type="hidden" name="action" value=action/>
+                        <button type="submit" class="small" data-action=action>{label}</button>
+                    </ActionForm>
+                }
+            });
+            let cpu = row.cpu_percent.map(|c| format!("{c:.1} %")).unwrap_or_default();
+            let memory = row.memory_bytes.map(|m| format!("{:.1} GiB", m as f64 / (1u64 << 30) as f64)).unwrap_or_default();
+            let ports = row.ports.map(|p| format!("ssh {} · vnc {} · rdp {}", p.ssh, p.vnc, p.rdp)).unwrap_or_default();
+            view! {
+                <tr data-workspace=row.username.clone()>
+                    <td>{row.username.clone()}</td>
+                    <td>
+                        <span class=format!("badge {}", state.as_str()) data-state=state.as_str()>{state.as_str()}</span>
+                        {row.drift.then(|| view! { " " <span class="badge pending">"drift"</span> })}
+                        {row.orphan.then(|| view! { " " <span class="badge error">"orphan"</span> })}
+                    </td>
+                    <td>{ports}</td>
+                    <td>{cpu}</td>
+                    <td>{memory}</td>
+                    <td class="actions">{button}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        {banner}
+        {foreign}
+        <div class="table-wrap">
+            <table>
+                <thead><tr><th>"Owner"</th><th>"State"</th><th>"Ports"</th><th>"CPU"</th><th>"Memory"</th><th></th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
         </div>

@@ -1,6 +1,19 @@
 use leptos::prelude::*;
 
-use super::{viewer_resource, Frame};
+use super::{action_error, viewer_resource, Frame};
+use crate::api::{workspace_status, GetWorkspaceCredentials, RegenerateCredential, WorkspaceAction as WorkspaceActionFn};
+use crate::model::{StepState, WorkspaceState, WorkspaceView};
+
+/// Re-runs the closure every `ms` milliseconds in the browser (never on the server).
+pub fn ticker(ms: u64) -> RwSignal<u64> {
+    let tick = RwSignal::new(0u64);
+    Effect::new(move |_| {
+        if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_millis(ms)) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    tick
+}
 
 #[component]
 pub fn DashboardPage() -> impl IntoView {
@@ -15,8 +28,9 @@ pub fn DashboardPage() -> impl IntoView {
                             <Frame user=Some(user)>
                                 <section class="card" id="dashboard">
                                     <h1 id="greeting">"Hello, " {name} "!"</h1>
-                                    <p class="muted">"This is your Berth dashboard."</p>
+                                    <p class="muted">"Your workspace is a whole machine: desktop, SSH, VS Code, Jupyter, Docker."</p>
                                 </section>
+                                <WorkspaceCard/>
                             </Frame>
                         }.into_any()
                     }
@@ -28,5 +42,177 @@ pub fn DashboardPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+#[component]
+fn WorkspaceCard() -> impl IntoView {
+    let act = ServerAction::<WorkspaceActionFn>::new();
+    let tick = ticker(1000);
+    let status = Resource::new(move || (tick.get(), act.version().get()), |_| workspace_status());
+    view! {
+        <section class="card" id="workspace">
+            <h2>"Workspace"</h2>
+            {action_error(move || act.value().get())}
+            <Transition fallback=|| view! { <p class="muted">"Asking Docker…"</p> }>
+                {move || Suspend::new(async move {
+                    match status.await {
+                        Ok(view) => view! { <WorkspaceDetails view=view act=act/> }.into_any(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+fn uptime(seconds: Option<i64>) -> Option<String> {
+    let minutes = seconds? / 60;
+    Some(if minutes < 60 { format!("up {minutes} min") } else { format!("up {} h {} min", minutes / 60, minutes % 60) })
+}
+
+#[component]
+fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -> impl IntoView {
+    let state = view.state;
+    let button = move |action: &'static str, label: &'static str, primary: bool| {
+        view! {
+            <ActionForm action=act attr:class="inline">
+                <input type="hidden" name="action" value=action/>
+                <button type="submit" class=if primary { "primary" } else { "" } data-action=action>{label}</button>
+            </ActionForm>
+        }
+    };
+    let controls = match state {
+        WorkspaceState::Absent | WorkspaceState::Stopped | WorkspaceState::Error => {
+            view! { <div class="controls">{button("start", "Start workspace", true)}</div> }.into_any()
+        }
+        WorkspaceState::Running => view! {
+            <div class="controls">
+                {button("stop", "Stop", false)}
+                {button("restart", "Restart", false)}
+            </div>
+        }
+        .into_any(),
+        WorkspaceState::Starting | WorkspaceState::Stopping => {
+            view! { <div class="controls"><span class="muted">"Working…"</span></div> }.into_any()
+        }
+    };
+    let banner = view.engine_problem.clone().map(|_| {
+        view! {
+            <p class="banner" role="alert" id="engine-banner">
+                "The Docker engine is not reachable right now. Your files are safe; Berth reconnects by itself."
+            </p>
+        }
+    });
+    let error = view.error.clone().map(|e| view! { <p class="error" id="workspace-error">{e}</p> });
+    let steps = (!view.steps.is_empty()).then(|| {
+        let items = view
+            .steps
+            .iter()
+            .map(|s| {
+                let (mark, class) = match s.state {
+                    StepState::Pending => ("○", "pending"),
+                    StepState::Running => ("◐", "running"),
+                    StepState::Done => ("●", "done"),
+                    StepState::Failed => ("✕", "failed"),
+                };
+                let detail = s.detail.clone().map(|d| view! { <span class="muted">" — " {d}</span> });
+                view! { <li class=format!("step {class}")>{mark} " " {s.name.clone()} {detail}</li> }
+            })
+            .collect_view();
+        view! { <ul class="steps" id="workspace-steps">{items}</ul> }
+    });
+    let access = view.ports.map(|p| {
+        let user = view.username.clone();
+        let host = view.ssh_host.clone();
+        let command = format!("ssh -p {} {}@{}", p.ssh, user, host);
+        let snippet = format!(
+            "Host berth\n    HostName {host}\n    Port {}\n    User {user}\n    ForwardX11 yes\n",
+            p.ssh
+        );
+        let web_warning = p.web_published.then(|| {
+            view! { <p class="banner">"Web ports are published directly on this server: they bypass the portal's login."</p> }
+        });
+        view! {
+            <div class="access">
+                <label>
+                    "SSH"
+                    <span class="copy-row">
+                        <input type="text" readonly id="ssh-command" value=command.clone() onfocus="this.select()"/>
+                        <button type="button" class="small" onclick="navigator.clipboard && navigator.clipboard.writeText(document.getElementById('ssh-command').value)">"Copy"</button>
+                    </span>
+                </label>
+                <p class="muted">"SSH port " <strong id="ssh-port">{p.ssh}</strong>
+                    " · VNC " {format!("{host}:{}", p.vnc)} " · RDP " {format!("{host}:{}", p.rdp)}</p>
+                <details>
+                    <summary>"~/.ssh/config snippet"</summary>
+                    <pre id="ssh-config">{snippet}</pre>
+                </details>
+                {web_warning}
+            </div>
+        }
+    });
+    let limits = view.limits.clone();
+    let cpus = if limits.cpus > 0.0 { format!("{} CPUs", limits.cpus) } else { "all CPUs".into() };
+    let reset = matches!(state, WorkspaceState::Running | WorkspaceState::Stopped).then(|| {
+        view! {
+            <details class="danger-zone">
+                <summary>"Reset workspace…"</summary>
+                <p class="muted">"Removes the container and creates it afresh from the image. Your home directory is kept; anything installed outside it is lost."</p>
+                <ActionForm action=act attr:class="inline" attr:id="reset-form">
+                    <input type="hidden" name="action" value="reset"/>
+                    <label class="check"><input type="checkbox" name="confirm" value="yes" required/> "I understand"</label>
+                    <button type="submit" class="danger" data-action="reset">"Reset"</button>
+                </ActionForm>
+            </details>
+        }
+    });
+    view! {
+        {banner}
+        <p>
+            <span class=format!("badge {}", state.as_str()) id="workspace-state" data-state=state.as_str()>{state.as_str()}</span>
+            " " <span class="muted">{uptime(view.uptime_seconds)}</span>
+            {view.drift.then(|| view! { <span class="badge pending" title="Settings changed; applied at the next restart">"update pending"</span> })}
+        </p>
+        {controls}
+        {error}
+        {steps}
+        {access}
+        <p class="muted">{format!("Memory {} GiB (reserved {} GiB, swap {} GiB) · {cpus} · GPUs: {}",
+            limits.memory_limit_gib, limits.memory_reservation_gib, limits.swap_gib, limits.gpus)}</p>
+        <Credentials/>
+        {reset}
+    }
+}
+
+#[component]
+fn Credentials() -> impl IntoView {
+    let reveal = ServerAction::<GetWorkspaceCredentials>::new();
+    let regenerate = ServerAction::<RegenerateCredential>::new();
+    Effect::new(move |_| {
+        if regenerate.version().get() > 0 {
+            reveal.dispatch(GetWorkspaceCredentials {});
+        }
+    });
+    view! {
+        <details class="credentials" on:toggle=move |_| { reveal.dispatch(GetWorkspaceCredentials {}); }>
+            <summary>"Passwords for SSH and VNC"</summary>
+            {move || reveal.value().get().map(|r| match r {
+                Ok(c) => view! {
+                    <p>"SSH / sudo: " <code id="ssh-password">{c.ssh_password}</code></p>
+                    <p>"VNC: " <code id="vnc-password">{c.vnc_password}</code></p>
+                }.into_any(),
+                Err(e) => view! { <p class="muted">{e.to_string()}</p> }.into_any(),
+            })}
+            <ActionForm action=regenerate attr:class="inline">
+                <input type="hidden" name="which" value="ssh"/>
+                <button type="submit" class="small">"New SSH password"</button>
+            </ActionForm>
+            <ActionForm action=regenerate attr:class="inline">
+                <input type="hidden" name="which" value="vnc"/>
+                <button type="submit" class="small">"New VNC password"</button>
+            </ActionForm>
+            <p class="muted">"New passwords apply when the workspace next starts from a stopped state."</p>
+        </details>
     }
 }

@@ -1,6 +1,6 @@
 mod account;
 mod admin;
-mod dashboard;
+pub(crate) mod dashboard;
 
 pub use account::{LoginPage, PendingPage, SignUpPage};
 pub use admin::AdminPage;

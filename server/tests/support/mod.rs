@@ -2,6 +2,8 @@
 //! PostgreSQL database), and an HTTP client that behaves like a browser's fetch.
 #![allow(dead_code)]
 
+pub mod docker;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

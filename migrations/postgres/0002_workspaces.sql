@@ -1,0 +1,25 @@
+-- One workspace record per user: its port slot (never shared, freed only when the user is
+-- deleted), its sealed service credentials, admin overrides and the state the user asked for.
+CREATE TABLE workspaces (
+    user_id BIGINT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    slot BIGINT NOT NULL UNIQUE,
+    ssh_password TEXT NOT NULL,
+    vnc_password TEXT NOT NULL,
+    jupyter_token TEXT NOT NULL,
+    desired_state TEXT NOT NULL DEFAULT 'stopped' CHECK (desired_state IN ('running', 'stopped')),
+    memory_reservation_gib BIGINT,
+    memory_limit_gib BIGINT,
+    swap_gib BIGINT,
+    cpu_millis BIGINT,
+    shm_gib BIGINT,
+    gpus TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+-- Per-user operation lease shared by every Berth process on this database.
+CREATE TABLE workspace_locks (
+    username TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);

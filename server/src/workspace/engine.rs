@@ -1,0 +1,294 @@
+//! The Docker driver: bollard behind operations named after what Berth does, with errors
+//! that say which operation failed. Stopping or removing something already gone is success.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EventMessage, NetworkConnectRequest, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bollard::{Docker, API_DEFAULT_VERSION};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::RwLock;
+
+use super::spec::LABEL_MANAGED;
+
+pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+/// Seconds bollard waits for an answer; stops wait for the container's own timeout on top.
+const REQUEST_TIMEOUT: u64 = 120;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the Docker engine is not reachable: {0}")]
+    Unavailable(String),
+    #[error("the workspace image {0} is not on this Docker engine; build it with `make image` (docker/workspace/build.sh --profile slim|full)")]
+    ImageMissing(String),
+    #[error("docker {op} failed: {message}")]
+    Operation { op: &'static str, status: u16, message: String },
+}
+
+impl EngineError {
+    fn status(&self) -> Option<u16> {
+        match self {
+            EngineError::Operation { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New,
+    AlreadyExisted,
+}
+
+/// Live resource use of one container.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    pub memory_limit_bytes: u64,
+}
+
+pub struct Engine {
+    host: String,
+    tls_dir: Option<PathBuf>,
+    client: RwLock<Option<Docker>>,
+}
+
+impl Engine {
+    pub fn new(host: Option<String>, tls_dir: Option<PathBuf>) -> Engine {
+        Engine { host: host.unwrap_or_else(|| DEFAULT_SOCKET.into()), tls_dir, client: RwLock::new(None) }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The connected client, connecting (and negotiating the API version) when needed, so the
+    /// engine coming back later is picked up without a restart.
+    async fn client(&self) -> Result<Docker, EngineError> {
+        if let Some(docker) = self.client.read().await.clone() {
+            return Ok(docker);
+        }
+        let unavailable = |e: BollardError| EngineError::Unavailable(format!("{} ({e})", self.host));
+        let docker = if self.host.starts_with("unix://") {
+            Docker::connect_with_unix(&self.host, REQUEST_TIMEOUT, API_DEFAULT_VERSION).map_err(unavailable)?
+        } else if let Some(dir) = &self.tls_dir {
+            Docker::connect_with_ssl(
+                &self.host,
+                &dir.join("key.pem"),
+                &dir.join("cert.pem"),
+                &dir.join("ca.pem"),
+                REQUEST_TIMEOUT,
+                API_DEFAULT_VERSION,
+            )
+            .map_err(unavailable)?
+        } else {
+            Docker::connect_with_http(&self.host, REQUEST_TIMEOUT, API_DEFAULT_VERSION).map_err(unavailable)?
+        };
+        let docker = docker.negotiate_version().await.map_err(unavailable)?;
+        *self.client.write().await = Some(docker.clone());
+        Ok(docker)
+    }
+
+    /// Maps a bollard error; a transport failure drops the client so the next call reconnects.
+    async fn fail(&self, op: &'static str, error: BollardError) -> EngineError {
+        match error {
+            BollardError::DockerResponseServerError { status_code, message } => {
+                EngineError::Operation { op, status: status_code, message }
+            }
+            other => {
+                *self.client.write().await = None;
+                EngineError::Unavailable(format!("{} ({op}: {other})", self.host))
+            }
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        let docker = self.client().await?;
+        match docker.ping().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail("ping", e).await),
+        }
+    }
+
+    pub async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>, EngineError> {
+        let docker = self.client().await?;
+        match docker.inspect_container(name, None).await {
+            Ok(found) => Ok(Some(found)),
+            Err(e) => match self.fail("inspect container", e).await {
+                e if e.status() == Some(404) => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<Created, EngineError> {
+        let docker = self.client().await?;
+        let image = body.image.clone().unwrap_or_default();
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        match docker.create_container(Some(options), body).await {
+            Ok(_) => Ok(Created::New),
+            Err(e) => match self.fail("create container", e).await {
+                e if e.status() == Some(409) => Ok(Created::AlreadyExisted),
+                EngineError::Operation { status: 404, message, .. } if message.contains("image") => {
+                    Err(EngineError::ImageMissing(image))
+                }
+                e => Err(e),
+            },
+        }
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), EngineError> {
+        let docker = self.client().await?;
+        match docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.fail("start container", e).await {
+                e if e.status() == Some(304) => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Graceful stop (SIGTERM, then SIGKILL after `timeout` seconds). Already stopped or absent: fine.
+    pub async fn stop(&self, name: &str, timeout: u32) -> Result<(), EngineError> {
+        let docker = self.client().await?;
+        let options = StopContainerOptionsBuilder::new().t(timeout as i32).build();
+        match docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.fail("stop container", e).await {
+                e if matches!(e.status(), Some(304 | 404 | 409)) => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Removes the container (never its bind-mounted directories). Absent: fine.
+    pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
+        let docker = self.client().await?;
+        let options = RemoveContainerOptionsBuilder::new().force(true).build();
+        match docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.fail("remove container", e).await {
+                e if matches!(e.status(), Some(404 | 409)) => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    pub async fn ensure_network(&self, name: &str, labels: HashMap<String, String>) -> Result<(), EngineError> {
+        let docker = self.client().await?;
+        match docker.inspect_network(name, None).await {
+            Ok(_) => return Ok(()),
+            Err(e) => match self.fail("inspect network", e).await {
+                e if e.status() == Some(404) => {}
+                e => return Err(e),
+            },
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        match docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            Err(e) => match self.fail("create network", e).await {
+                e if e.status() == Some(409) => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+        let docker = self.client().await?;
+        match docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.fail("remove network", e).await {
+                e if e.status() == Some(404) => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Attaches another container (Traefik, guacd) to a user's network.
+    pub async fn connect_network(&self, network: &str, container: &str) -> Result<(), EngineError> {
+        let docker = self.client().await?;
+        let request = NetworkConnectRequest { container: container.to_string(), endpoint_config: None };
+        match docker.connect_network(network, request).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.fail("connect network", e).await {
+                // Already connected.
+                e if e.status() == Some(403) || e.to_string().contains("already exists") => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Every container carrying Berth's label (and the extra label, when given).
+    pub async fn list_managed(&self, extra: Option<&(String, String)>) -> Result<Vec<ContainerSummary>, EngineError> {
+        let mut labels = vec![format!("{LABEL_MANAGED}=true")];
+        if let Some((k, v)) = extra {
+            labels.push(format!("{k}={v}"));
+        }
+        self.list(HashMap::from([("label".to_string(), labels)])).await
+    }
+
+    /// Containers named like workspaces, labeled or not (to find foreign ones).
+    pub async fn list_named_workspaces(&self) -> Result<Vec<ContainerSummary>, EngineError> {
+        self.list(HashMap::from([("name".to_string(), vec!["workspace-".to_string()])])).await
+    }
+
+    async fn list(&self, filters: HashMap<String, Vec<String>>) -> Result<Vec<ContainerSummary>, EngineError> {
+        let docker = self.client().await?;
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        match docker.list_containers(Some(options)).await {
+            Ok(list) => Ok(list),
+            Err(e) => Err(self.fail("list containers", e).await),
+        }
+    }
+
+    /// Container events for Berth's containers, from now on.
+    pub async fn events(&self) -> Result<impl Stream<Item = Result<EventMessage, EngineError>>, EngineError> {
+        let docker = self.client().await?;
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("label".to_string(), vec![format!("{LABEL_MANAGED}=true")]),
+        ]);
+        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        Ok(docker.events(Some(options)).map(|item| {
+            item.map_err(|e| EngineError::Unavailable(format!("event stream: {e}")))
+        }))
+    }
+
+    pub async fn usage(&self, name: &str) -> Result<Usage, EngineError> {
+        let docker = self.client().await?;
+        let options = StatsOptionsBuilder::new().stream(false).one_shot(false).build();
+        let mut stream = docker.stats(name, Some(options));
+        let stats = match stream.next().await {
+            Some(Ok(stats)) => stats,
+            Some(Err(e)) => return Err(self.fail("container stats", e).await),
+            None => return Ok(Usage::default()),
+        };
+        let cpu = stats.cpu_stats.as_ref();
+        let pre = stats.precpu_stats.as_ref();
+        let total = |s: Option<&bollard::models::ContainerCpuStats>| {
+            s.and_then(|s| s.cpu_usage.as_ref()).and_then(|u| u.total_usage).unwrap_or(0)
+        };
+        let system = |s: Option<&bollard::models::ContainerCpuStats>| s.and_then(|s| s.system_cpu_usage).unwrap_or(0);
+        let cpu_delta = total(cpu).saturating_sub(total(pre)) as f64;
+        let system_delta = system(cpu).saturating_sub(system(pre)) as f64;
+        let cpus = cpu.and_then(|c| c.online_cpus).unwrap_or(1) as f64;
+        let cpu_percent = if system_delta > 0.0 { cpu_delta / system_delta * cpus * 100.0 } else { 0.0 };
+        let memory = stats.memory_stats.as_ref();
+        Ok(Usage {
+            cpu_percent,
+            memory_bytes: memory.and_then(|m| m.usage).unwrap_or(0),
+            memory_limit_bytes: memory.and_then(|m| m.limit).unwrap_or(0),
+        })
+    }
+}

@@ -1,0 +1,327 @@
+//! Workspace lifecycle against this machine's real Docker engine, with a tiny busybox image
+//! standing in for the workspace image. Everything a test creates carries its run label and
+//! is removed when the test ends, even on panic.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use app::model::{WorkspaceAction, WorkspaceState};
+use support::docker::{approved_user, backend, config, docker, env, inspect, username, Cleanup};
+use support::{cli, Backend as DbBackend, TestDb};
+
+async fn wait_state(w: &berth::workspace::Workspaces, user: &str, want: WorkspaceState) -> app::model::WorkspaceView {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = w.view(user).await.expect("view");
+        if view.state == want {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "{user} never reached {want:?}; last view {view:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn create_start_stop_restart_reset_and_home_survives() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let storage = db.dir.path().join("storage");
+    let config = config(&cleanup, &storage, 21000);
+    let b = backend(&config, &db.url).await;
+    let user = username("life");
+    approved_user(&b, &user).await;
+    let w = b.workspaces.clone();
+    let name = format!("workspace-{user}");
+
+    assert_eq!(w.view(&user).await.unwrap().state, WorkspaceState::Absent);
+    w.start(&user).await.expect("start");
+    let view = w.view(&user).await.unwrap();
+    assert_eq!(view.state, WorkspaceState::Running);
+    let ports = view.ports.expect("ports");
+    // Slot 0 of a block at 21000, stride 100.
+    assert_eq!((ports.ssh, ports.vnc, ports.rdp), (21022, 21000, 21005));
+    assert_eq!(inspect(&name, "{{(index (index .HostConfig.PortBindings \"22/tcp\") 0).HostPort}}"), "21022");
+    assert_eq!(inspect(&name, "{{(index (index .NetworkSettings.Ports \"5901/tcp\") 0).HostPort}}"), "21000");
+    assert_eq!(inspect(&name, "{{(index (index .NetworkSettings.Ports \"3389/tcp\") 0).HostPort}}"), "21005");
+    assert_eq!(inspect(&name, "{{index .NetworkSettings.Ports \"8888/tcp\"}}"), "<no value>", "web ports stay unpublished");
+    assert_eq!(inspect(&name, "{{.HostConfig.NetworkMode}}"), format!("berth-ws-{user}"));
+    assert_eq!(inspect(&name, "{{index .Config.Labels \"io.berth.user\"}}"), user);
+    assert_eq!(inspect(&name, "{{.HostConfig.Memory}}"), (100u64 << 30).to_string());
+    assert_eq!(inspect(&name, "{{.HostConfig.Privileged}}"), "false", "as configured for this engine");
+    assert_eq!(inspect(&name, "{{.HostConfig.RestartPolicy.Name}}"), "unless-stopped");
+    // The published SSH port answers on the host.
+    tokio::net::TcpStream::connect(("127.0.0.1", ports.ssh)).await.expect("SSH port answers");
+
+    // Home data written inside the workspace lands in the persistent directory.
+    docker(&["exec", &name, "sh", "-c", &format!("echo kept > /home/{user}/persist")]);
+    let host_copy = storage.join("homes").join(&user).join("persist");
+    assert_eq!(std::fs::read_to_string(&host_copy).unwrap(), "kept\n");
+    let uid = inspect(&name, "{{range .Config.Env}}{{println .}}{{end}}");
+    assert!(uid.contains("BERTH_UID=10000"), "{uid}");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(storage.join("homes").join(&user)).unwrap().uid(), 10000, "home belongs to the user");
+
+    w.stop(&user).await.expect("stop");
+    assert_eq!(w.view(&user).await.unwrap().state, WorkspaceState::Stopped);
+    w.stop(&user).await.expect("stopping a stopped workspace is fine");
+
+    w.restart(&user).await.expect("restart");
+    assert_eq!(w.view(&user).await.unwrap().state, WorkspaceState::Running);
+
+    let before = inspect(&name, "{{.Id}}");
+    w.reset(&user).await.expect("reset");
+    let after = inspect(&name, "{{.Id}}");
+    assert_ne!(before, after, "reset makes a new container");
+    assert_eq!(docker(&["exec", &name, "cat", &format!("/home/{user}/persist")]), "kept", "home survives reset");
+    assert_eq!(cleanup.containers().len(), 1);
+
+    w.remove(&user).await.expect("remove");
+    assert!(cleanup.containers().is_empty());
+    assert!(host_copy.exists(), "removing the container never deletes the home");
+    w.remove(&user).await.expect("removing twice is fine");
+}
+
+#[tokio::test]
+async fn fifty_concurrent_starts_give_exactly_one_container() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let storage = db.dir.path().join("storage");
+    let config = config(&cleanup, &storage, 22000);
+    // Two independent service instances on one database stand for two Berth processes.
+    let first = backend(&config, &db.url).await;
+    let second = backend(&config, &db.url).await;
+    let user = username("race");
+    approved_user(&first, &user).await;
+
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let w = if i % 2 == 0 { first.workspaces.clone() } else { second.workspaces.clone() };
+        let user = user.clone();
+        tasks.push(tokio::spawn(async move { w.start(&user).await }));
+    }
+    for task in tasks {
+        task.await.unwrap().expect("every start succeeds");
+    }
+    assert_eq!(cleanup.containers().len(), 1, "exactly one container");
+    assert_eq!(first.workspaces.view(&user).await.unwrap().state, WorkspaceState::Running);
+}
+
+#[tokio::test]
+async fn concurrent_cli_processes_never_both_create() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let storage = db.dir.path().join("storage");
+    let mut env = env(&cleanup, &storage, 23000);
+    env.extend(support::TestServer::env_for(&db, 0));
+    let user = username("proc");
+    assert!(cli(&env, &["user", "add", &user], "").status.success());
+
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            std::process::Command::new(support::BERTH)
+                .args(["workspace", "start", &user])
+                .envs(env.iter().cloned())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Wait for every process before judging, so none outlives the test's clean-up.
+    let outputs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    for out in outputs {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(cleanup.containers().len(), 1);
+    let status = cli(&env, &["workspace", "status", &user, "--json"], "");
+    let view: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status --json");
+    assert_eq!(view["state"], "Running");
+    assert_eq!(view["ports"]["ssh"], 23022);
+}
+
+#[tokio::test]
+async fn killed_mid_start_recovers_when_started_again() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let storage = db.dir.path().join("storage");
+    let docker_env = env(&cleanup, &storage, 24000);
+    let mut env = docker_env.clone();
+    env.extend(support::TestServer::env_for(&db, support::free_port()));
+    let user = username("kill");
+    assert!(cli(&env, &["user", "add", &user], "").status.success());
+
+    let mut child = std::process::Command::new(support::BERTH)
+        .args(["workspace", "start", &user])
+        .envs(env.iter().cloned())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill -9 as soon as the start has recorded the user's intent, i.e. in the middle of it
+    // (the lock is held; the container may or may not exist yet).
+    let pool = {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&format!("{}?mode=rwc", db.url)).await.unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let held: Option<(String,)> = sqlx::query_as("SELECT desired_state FROM workspaces WHERE desired_state = 'running'")
+            .fetch_optional(&pool)
+            .await
+            .unwrap_or(None);
+        if held.is_some() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let state_after_kill = inspect(&format!("workspace-{user}"), "{{.State.Status}}");
+    eprintln!("state right after kill -9: {state_after_kill:?}");
+
+    // A new server process reconciles at start-up: the user wanted it running.
+    let extra: Vec<(&str, &str)> = docker_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = support::TestServer::start_with(&db, &extra).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = server.cli(&["workspace", "status", &user, "--json"], "");
+        let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if view["state"] == "Running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {view}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(cleanup.containers().len(), 1);
+    let locks: Vec<(String,)> = sqlx::query_as("SELECT holder FROM workspace_locks").fetch_all(&pool).await.unwrap();
+    assert!(locks.is_empty(), "the dead process's lock was cleared: {locks:?}");
+    // And a start issued again is simply a no-op success.
+    let out = server.cli(&["workspace", "start", &user], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(cleanup.containers().len(), 1);
+}
+
+#[tokio::test]
+async fn engine_unreachable_gives_clear_error_and_recovers() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let storage = db.dir.path().join("storage");
+    let socket = db.dir.path().join("docker.sock");
+    let mut config = config(&cleanup, &storage, 25000);
+    config.docker_host = Some(format!("unix://{}", socket.display()));
+    let b = backend(&config, &db.url).await;
+    let user = username("down");
+    approved_user(&b, &user).await;
+    let w = b.workspaces.clone();
+
+    let error = w.start(&user).await.expect_err("no engine").to_string();
+    assert!(error.contains("Docker engine is not reachable"), "{error}");
+    let view = w.view(&user).await.unwrap();
+    assert_eq!(view.state, WorkspaceState::Error);
+    assert!(view.engine_problem.is_some());
+
+    // The engine "comes back" at the configured address: no restart needed.
+    std::os::unix::fs::symlink("/var/run/docker.sock", &socket).unwrap();
+    w.start(&user).await.expect("start after recovery");
+    let view = w.view(&user).await.unwrap();
+    assert_eq!(view.state, WorkspaceState::Running);
+    assert_eq!(view.engine_problem, None);
+}
+
+#[tokio::test]
+async fn missing_image_names_the_image_and_how_to_build_it() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let mut config = config(&cleanup, &db.dir.path().join("storage"), 26000);
+    config.workspace_image = "berth-test/not-built:nope".into();
+    let b = backend(&config, &db.url).await;
+    let user = username("noimg");
+    approved_user(&b, &user).await;
+    let error = b.workspaces.start(&user).await.expect_err("no image").to_string();
+    assert!(error.contains("berth-test/not-built:nope") && error.contains("make image"), "{error}");
+    let view = b.workspaces.view(&user).await.unwrap();
+    assert!(view.error.unwrap_or_default().contains("berth-test/not-built:nope"));
+}
+
+#[tokio::test]
+async fn drift_is_shown_and_applied_at_the_next_start() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let config = config(&cleanup, &db.dir.path().join("storage"), 27000);
+    let b = backend(&config, &db.url).await;
+    let user = username("drift");
+    approved_user(&b, &user).await;
+    let w = b.workspaces.clone();
+    w.start(&user).await.unwrap();
+    assert!(!w.view(&user).await.unwrap().drift);
+
+    let overrides = berth::workspace::spec::ResourceOverrides { cpus: Some(1.5), memory_limit_gib: Some(2), ..Default::default() };
+    w.set_overrides(&user, &overrides).await.unwrap();
+    assert!(w.view(&user).await.unwrap().drift, "running container no longer matches");
+    let overview = w.overview(false).await.unwrap();
+    assert!(overview.rows.iter().any(|r| r.username == user && r.drift));
+
+    w.stop(&user).await.unwrap();
+    w.start(&user).await.unwrap();
+    let view = w.view(&user).await.unwrap();
+    assert!(!view.drift);
+    assert_eq!(view.limits.cpus, 1.5);
+    let name = format!("workspace-{user}");
+    assert_eq!(inspect(&name, "{{.HostConfig.NanoCpus}}"), "1500000000");
+    assert_eq!(inspect(&name, "{{.HostConfig.Memory}}"), (2u64 << 30).to_string());
+}
+
+#[tokio::test]
+async fn reconcile_adopts_and_reports_orphans_and_foreign_containers() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let config = config(&cleanup, &db.dir.path().join("storage"), 28000);
+    let b = backend(&config, &db.url).await;
+    let user = username("adopt");
+    approved_user(&b, &user).await;
+    b.workspaces.start(&user).await.unwrap();
+
+    // A second Berth (fresh process state) adopts the running workspace.
+    let again = backend(&config, &db.url).await;
+    let orphan = username("ghost");
+    let foreign = username("foreign");
+    docker(&["run", "-d", "--name", &format!("workspace-{orphan}"), "--label", "io.berth.managed=true",
+        "--label", &format!("io.berth.user={orphan}"), "--label", &cleanup.label, support::docker::TEST_IMAGE]);
+    docker(&["run", "-d", "--name", &format!("workspace-{foreign}"), "--label", &cleanup.label, support::docker::TEST_IMAGE]);
+    let report = again.workspaces.reconcile().await.unwrap();
+    assert!(report.adopted.contains(&user), "{report:?}");
+    assert!(report.orphans.contains(&orphan), "{report:?}");
+    assert!(report.foreign.contains(&format!("workspace-{foreign}")), "{report:?}");
+    assert!(report.restarted.is_empty(), "nothing needed restarting: {report:?}");
+    assert_eq!(again.workspaces.view(&user).await.unwrap().state, WorkspaceState::Running);
+}
+
+#[tokio::test]
+async fn background_start_shows_progress_steps_and_services_answering() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let config = config(&cleanup, &db.dir.path().join("storage"), 29000);
+    let b = backend(&config, &db.url).await;
+    let user = username("steps");
+    approved_user(&b, &user).await;
+    let w: Arc<berth::workspace::Workspaces> = b.workspaces.clone();
+    w.apply_in_background(&user, WorkspaceAction::Start);
+    assert_eq!(w.view(&user).await.unwrap().state, WorkspaceState::Starting, "starting shows at once");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = w.view(&user).await.unwrap();
+        let answering = view.steps.iter().filter(|s| s.name.ends_with("answering")).collect::<Vec<_>>();
+        if view.state == WorkspaceState::Running && !answering.is_empty()
+            && answering.iter().all(|s| s.state == app::model::StepState::Done)
+        {
+            let names: Vec<_> = view.steps.iter().map(|s| s.name.as_str()).collect();
+            assert!(names.contains(&"create container") && names.contains(&"start container") && names.contains(&"SSH answering"), "{names:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "services never all answered: {view:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = wait_state(&w, &user, WorkspaceState::Running).await;
+}
