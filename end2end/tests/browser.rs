@@ -25,6 +25,27 @@ impl Drop for Guard {
     }
 }
 
+/// Removes the containers and networks a test run labeled, even on panic.
+struct DockerCleanup(String);
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let filter = format!("label={}", self.0);
+        let ids = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output().unwrap().stdout;
+        for id in String::from_utf8_lossy(&ids).lines() {
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+        }
+        let nets = Command::new("docker").args(["network", "ls", "-q", "--filter", &filter]).output().unwrap().stdout;
+        for id in String::from_utf8_lossy(&nets).lines() {
+            let _ = Command::new("docker").args(["network", "rm", id]).output();
+        }
+    }
+}
+
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{:08x}", nanos ^ std::process::id())
+}
+
 struct Portal {
     base: String,
     env: Vec<(String, String)>,
@@ -34,6 +55,10 @@ struct Portal {
 
 impl Portal {
     async fn start() -> Portal {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(extra: &[(String, String)]) -> Portal {
         let root = workspace_root();
         let bin = std::env::var("BERTH_BIN").map(PathBuf::from).unwrap_or_else(|_| root.join("target/debug/berth"));
         let site = root.join("target/site");
@@ -48,7 +73,9 @@ impl Portal {
             ("BERTH_CONFIG".into(), dir.path().join("berth.toml").display().to_string()),
             ("BERTH_SITE_ROOT".into(), site.display().to_string()),
             ("BERTH_LOG".into(), "warn".into()),
+            ("BERTH_STORAGE_ROOT".into(), dir.path().join("storage").display().to_string()),
         ];
+        let env: Vec<(String, String)> = env.into_iter().chain(extra.iter().cloned()).collect();
         let child = Command::new(&bin).arg("serve").envs(env.clone()).stdout(Stdio::null()).spawn().unwrap();
         let portal = Portal { base: format!("http://127.0.0.1:{port}"), env, _dir: dir, _process: Guard(child) };
         wait_for(&format!("{}/healthz", portal.base)).await;
@@ -221,4 +248,61 @@ async fn sign_up_approve_log_in_and_see_dashboard() {
     b.screenshot("6-login-error").await;
 
     b.client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn start_workspace_watch_it_run_and_stop_it() {
+    let run = run_id();
+    let cleanup = DockerCleanup(format!("io.berth.test=e2e-{run}"));
+    let extra: Vec<(String, String)> = [
+        ("BERTH_WORKSPACE_IMAGE", "berth-test/busybox:latest"),
+        ("BERTH_PORTS__BASE", "30000"),
+        ("BERTH_PORTS__HOST_IP", "127.0.0.1"),
+        ("BERTH_WORKSPACE__GPUS", "none"),
+        ("BERTH_WORKSPACE__PRIVILEGED", "false"),
+        ("BERTH_WORKSPACE__STOP_TIMEOUT_SECONDS", "5"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([("BERTH_WORKSPACE__EXTRA_LABEL".to_string(), cleanup.0.clone())])
+    .collect();
+    let portal = Portal::start_with(&extra).await;
+    let user = format!("dora-{run}");
+    portal.cli(&["user", "add", &user, "--password-stdin"], "dora-password-long\n");
+    let b = Browser::start("workspace").await;
+
+    b.log_in(&portal.base, &user, "dora-password-long").await;
+    b.wait_path("/dashboard").await;
+    b.wait_css("#workspace-state[data-state='absent']").await;
+    b.screenshot("1-absent").await;
+    b.client.execute("window.__berthNoReload = 'still here'; return null;", vec![]).await.unwrap();
+    b.wait_css("#workspace button[data-action='start']").await.click().await.unwrap();
+
+    // Live progress without a reload, until Docker says running.
+    b.wait_css("#workspace-steps").await;
+    b.wait_css("#workspace-state[data-state='running']").await;
+    let port = b.wait_css("#ssh-port").await.text().await.unwrap();
+    assert_eq!(port, "30022", "slot 0 of the block at 30000");
+    let command = b.wait_css("#ssh-command").await.prop("value").await.unwrap().unwrap_or_default();
+    assert_eq!(command, format!("ssh -p 30022 {user}@127.0.0.1"));
+    let marker = b.client.execute("return window.__berthNoReload || null;", vec![]).await.unwrap();
+    assert_eq!(marker, serde_json::json!("still here"), "status updates arrive without a page reload");
+    // Every service port answers in the busybox stand-in image.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let steps = b.wait_css("#workspace-steps").await.text().await.unwrap();
+        if steps.contains("SSH answering") && !steps.contains("◐") && !steps.contains("○") {
+            assert!(!steps.contains("✕"), "{steps}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "services not answering: {steps}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.screenshot("2-running").await;
+
+    b.wait_css("#workspace button[data-action='stop']").await.click().await.unwrap();
+    b.wait_css("#workspace-state[data-state='stopped']").await;
+    b.screenshot("3-stopped").await;
+    b.client.close().await.unwrap();
+    drop(portal);
 }
