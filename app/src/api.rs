@@ -80,8 +80,9 @@ pub async fn sign_up(username: String, email: String, password: String) -> Resul
     Ok(())
 }
 
+/// `rd`: where to return after login (only hosts Berth generated are honoured).
 #[server(endpoint = "login")]
-pub async fn log_in(username: String, password: String) -> Result<(), AppError> {
+pub async fn log_in(username: String, password: String, rd: Option<String>) -> Result<(), AppError> {
     use crate::services::{LogInRequest, SESSION_LOGIN_AT, SESSION_USER_ID};
     let client = ssr::identity()?.client;
     let request = LogInRequest { username, password, client };
@@ -102,7 +103,10 @@ pub async fn log_in(username: String, password: String) -> Result<(), AppError> 
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
     session.insert(SESSION_LOGIN_AT, now).await.map_err(|_| AppError::Internal)?;
-    leptos_axum::redirect(if user.is_admin { "/admin" } else { "/dashboard" });
+    match rd.filter(|rd| ssr::services().safe_return(rd)) {
+        Some(rd) => leptos_axum::redirect(&rd),
+        None => leptos_axum::redirect(if user.is_admin { "/admin" } else { "/dashboard" }),
+    }
     Ok(())
 }
 

@@ -229,6 +229,17 @@ pub struct WorkspaceView {
     pub drift: bool,
     /// None when the Docker engine answers; otherwise why not.
     pub engine_problem: Option<String>,
+    /// Launch links of the workspace's web apps (through the portal's login).
+    pub apps: Vec<AppLink>,
+    /// "Desktop in browser (Guacamole)" is available at /desktop/guacamole.
+    pub guacamole: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppLink {
+    pub key: String,
+    pub label: String,
+    pub url: String,
 }
 
 /// One row of the admin's workspaces table.

@@ -42,6 +42,8 @@ pub trait PortalServices: Send + Sync + 'static {
         action: AdminAction,
     ) -> Result<(), AppError>;
 
+    /// Whether a post-login return address points at a host Berth generated.
+    fn safe_return(&self, url: &str) -> bool;
     /// The caller's own workspace card.
     async fn workspace(&self, user: &CurrentUser) -> Result<WorkspaceView, AppError>;
     /// Starts, stops, restarts or resets `owner`'s workspace in the background; the card

@@ -102,20 +102,26 @@ pub struct Accounts {
     per_client: Arc<AttemptLimiter>,
     /// Verified against when the user is unknown, so both cases cost one argon2 run.
     dummy_hash: Arc<String>,
+    sessions: Arc<crate::sessions::SessionCache>,
 }
 
 impl Accounts {
-    pub fn new(db: Db, attempts_per_window: u32, window: Duration) -> Accounts {
+    pub fn new(db: Db, attempts_per_window: u32, window: Duration, sessions: Arc<crate::sessions::SessionCache>) -> Accounts {
         Accounts {
             db,
             per_username: Arc::new(AttemptLimiter::new(attempts_per_window, window)),
             per_client: Arc::new(AttemptLimiter::new(attempts_per_window.saturating_mul(3), window)),
             dummy_hash: Arc::new(passwords::hash("berth-dummy-password-for-timing").expect("hashing works")),
+            sessions,
         }
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    pub fn session_cache(&self) -> &Arc<crate::sessions::SessionCache> {
+        &self.sessions
     }
 
     #[instrument(skip_all, fields(username = %new.username))]
@@ -287,7 +293,7 @@ impl Accounts {
                 .await?;
         }
         if matches!(action, AdminAction::Disable | AdminAction::Reject) {
-            let ended = crate::sessions::end_sessions_of(&self.db, target).await?;
+            let ended = crate::sessions::end_sessions_of(&self.db, &self.sessions, target).await?;
             tracing::info!(ended, "sessions ended");
         }
         tracing::info!(actor = actor.map(|a| a.id), "admin action applied");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use app::model::{AccountStatus, AdminAction};
 use clap::{Parser, Subcommand};
 
-use crate::accounts::{Accounts, NewUser};
+use crate::accounts::NewUser;
 use crate::config::Config;
 use crate::db::Db;
 use crate::web::Backend;
@@ -136,9 +136,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             crate::web::serve(Arc::new(config), backend).await
         }
         Command::User(command) => {
+            let key = config.load_or_create_secret_key()?;
             let db = open_db(&config).await?;
-            let accounts = Accounts::new(db, config.login_attempts_per_window, std::time::Duration::from_secs(60));
-            user_command(&accounts, command).await
+            let backend = Backend::new(&config, db, &key);
+            user_command(&backend, command).await
         }
         Command::Workspace(command) => {
             let key = config.load_or_create_secret_key()?;
@@ -149,7 +150,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn user_command(accounts: &Accounts, command: UserCommand) -> anyhow::Result<()> {
+async fn user_command(backend: &Backend, command: UserCommand) -> anyhow::Result<()> {
+    let accounts = &backend.accounts;
     let by_name = |name: String, action: AdminAction| async move {
         let user = accounts.find_by_name(&name).await?;
         let user = accounts.apply(None, user.id, action).await?;
@@ -181,7 +183,11 @@ async fn user_command(accounts: &Accounts, command: UserCommand) -> anyhow::Resu
             Ok(())
         }
         UserCommand::Approve { name } => by_name(name, AdminAction::Approve).await,
-        UserCommand::Disable { name } => by_name(name, AdminAction::Disable).await,
+        UserCommand::Disable { name } => {
+            backend.disable_user(&name).await?;
+            println!("{name}: disabled");
+            Ok(())
+        }
         UserCommand::Enable { name } => by_name(name, AdminAction::Enable).await,
         UserCommand::List { json } => {
             for user in accounts.list().await? {

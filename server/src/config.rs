@@ -81,6 +81,42 @@ pub struct Config {
     pub storage_root: PathBuf,
     pub ports: PortPlanConfig,
     pub workspace: WorkspaceDefaults,
+    /// Directory of Traefik's file provider; unset: Berth writes no routes.
+    pub traefik_dir: Option<PathBuf>,
+    pub traefik: TraefikConfig,
+    /// App host templates (`{user}`, `{domain}`).
+    pub hosts: crate::routes::hosts::HostTemplates,
+    pub guacamole: GuacamoleConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TraefikConfig {
+    /// How Traefik reaches Berth (forwardAuth and the portal's own router).
+    pub portal_internal_url: String,
+    pub entry_point: String,
+    /// ACME resolver name; unset with `tls = true` uses Traefik's default (wildcard) certificate.
+    pub cert_resolver: Option<String>,
+    pub tls: bool,
+}
+
+impl Default for TraefikConfig {
+    fn default() -> Self {
+        TraefikConfig { portal_internal_url: "http://berth:3000".into(), entry_point: "websecure".into(), cert_resolver: None, tls: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct GuacamoleConfig {
+    /// Where Berth reaches Guacamole for the server-side token exchange (e.g. http://guacamole:8080/guacamole).
+    pub internal_url: Option<String>,
+    /// Where browsers open Guacamole; unset disables "Desktop in browser (Guacamole)".
+    pub public_url: Option<String>,
+    /// guacamole-auth-json `json-secret-key`: 32 hex digits.
+    pub secret_key: Option<Secret>,
+    /// `vnc` (default) or `rdp`.
+    pub protocol: Option<String>,
 }
 
 /// Each user gets a block of host ports: base + slot × stride + offset.
@@ -141,6 +177,8 @@ pub struct WorkspaceDefaults {
     pub stop_timeout_seconds: u32,
     /// One extra `key=value` label on everything Berth creates (tests tag their runs with it).
     pub extra_label: Option<String>,
+    /// Containers (Traefik, guacd) connected to every user's network so they reach the workspace.
+    pub attach_containers: Vec<String>,
 }
 
 impl Default for WorkspaceDefaults {
@@ -157,6 +195,7 @@ impl Default for WorkspaceDefaults {
             uid_base: 10000,
             stop_timeout_seconds: 30,
             extra_label: None,
+            attach_containers: Vec::new(),
         }
     }
 }
@@ -185,6 +224,10 @@ impl Default for Config {
             storage_root: PathBuf::from("/mnt/storage"),
             ports: PortPlanConfig::default(),
             workspace: WorkspaceDefaults::default(),
+            traefik_dir: None,
+            traefik: TraefikConfig::default(),
+            hosts: crate::routes::hosts::HostTemplates::default(),
+            guacamole: GuacamoleConfig::default(),
         }
     }
 }
@@ -265,6 +308,26 @@ impl Config {
         if self.workspace.memory_reservation_gib > self.workspace.memory_limit_gib {
             return Err(invalid("workspace.memory_reservation_gib", "must not exceed memory_limit_gib"));
         }
+        self.hosts.validate().map_err(|m| invalid("hosts", m))?;
+        if let Some(dir) = &self.traefik_dir {
+            if !dir.is_absolute() {
+                return Err(invalid("traefik_dir", "must be an absolute path"));
+            }
+        }
+        if Url::parse(&self.traefik.portal_internal_url).is_err() {
+            return Err(invalid("traefik.portal_internal_url", "must be a URL"));
+        }
+        if let Some(key) = &self.guacamole.secret_key {
+            if hex::decode(&key.0).map(|k| k.len()) != Ok(16) {
+                return Err(invalid("guacamole.secret_key", "must be 32 hex digits (128 bits)"));
+            }
+        }
+        if !matches!(self.guacamole.protocol.as_deref(), None | Some("vnc") | Some("rdp")) {
+            return Err(invalid("guacamole.protocol", "must be vnc or rdp"));
+        }
+        if self.guacamole.public_url.is_some() && self.guacamole.secret_key.is_none() {
+            return Err(invalid("guacamole.secret_key", "is required when guacamole.public_url is set"));
+        }
         if let Some(label) = &self.workspace.extra_label {
             if !label.contains('=') || label.starts_with('=') {
                 return Err(invalid("workspace.extra_label", "must be key=value"));
@@ -322,6 +385,9 @@ impl Config {
         shown.database_url = Secret(redact_url_password(&self.database_url.0));
         if shown.secret_key.is_some() {
             shown.secret_key = Some(Secret("<redacted>".into()));
+        }
+        if shown.guacamole.secret_key.is_some() {
+            shown.guacamole.secret_key = Some(Secret("<redacted>".into()));
         }
         toml_string(&shown)
     }

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod db;
 pub mod passwords;
 pub mod portal;
+pub mod routes;
 pub mod ratelimit;
 pub mod sessions;
 pub mod telemetry;

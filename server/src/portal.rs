@@ -14,6 +14,7 @@ use crate::workspace::{Credential, EngineError, WorkspaceError, Workspaces};
 pub struct Portal {
     pub accounts: Accounts,
     pub workspaces: Arc<Workspaces>,
+    pub gateway: Arc<crate::routes::verify::Gateway>,
 }
 
 fn workspace_error(error: WorkspaceError) -> AppError {
@@ -30,7 +31,7 @@ fn workspace_error(error: WorkspaceError) -> AppError {
             tracing::error!(error = %e, "workspace storage or allocation problem");
             AppError::Unavailable(format!("The server cannot set up the workspace: {e}. An administrator has to look at it."))
         }
-        e @ (WorkspaceError::Secrets | WorkspaceError::Database(_)) => {
+        e @ (WorkspaceError::Secrets | WorkspaceError::Database(_) | WorkspaceError::Routes(_)) => {
             tracing::error!(error = %e, "workspace service error");
             AppError::Internal
         }
@@ -81,7 +82,15 @@ impl PortalServices for Portal {
     }
 
     async fn apply_admin_action(&self, actor: &CurrentUser, user_id: i64, action: AdminAction) -> Result<(), AppError> {
-        self.accounts.apply(Some(actor), user_id, action).await.map(drop).map_err(to_app_error)
+        let user = self.accounts.apply(Some(actor), user_id, action).await.map_err(to_app_error)?;
+        if matches!(action, AdminAction::Disable | AdminAction::Reject) {
+            self.workspaces.disable_user(&user.username).await.map_err(workspace_error)?;
+        }
+        Ok(())
+    }
+
+    fn safe_return(&self, url: &str) -> bool {
+        self.gateway.is_safe_return(url)
     }
 
     async fn workspace(&self, user: &CurrentUser) -> Result<WorkspaceView, AppError> {

@@ -13,11 +13,12 @@ use crate::db::Db;
 #[derive(Clone, Debug)]
 pub struct SqlSessionStore {
     db: Db,
+    cache: std::sync::Arc<SessionCache>,
 }
 
 impl SqlSessionStore {
-    pub fn new(db: Db) -> Self {
-        SqlSessionStore { db }
+    pub fn new(db: Db, cache: std::sync::Arc<SessionCache>) -> Self {
+        SqlSessionStore { db, cache }
     }
 
     /// Removes expired rows; run periodically.
@@ -30,8 +31,9 @@ impl SqlSessionStore {
     }
 }
 
-pub async fn end_sessions_of(db: &Db, user_id: i64) -> Result<u64, sqlx::Error> {
+pub async fn end_sessions_of(db: &Db, cache: &SessionCache, user_id: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&db.pool).await?;
+    cache.forget_user(user_id);
     Ok(done.rows_affected())
 }
 
@@ -67,6 +69,7 @@ impl SessionStore for SqlSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.cache.forget(&record.id.to_string());
         let data = serde_json::to_string(&record.data).map_err(backend)?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4)
@@ -98,11 +101,93 @@ impl SessionStore for SqlSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.cache.forget(&id.to_string());
         sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.to_string())
             .execute(&self.db.pool)
             .await
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+/// A session as the forwardAuth endpoint needs it, cached so the hot path skips the database.
+#[derive(Debug, Clone)]
+pub struct GatewaySession {
+    pub user_id: i64,
+    pub username: String,
+}
+
+#[derive(Debug, Clone)]
+struct CachedLookup {
+    session: Option<GatewaySession>,
+    fresh_until: std::time::Instant,
+}
+
+/// Session-id → user, for `/auth/verify`. Entries live at most `ttl`; logout, login rotation
+/// and disabling a user evict at once within this process (other processes: within `ttl`).
+#[derive(Debug)]
+pub struct SessionCache {
+    entries: std::sync::RwLock<HashMap<String, CachedLookup>>,
+    ttl: std::time::Duration,
+}
+
+const CACHE_MAX_ENTRIES: usize = 100_000;
+
+impl SessionCache {
+    pub fn new(ttl: std::time::Duration) -> SessionCache {
+        SessionCache { entries: std::sync::RwLock::new(HashMap::new()), ttl }
+    }
+
+    /// `Some(answer)` when cached and fresh.
+    pub fn get(&self, id: &str) -> Option<Option<GatewaySession>> {
+        let entries = self.entries.read().expect("session cache");
+        let hit = entries.get(id)?;
+        (hit.fresh_until > std::time::Instant::now()).then(|| hit.session.clone())
+    }
+
+    pub fn put(&self, id: &str, session: Option<GatewaySession>) {
+        let mut entries = self.entries.write().expect("session cache");
+        if entries.len() >= CACHE_MAX_ENTRIES {
+            let now = std::time::Instant::now();
+            entries.retain(|_, v| v.fresh_until > now);
+            if entries.len() >= CACHE_MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(id.to_string(), CachedLookup { session, fresh_until: std::time::Instant::now() + self.ttl });
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.entries.write().expect("session cache").remove(id);
+    }
+
+    pub fn forget_user(&self, user_id: i64) {
+        self.entries
+            .write()
+            .expect("session cache")
+            .retain(|_, v| v.session.as_ref().map(|s| s.user_id) != Some(user_id));
+    }
+
+    /// Looks a session up in the database: it must exist, be unexpired, within the absolute
+    /// lifetime, and belong to an approved user.
+    pub async fn load(&self, db: &Db, id: &str, absolute_seconds: i64) -> Result<Option<GatewaySession>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT s.data AS data, u.id AS user_id, u.username AS username FROM sessions s
+             JOIN users u ON u.id = s.user_id
+             WHERE s.id = $1 AND s.expires_at > $2 AND u.status = 'approved'",
+        )
+        .bind(id)
+        .bind(crate::db::now())
+        .fetch_optional(&db.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let data: String = row.try_get("data")?;
+        let data: HashMap<String, serde_json::Value> = serde_json::from_str(&data).unwrap_or_default();
+        let login_at = data.get(app::services::SESSION_LOGIN_AT).and_then(|v| v.as_i64()).unwrap_or(0);
+        if crate::db::now() - login_at > absolute_seconds {
+            return Ok(None);
+        }
+        Ok(Some(GatewaySession { user_id: row.try_get("user_id")?, username: row.try_get("username")? }))
     }
 }

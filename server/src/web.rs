@@ -21,9 +21,14 @@ use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::db::Db;
 use crate::portal::Portal;
-use crate::sessions::SqlSessionStore;
+use crate::routes::guacamole::GuacamoleSettings;
+use crate::routes::traefik::{TraefikSettings, TraefikWriter};
+use crate::routes::verify::Gateway;
+use crate::sessions::{SessionCache, SqlSessionStore};
+use crate::workspace::service::LinkSettings;
 use crate::workspace::spec::WorkspaceSettings;
 use crate::workspace::{Engine, Workspaces};
+use app::model::AdminAction;
 
 pub const SESSION_COOKIE: &str = "berth_session";
 
@@ -32,6 +37,10 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub accounts: Accounts,
     pub config: Arc<Config>,
+    pub gateway: Arc<Gateway>,
+    pub workspaces: Arc<Workspaces>,
+    pub guacamole: Option<Arc<GuacamoleSettings>>,
+    pub http: reqwest::Client,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -55,35 +64,100 @@ pub struct Backend {
     pub db: Db,
     pub accounts: Accounts,
     pub workspaces: Arc<Workspaces>,
+    pub sessions: Arc<SessionCache>,
+    pub gateway: Arc<Gateway>,
+    pub guacamole: Option<GuacamoleSettings>,
 }
+
+/// How long `/auth/verify` trusts a cached session before asking the database again.
+const GATEWAY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Backend {
     pub fn new(config: &Config, db: Db, key: &[u8; 32]) -> Backend {
+        let sessions = Arc::new(SessionCache::new(GATEWAY_CACHE_TTL));
         let accounts = Accounts::new(
             db.clone(),
             config.login_attempts_per_window,
             std::time::Duration::from_secs(config.login_window_seconds),
+            sessions.clone(),
         );
         let engine = Arc::new(Engine::new(config.docker_host.clone(), config.docker_tls_dir.clone()));
-        let ssh_host = config.ssh_host.clone().unwrap_or_else(|| config.public_url().host_str().unwrap_or("localhost").to_string());
-        let workspaces = Arc::new(Workspaces::new(
+        let public_url = config.public_url();
+        let ssh_host = config.ssh_host.clone().unwrap_or_else(|| public_url.host_str().unwrap_or("localhost").to_string());
+        let guacamole = match (&config.guacamole.public_url, &config.guacamole.secret_key) {
+            (Some(public_url), Some(secret)) => Some(GuacamoleSettings {
+                internal_url: config.guacamole.internal_url.clone(),
+                public_url: public_url.clone(),
+                secret: hex::decode(&secret.0).ok().and_then(|k| k.try_into().ok()).expect("validated 16-byte key"),
+                protocol: config.guacamole.protocol.clone().unwrap_or_else(|| "vnc".into()),
+            }),
+            _ => None,
+        };
+        let mut workspaces = Workspaces::new(
             db.clone(),
             accounts.clone(),
             engine,
             WorkspaceSettings::from_config(config),
             key,
             ssh_host,
-        ));
-        Backend { db, accounts, workspaces }
+        );
+        workspaces.routes = config.traefik_dir.as_ref().map(|dir| {
+            Arc::new(TraefikWriter::new(TraefikSettings {
+                dir: dir.clone(),
+                portal_internal_url: config.traefik.portal_internal_url.clone(),
+                portal_host: public_url.host_str().unwrap_or("localhost").to_string(),
+                domain: config.domain.clone(),
+                hosts: config.hosts.clone(),
+                entry_point: config.traefik.entry_point.clone(),
+                cert_resolver: config.traefik.cert_resolver.clone(),
+                tls: config.traefik.tls,
+            }))
+        });
+        workspaces.links = LinkSettings {
+            scheme: public_url.scheme().to_string(),
+            domain: config.domain.clone(),
+            hosts: config.hosts.clone(),
+            guacamole: guacamole.is_some(),
+        };
+        let gateway = Arc::new(Gateway {
+            db: db.clone(),
+            cache: sessions.clone(),
+            hosts: config.hosts.clone(),
+            domain: config.domain.clone(),
+            public_url,
+            cookie_name: SESSION_COOKIE,
+            absolute_seconds: config.session_absolute_hours as i64 * 3600,
+        });
+        Backend { db, accounts, workspaces: Arc::new(workspaces), sessions, gateway, guacamole }
+    }
+
+    /// Disables an account everywhere: sessions, routes, running workspace.
+    pub async fn disable_user(&self, username: &str) -> anyhow::Result<()> {
+        let user = self.accounts.find_by_name(username).await?;
+        self.accounts.apply(None, user.id, AdminAction::Disable).await?;
+        self.workspaces.disable_user(username).await?;
+        Ok(())
     }
 }
 
 pub fn router(config: Arc<Config>, backend: Backend) -> Router {
-    let Backend { db, accounts, workspaces } = backend;
-    let state = AppState { leptos_options: leptos_options(&config), accounts: accounts.clone(), config: config.clone() };
-    let services = Services(Arc::new(Portal { accounts, workspaces }));
+    let Backend { db, accounts, workspaces, sessions: session_cache, gateway, guacamole } = backend;
+    let state = AppState {
+        leptos_options: leptos_options(&config),
+        accounts: accounts.clone(),
+        config: config.clone(),
+        gateway: gateway.clone(),
+        workspaces: workspaces.clone(),
+        guacamole: guacamole.map(Arc::new),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("HTTP client"),
+    };
+    let services = Services(Arc::new(Portal { accounts, workspaces, gateway: gateway.clone() }));
 
-    let mut sessions = SessionManagerLayer::new(SqlSessionStore::new(db))
+    let mut sessions = SessionManagerLayer::new(SqlSessionStore::new(db, session_cache))
         .with_name(SESSION_COOKIE)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
@@ -95,8 +169,11 @@ pub fn router(config: Arc<Config>, backend: Backend) -> Router {
     }
 
     let routes = generate_route_list(App);
-    Router::new()
+    // forwardAuth sits outside the session layers: it must not touch the database per request.
+    let verify = Router::new().route("/auth/verify", get(crate::routes::verify::verify)).with_state(gateway);
+    let portal = Router::new()
         .route("/healthz", get(healthz))
+        .route("/desktop/guacamole", get(guacamole_launch))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -110,7 +187,36 @@ pub fn router(config: Arc<Config>, backend: Backend) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), identify))
         .layer(sessions)
         .layer(middleware::from_fn_with_state(state.clone(), refuse_cross_site))
-        .with_state(state)
+        .with_state(state);
+    verify.merge(portal)
+}
+
+/// "Desktop in browser": a Guacamole session for the caller's own workspace desktop.
+async fn guacamole_launch(State(state): State<AppState>, request: Request) -> Response {
+    let Some(identity) = request.extensions().get::<RequestIdentity>().cloned() else {
+        return Redirect::to("/login").into_response();
+    };
+    let Some(user) = identity.user else { return Redirect::to("/login").into_response() };
+    let Some(settings) = &state.guacamole else {
+        return (StatusCode::NOT_FOUND, "Guacamole is not configured on this Berth.\n").into_response();
+    };
+    let record = match state.workspaces.record(user.id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return (StatusCode::CONFLICT, "Start your workspace first.\n").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "guacamole: cannot read workspace record");
+            return (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly.\n").into_response();
+        }
+    };
+    let password = if settings.protocol == "rdp" { record.secrets.ssh_password } else { record.secrets.vnc_password };
+    let now_ms = crate::db::now() * 1000;
+    match crate::routes::guacamole::launch_url(settings, &state.http, &user.username, &password, now_ms).await {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "guacamole launch failed");
+            (StatusCode::BAD_GATEWAY, "Guacamole did not answer; try again shortly.\n").into_response()
+        }
+    }
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -167,6 +273,14 @@ async fn identify(State(state): State<AppState>, session: Session, mut request: 
     };
     if request.method() == Method::GET {
         let path = request.uri().path();
+        if path == "/login" && user.is_some() {
+            let rd = request.uri().query().and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "rd").map(|(_, v)| v.to_string())
+            });
+            if let Some(rd) = rd.filter(|rd| state.gateway.is_safe_return(rd)) {
+                return Redirect::to(&rd).into_response();
+            }
+        }
         let target = match (path, &user) {
             ("/" | "/login" | "/signup", Some(_)) => Some("/dashboard"),
             ("/" | "/dashboard" | "/admin", None) => Some("/login"),
@@ -233,7 +347,7 @@ pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (key `listen`): {e}", config.listen))?;
-    let store = SqlSessionStore::new(db.clone());
+    let store = SqlSessionStore::new(db.clone(), backend.sessions.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {

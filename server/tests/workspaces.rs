@@ -325,3 +325,34 @@ async fn background_start_shows_progress_steps_and_services_answering() {
     }
     let _ = wait_state(&w, &user, WorkspaceState::Running).await;
 }
+
+#[tokio::test]
+async fn routes_follow_the_workspace_and_vanish_when_the_user_is_disabled() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let traefik = db.dir.path().join("traefik");
+    let mut config = config(&cleanup, &db.dir.path().join("storage"), 31000);
+    config.traefik_dir = Some(traefik.clone());
+    config.domain = "lab.example.org".into();
+    let b = backend(&config, &db.url).await;
+    let user = username("routes");
+    approved_user(&b, &user).await;
+    b.workspaces.start(&user).await.unwrap();
+    let file = traefik.join(format!("user-{user}.yml"));
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).expect("routes written at start")).unwrap();
+    berth::routes::traefik::TraefikWriter::check_user(&value, &user).unwrap();
+    let view = b.workspaces.view(&user).await.unwrap();
+    let jupyter = view.apps.iter().find(|a| a.key == "jupyter").expect("launch link");
+    assert_eq!(jupyter.url, format!("http://jupyter-{user}.lab.example.org/lab"));
+
+    // A stale file of a user who no longer exists is removed; a deleted one is rewritten.
+    std::fs::write(traefik.join("user-ghost.yml"), "{}").unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let report = b.workspaces.reconcile().await.unwrap();
+    assert_eq!(report.stale_routes, vec!["ghost".to_string()]);
+    assert!(file.exists(), "missing file repaired");
+
+    b.disable_user(&user).await.unwrap();
+    assert!(!file.exists(), "a disabled user has no routes");
+    assert_eq!(b.workspaces.view(&user).await.unwrap().state, WorkspaceState::Stopped, "and nothing running");
+}

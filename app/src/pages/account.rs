@@ -6,6 +6,8 @@ use crate::api::{LogIn, SignUp};
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let log_in = ServerAction::<LogIn>::new();
+    let query = leptos_router::hooks::use_query_map();
+    let rd = move || query.read().get("rd").unwrap_or_default();
     view! {
         <Frame user=None>
             <section class="card narrow">
@@ -13,6 +15,7 @@ pub fn LoginPage() -> impl IntoView {
                 <ActionForm action=log_in attr:class="stack" attr:id="login-form">
                     <label>"Username"<input type="text" name="username" autocomplete="username" required/></label>
                     <label>"Password"<input type="password" name="password" autocomplete="current-password" required/></label>
+                    <input type="hidden" name="rd" value=rd/>
                     {action_error(move || log_in.value().get())}
                     <button type="submit" class="primary">"Log in"</button>
                 </ActionForm>

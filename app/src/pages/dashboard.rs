@@ -152,6 +152,28 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
             </div>
         }
     });
+    let running = state == WorkspaceState::Running;
+    let launch = (!view.apps.is_empty() || view.guacamole).then(|| {
+        let links = view
+            .apps
+            .iter()
+            .map(|app| {
+                if running {
+                    view! { <a class="button" href=app.url.clone() target="_blank" rel="noopener" data-app=app.key.clone()>{app.label.clone()}</a> }.into_any()
+                } else {
+                    view! { <span class="button disabled" title="Start the workspace first" data-app=app.key.clone()>{app.label.clone()}</span> }.into_any()
+                }
+            })
+            .collect_view();
+        let guacamole = view.guacamole.then(|| {
+            if running {
+                view! { <a class="button" href="/desktop/guacamole" target="_blank" rel="noopener" data-app="guacamole">"Desktop (Guacamole)"</a> }.into_any()
+            } else {
+                view! { <span class="button disabled" data-app="guacamole">"Desktop (Guacamole)"</span> }.into_any()
+            }
+        });
+        view! { <div class="launch" id="launch">{links}{guacamole}</div> }
+    });
     let limits = view.limits.clone();
     let cpus = if limits.cpus > 0.0 { format!("{} CPUs", limits.cpus) } else { "all CPUs".into() };
     let reset = matches!(state, WorkspaceState::Running | WorkspaceState::Stopped).then(|| {
@@ -177,6 +199,7 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
         {controls}
         {error}
         {steps}
+        {launch}
         {access}
         <p class="muted">{format!("Memory {} GiB (reserved {} GiB, swap {} GiB) · {cpus} · GPUs: {}",
             limits.memory_limit_gib, limits.memory_reservation_gib, limits.swap_gib, limits.gpus)}</p>

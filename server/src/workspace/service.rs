@@ -22,6 +22,8 @@ use super::spec::{
     WorkspaceSettings, WorkspaceSpec, WorkspaceUser, LABEL_MANAGED, LABEL_SPEC, LABEL_USER,
 };
 use crate::accounts::{AccountError, Accounts, User};
+use crate::routes::hosts::{App, HostTemplates};
+use crate::routes::traefik::TraefikWriter;
 use crate::crypto::{random_password, SecretBox};
 use crate::db::{now, Db};
 
@@ -45,6 +47,8 @@ pub enum WorkspaceError {
     Secrets,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("routes: {0}")]
+    Routes(String),
 }
 
 impl From<AccountError> for WorkspaceError {
@@ -99,6 +103,19 @@ pub struct Workspaces {
     pub probe_timeout: Duration,
     /// Host name shown in the SSH command.
     pub ssh_host: String,
+    /// Traefik routes into the workspaces, when Berth writes them.
+    pub routes: Option<Arc<TraefikWriter>>,
+    /// How launch links are built.
+    pub links: LinkSettings,
+}
+
+/// What the dashboard's launch links need.
+#[derive(Debug, Clone, Default)]
+pub struct LinkSettings {
+    pub scheme: String,
+    pub domain: String,
+    pub hosts: HostTemplates,
+    pub guacamole: bool,
 }
 
 impl Workspaces {
@@ -114,7 +131,58 @@ impl Workspaces {
             engine_problem: Mutex::new(None),
             probe_timeout: Duration::from_secs(180),
             ssh_host,
+            routes: None,
+            links: LinkSettings::default(),
         }
+    }
+
+    /// Writes (or rewrites) the user's Traefik file; a failure is logged and shown, not fatal.
+    fn write_routes(&self, username: &str, jupyter_token: &str) {
+        if let Some(routes) = &self.routes {
+            match routes.write_user(username, jupyter_token) {
+                Ok(()) => self.step(username, "routes", StepState::Done, None),
+                Err(e) => {
+                    tracing::error!(user = username, error = %e, "cannot write Traefik routes");
+                    self.step(username, "routes", StepState::Failed, Some(e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn remove_routes(&self, username: &str) {
+        if let Some(routes) = &self.routes {
+            if let Err(e) = routes.remove_user(username) {
+                tracing::error!(user = username, error = %e, "cannot remove Traefik routes");
+            }
+        }
+    }
+
+    /// A disabled user keeps nothing running and no routes.
+    pub async fn disable_user(&self, username: &str) -> Result<(), WorkspaceError> {
+        self.remove_routes(username);
+        let user = self.accounts.find_by_name(username).await?;
+        if self.record(user.id).await?.is_some() {
+            self.stop(username).await?;
+            self.remove_routes(username);
+        }
+        Ok(())
+    }
+
+    /// Rewrites every approved user's routes and deletes the others' (stale or missing files repaired).
+    pub async fn reconcile_routes(&self) -> Result<Vec<String>, WorkspaceError> {
+        let Some(routes) = &self.routes else { return Ok(Vec::new()) };
+        let rows = sqlx::query(
+            "SELECT u.username AS username, w.jupyter_token AS token FROM workspaces w JOIN users u ON u.id = w.user_id
+             WHERE u.status = 'approved'",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut users = Vec::new();
+        for row in rows {
+            let token: String = row.try_get("token")?;
+            users.push((row.try_get::<String, _>("username")?, self.sealer.open(&token).map_err(|_| WorkspaceError::Secrets)?));
+        }
+        routes.reconcile(&users).map_err(|e| WorkspaceError::Routes(e.to_string()))
     }
 
     pub fn engine(&self) -> &Engine {
@@ -413,6 +481,9 @@ impl Workspaces {
             .run_step(username, "stop container", self.engine.stop(&container_name(username), self.settings.defaults.stop_timeout_seconds))
             .await;
         self.note_engine(&result);
+        if let Some(record) = self.record(user.id).await? {
+            self.write_routes(username, &record.secrets.jupyter_token);
+        }
         self.finish(username, result.as_ref().err().map(|e| e.to_string()));
         guard.release().await;
         Ok(result?)
@@ -431,6 +502,7 @@ impl Workspaces {
         }
         .await;
         self.note_engine(&result);
+        self.remove_routes(username);
         guard.release().await;
         self.progress.lock().expect("progress").remove(username);
         Ok(result?)
@@ -472,6 +544,11 @@ impl Workspaces {
         let network = self.run_step(username, "network", self.engine.ensure_network(&spec.network_name, network_labels)).await;
         self.note_engine(&network);
         network?;
+        for container in &self.settings.defaults.attach_containers {
+            if let Err(e) = self.engine.connect_network(&spec.network_name, container).await {
+                tracing::warn!(container, network = %spec.network_name, error = %e, "cannot attach to the user's network");
+            }
+        }
 
         if fresh {
             self.run_step(username, "remove container", self.engine.remove(&spec.container_name)).await?;
@@ -501,6 +578,7 @@ impl Workspaces {
             }
         }
         *self.engine_problem.lock().expect("engine state") = None;
+        self.write_routes(username, &record.secrets.jupyter_token);
         tracing::info!(user = username, "workspace running");
         self.spawn_probes(username.to_string());
         Ok(())
@@ -598,6 +676,7 @@ impl Workspaces {
             Err(_) => (WorkspaceState::Error, None, false),
         };
         let state = progress.busy.unwrap_or(state);
+        let record_exists = record.is_some();
         Ok(WorkspaceView {
             username: username.to_string(),
             state,
@@ -609,7 +688,29 @@ impl Workspaces {
             error: progress.error,
             drift,
             engine_problem: inspected.err().map(|e| e.to_string()),
+            apps: self.app_links(username),
+            guacamole: self.links.guacamole && record_exists,
         })
+    }
+
+    fn app_links(&self, username: &str) -> Vec<app::model::AppLink> {
+        if self.routes.is_none() {
+            return Vec::new();
+        }
+        let l = &self.links;
+        App::ALL
+            .iter()
+            .map(|app| {
+                let host = l.hosts.host(*app, username, &l.domain);
+                let (label, path) = match app {
+                    App::Code => ("VS Code", "/"),
+                    App::Jupyter => ("Jupyter", "/lab"),
+                    App::TensorBoard => ("TensorBoard", "/"),
+                    App::Desktop => ("Desktop (noVNC)", "/vnc.html?autoconnect=1&resize=remote&path=websockify"),
+                };
+                app::model::AppLink { key: app.key().into(), label: label.into(), url: format!("{}://{host}{path}", l.scheme) }
+            })
+            .collect()
     }
 
     /// Every workspace on the engine plus every user with a record, for admins.
@@ -717,6 +818,10 @@ impl Workspaces {
                 report.drifted.push(row.username.clone());
             }
         }
+        match self.reconcile_routes().await {
+            Ok(removed) => report.stale_routes = removed,
+            Err(e) => tracing::error!(error = %e, "cannot reconcile Traefik routes"),
+        }
         for name in &report.foreign {
             tracing::warn!(container = %name, "foreign container uses a workspace name but was not created by Berth");
         }
@@ -789,6 +894,7 @@ pub struct ReconcileReport {
     pub foreign: Vec<String>,
     pub drifted: Vec<String>,
     pub restarted: Vec<String>,
+    pub stale_routes: Vec<String>,
 }
 
 fn container_state(info: &ContainerInspectResponse) -> ContainerStateStatusEnum {
