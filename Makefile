@@ -3,7 +3,7 @@ export PATH := /usr/bin:$(HOME)/.cargo/bin:$(PATH)
 export LEPTOS_OUTPUT_NAME := berth
 CARGO ?= cargo
 
-.PHONY: run test deps deps-test build site server e2e test-image image bench clean
+.PHONY: run test deps deps-test build site server e2e test-image image portal-image bench clean
 
 ## Serve Berth on 127.0.0.1:3000 with the embedded SQLite database (honours BERTH_* variables).
 run: deps build
@@ -11,6 +11,7 @@ run: deps build
 
 ## The whole test suite: unit, integration on SQLite and PostgreSQL, browser.
 test: deps-test build test-image
+	scripts/check-compose.sh
 	BERTH_TEST_POSTGRES_URL=$$(scripts/ensure-postgres.sh) $(CARGO) test -p server
 	$(CARGO) test -p end2end -- --test-threads=1
 
@@ -21,6 +22,17 @@ e2e: deps-test build test-image
 ## The tiny busybox image the lifecycle tests run (no registry needed).
 test-image:
 	scripts/build-test-image.sh
+
+## Berth's own image for docker/compose.yaml.
+portal-image: site
+	$(CARGO) build -p server --release
+	docker build -f docker/portal/Dockerfile -t berth/portal:latest .
+
+## Benchmarks (release build): forwardAuth vs nginx, workspace start vs docker start.
+bench: deps-test site test-image
+	$(CARGO) build -p server --release
+	scripts/bench-verify.sh
+	scripts/bench-start.sh
 
 ## The real workspace image (slim profile builds here in minutes; full is for production sites).
 image:

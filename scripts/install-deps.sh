@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_apt=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium chromium-driver postgresql
-          busybox-static debootstrap wrk nginx-light openssl ca-certificates curl)
+          busybox-static debootstrap wrk nginx-light openssl ca-certificates curl docker-compose)
 if [ "${1:-}" = "--run-only" ]; then
   want_apt=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ca-certificates)
 fi
@@ -25,4 +25,22 @@ have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have" != "$want" ]; then
   echo "install-deps: cargo install wasm-bindgen-cli $want (about 5 minutes)"
   PATH=/usr/bin:$PATH cargo install -q wasm-bindgen-cli --version "$want" --force
+fi
+
+# A real OpenID provider for the single sign-on tests, in a venv of its own (Debian's python
+# is externally managed): .tools/venv/bin/python -m oidc_provider_mock.
+venv=.tools/venv
+if [ "${1:-}" != "--run-only" ] && ! "$venv/bin/python" -c 'import oidc_provider_mock' 2>/dev/null; then
+  py=""
+  for c in "$HOME/.pyenv/shims/python3" /usr/local/bin/python3 /usr/bin/python3; do
+    if [ -x "$c" ] && "$c" -c 'import venv, ensurepip' 2>/dev/null; then py=$c; break; fi
+  done
+  if [ -z "$py" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    py=/usr/bin/python3
+  fi
+  echo "install-deps: oidc-provider-mock into $venv (with $py)"
+  rm -rf "$venv"
+  "$py" -m venv "$venv"
+  "$venv/bin/pip" install -q oidc-provider-mock
 fi

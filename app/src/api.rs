@@ -112,10 +112,21 @@ pub async fn log_in(username: String, password: String, rd: Option<String>) -> R
 
 #[server(endpoint = "logout")]
 pub async fn log_out() -> Result<(), AppError> {
+    use crate::services::SESSION_SSO_LOGOUT;
     let session = ssr::session().await?;
+    let sso = session.get::<(String, String)>(SESSION_SSO_LOGOUT).await.ok().flatten();
     session.flush().await.map_err(|_| AppError::Internal)?;
-    leptos_axum::redirect("/login");
+    let provider_logout = match sso {
+        Some((provider, id_token)) => ssr::services().sso_logout_url(&provider, &id_token).await,
+        None => None,
+    };
+    leptos_axum::redirect(provider_logout.as_deref().unwrap_or("/login"));
     Ok(())
+}
+
+#[server(endpoint = "login-options")]
+pub async fn login_options() -> Result<crate::model::LoginOptions, AppError> {
+    Ok(ssr::services().login_options())
 }
 
 #[server(endpoint = "users")]

@@ -52,6 +52,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/pending") view=pages::PendingPage/>
                 <Route path=path!("/dashboard") view=pages::DashboardPage/>
                 <Route path=path!("/admin") view=pages::AdminPage/>
+                <Route path=path!("/auth/error") view=pages::AuthErrorPage/>
+                <Route path=path!("/sso/username") view=pages::SsoUsernamePage/>
             </Routes>
         </Router>
     }

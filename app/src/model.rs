@@ -270,3 +270,11 @@ pub struct WorkspaceCredentials {
     pub ssh_password: String,
     pub vnc_password: String,
 }
+
+/// What the login page offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginOptions {
+    pub password: bool,
+    /// (id, display name) of each OpenID provider.
+    pub providers: Vec<(String, String)>,
+}

@@ -14,6 +14,8 @@ use crate::model::{
 /// server's request layer (which reads them on every request).
 pub const SESSION_USER_ID: &str = "user_id";
 pub const SESSION_LOGIN_AT: &str = "login_at";
+/// (provider id, ID token) of an SSO login, for ending the provider's session at logout.
+pub const SESSION_SSO_LOGOUT: &str = "oidc_logout";
 
 pub struct SignUpRequest {
     pub username: String,
@@ -42,6 +44,9 @@ pub trait PortalServices: Send + Sync + 'static {
         action: AdminAction,
     ) -> Result<(), AppError>;
 
+    fn login_options(&self) -> crate::model::LoginOptions;
+    /// The provider's end-session URL for an SSO login, if it has one.
+    async fn sso_logout_url(&self, provider: &str, id_token: &str) -> Option<String>;
     /// Whether a post-login return address points at a host Berth generated.
     fn safe_return(&self, url: &str) -> bool;
     /// The caller's own workspace card.

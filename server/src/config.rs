@@ -87,6 +87,58 @@ pub struct Config {
     /// App host templates (`{user}`, `{domain}`).
     pub hosts: crate::routes::hosts::HostTemplates,
     pub guacamole: GuacamoleConfig,
+    /// Local username/password login (off for SSO-only sites).
+    pub password_login: bool,
+    /// One provider from the environment alone: BERTH_OIDC_ISSUER, _CLIENT_ID, _CLIENT_SECRET, _NAME.
+    pub oidc_issuer: Option<String>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret: Option<Secret>,
+    pub oidc_name: Option<String>,
+    /// More providers (or every option of one): `[[oidc_providers]]` tables in berth.toml.
+    pub oidc_providers: Vec<OidcProviderConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct OidcProviderConfig {
+    /// Short name in URLs (`/auth/oidc/<id>/login`).
+    pub id: String,
+    /// Shown on the login button.
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scopes: Vec<String>,
+    /// Claim the username comes from: `preferred_username` or `email` (its local part).
+    pub username_claim: String,
+    pub groups_claim: String,
+    /// Members of these groups are approved at once.
+    pub auto_approve_groups: Vec<String>,
+    /// People with a (verified) e-mail address in these domains are approved at once.
+    pub auto_approve_domains: Vec<String>,
+    /// Members of these groups are administrators; when set, it is re-applied at every login.
+    pub admin_groups: Vec<String>,
+    /// Refuse logins whose e-mail the provider has not verified.
+    pub require_verified_email: bool,
+}
+
+impl Default for OidcProviderConfig {
+    fn default() -> Self {
+        OidcProviderConfig {
+            id: "sso".into(),
+            name: "Single sign-on".into(),
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: Secret::default(),
+            scopes: vec!["openid".into(), "email".into(), "profile".into()],
+            username_claim: "preferred_username".into(),
+            groups_claim: "groups".into(),
+            auto_approve_groups: Vec::new(),
+            auto_approve_domains: Vec::new(),
+            admin_groups: Vec::new(),
+            require_verified_email: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -228,6 +280,12 @@ impl Default for Config {
             traefik: TraefikConfig::default(),
             hosts: crate::routes::hosts::HostTemplates::default(),
             guacamole: GuacamoleConfig::default(),
+            password_login: true,
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_name: None,
+            oidc_providers: Vec::new(),
         }
     }
 }
@@ -328,12 +386,50 @@ impl Config {
         if self.guacamole.public_url.is_some() && self.guacamole.secret_key.is_none() {
             return Err(invalid("guacamole.secret_key", "is required when guacamole.public_url is set"));
         }
+        let providers = self.oidc();
+        for (i, p) in providers.iter().enumerate() {
+            if p.id.is_empty() || !p.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+                return Err(invalid("oidc_providers", format!("provider id {:?} must be lowercase letters, digits, '-'", p.id)));
+            }
+            if providers[..i].iter().any(|q| q.id == p.id) {
+                return Err(invalid("oidc_providers", format!("provider id {:?} is used twice", p.id)));
+            }
+            if Url::parse(&p.issuer).is_err() {
+                return Err(invalid("oidc_issuer", format!("{:?} is not a URL", p.issuer)));
+            }
+            if p.client_id.is_empty() {
+                return Err(invalid("oidc_client_id", "is required with an issuer"));
+            }
+            if !matches!(p.username_claim.as_str(), "preferred_username" | "email") {
+                return Err(invalid("oidc_providers", "username_claim must be preferred_username or email"));
+            }
+        }
+        if !self.password_login && providers.is_empty() {
+            return Err(invalid("password_login", "cannot be off without an OIDC provider"));
+        }
         if let Some(label) = &self.workspace.extra_label {
             if !label.contains('=') || label.starts_with('=') {
                 return Err(invalid("workspace.extra_label", "must be key=value"));
             }
         }
         Ok(())
+    }
+
+    /// Every configured OpenID provider: the `[[oidc_providers]]` tables plus the one from the
+    /// flat `oidc_*` keys.
+    pub fn oidc(&self) -> Vec<OidcProviderConfig> {
+        let mut all = self.oidc_providers.clone();
+        if let Some(issuer) = &self.oidc_issuer {
+            all.push(OidcProviderConfig {
+                id: "sso".into(),
+                name: self.oidc_name.clone().unwrap_or_else(|| "Single sign-on".into()),
+                issuer: issuer.clone(),
+                client_id: self.oidc_client_id.clone().unwrap_or_default(),
+                client_secret: self.oidc_client_secret.clone().unwrap_or_default(),
+                ..OidcProviderConfig::default()
+            });
+        }
+        all
     }
 
     pub fn public_url(&self) -> Url {
@@ -385,6 +481,12 @@ impl Config {
         shown.database_url = Secret(redact_url_password(&self.database_url.0));
         if shown.secret_key.is_some() {
             shown.secret_key = Some(Secret("<redacted>".into()));
+        }
+        if shown.oidc_client_secret.is_some() {
+            shown.oidc_client_secret = Some(Secret("<redacted>".into()));
+        }
+        for p in &mut shown.oidc_providers {
+            p.client_secret = Secret("<redacted>".into());
         }
         if shown.guacamole.secret_key.is_some() {
             shown.guacamole.secret_key = Some(Secret("<redacted>".into()));

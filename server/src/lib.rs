@@ -11,6 +11,7 @@ pub mod portal;
 pub mod routes;
 pub mod ratelimit;
 pub mod sessions;
+pub mod sso;
 pub mod telemetry;
 pub mod username;
 pub mod web;

@@ -15,6 +15,12 @@ pub struct Portal {
     pub accounts: Accounts,
     pub workspaces: Arc<Workspaces>,
     pub gateway: Arc<crate::routes::verify::Gateway>,
+    pub sso: Arc<crate::sso::Sso>,
+    pub password_login: bool,
+}
+
+fn password_login_off() -> AppError {
+    AppError::Refused("Password login is turned off here; use single sign-on.".into())
 }
 
 fn workspace_error(error: WorkspaceError) -> AppError {
@@ -69,10 +75,16 @@ fn to_app_error(error: AccountError) -> AppError {
 #[async_trait::async_trait]
 impl PortalServices for Portal {
     async fn sign_up(&self, r: SignUpRequest) -> Result<(), AppError> {
+        if !self.password_login {
+            return Err(password_login_off());
+        }
         self.accounts.sign_up(&r.username, &r.email, &r.password, r.client).await.map(drop).map_err(to_app_error)
     }
 
     async fn log_in(&self, r: LogInRequest) -> Result<CurrentUser, AppError> {
+        if !self.password_login {
+            return Err(password_login_off());
+        }
         self.accounts.log_in(&r.username, &r.password, r.client).await.map(|u| u.current()).map_err(to_app_error)
     }
 
@@ -87,6 +99,17 @@ impl PortalServices for Portal {
             self.workspaces.disable_user(&user.username).await.map_err(workspace_error)?;
         }
         Ok(())
+    }
+
+    fn login_options(&self) -> app::model::LoginOptions {
+        app::model::LoginOptions {
+            password: self.password_login,
+            providers: self.sso.providers.iter().map(|p| (p.config.id.clone(), p.config.name.clone())).collect(),
+        }
+    }
+
+    async fn sso_logout_url(&self, provider: &str, id_token: &str) -> Option<String> {
+        self.sso.logout_url(provider, id_token).await
     }
 
     fn safe_return(&self, url: &str) -> bool {

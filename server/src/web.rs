@@ -25,6 +25,7 @@ use crate::routes::guacamole::GuacamoleSettings;
 use crate::routes::traefik::{TraefikSettings, TraefikWriter};
 use crate::routes::verify::Gateway;
 use crate::sessions::{SessionCache, SqlSessionStore};
+use crate::sso::{Outcome, PendingLogin, PendingSignup, Sso, SsoError};
 use crate::workspace::service::LinkSettings;
 use crate::workspace::spec::WorkspaceSettings;
 use crate::workspace::{Engine, Workspaces};
@@ -41,6 +42,7 @@ pub struct AppState {
     pub workspaces: Arc<Workspaces>,
     pub guacamole: Option<Arc<GuacamoleSettings>>,
     pub http: reqwest::Client,
+    pub sso: Arc<Sso>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -67,6 +69,7 @@ pub struct Backend {
     pub sessions: Arc<SessionCache>,
     pub gateway: Arc<Gateway>,
     pub guacamole: Option<GuacamoleSettings>,
+    pub sso: Arc<Sso>,
 }
 
 /// How long `/auth/verify` trusts a cached session before asking the database again.
@@ -128,7 +131,8 @@ impl Backend {
             cookie_name: SESSION_COOKIE,
             absolute_seconds: config.session_absolute_hours as i64 * 3600,
         });
-        Backend { db, accounts, workspaces: Arc::new(workspaces), sessions, gateway, guacamole }
+        let sso = Arc::new(Sso::new(config.oidc(), config.public_url(), db.clone(), accounts.clone()));
+        Backend { db, accounts, workspaces: Arc::new(workspaces), sessions, gateway, guacamole, sso }
     }
 
     /// Disables an account everywhere: sessions, routes, running workspace.
@@ -141,7 +145,7 @@ impl Backend {
 }
 
 pub fn router(config: Arc<Config>, backend: Backend) -> Router {
-    let Backend { db, accounts, workspaces, sessions: session_cache, gateway, guacamole } = backend;
+    let Backend { db, accounts, workspaces, sessions: session_cache, gateway, guacamole, sso } = backend;
     let state = AppState {
         leptos_options: leptos_options(&config),
         accounts: accounts.clone(),
@@ -149,13 +153,20 @@ pub fn router(config: Arc<Config>, backend: Backend) -> Router {
         gateway: gateway.clone(),
         workspaces: workspaces.clone(),
         guacamole: guacamole.map(Arc::new),
+        sso: sso.clone(),
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .expect("HTTP client"),
     };
-    let services = Services(Arc::new(Portal { accounts, workspaces, gateway: gateway.clone() }));
+    let services = Services(Arc::new(Portal {
+        accounts,
+        workspaces,
+        gateway: gateway.clone(),
+        sso,
+        password_login: config.password_login,
+    }));
 
     let mut sessions = SessionManagerLayer::new(SqlSessionStore::new(db, session_cache))
         .with_name(SESSION_COOKIE)
@@ -174,6 +185,9 @@ pub fn router(config: Arc<Config>, backend: Backend) -> Router {
     let portal = Router::new()
         .route("/healthz", get(healthz))
         .route("/desktop/guacamole", get(guacamole_launch))
+        .route("/auth/oidc/{provider}/login", get(oidc_login))
+        .route("/auth/oidc/{provider}/callback", get(oidc_callback))
+        .route("/auth/oidc/username", axum::routing::post(oidc_username))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -358,6 +372,8 @@ pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> 
         }
     });
     tokio::spawn(backend.workspaces.clone().watch_events());
+    let sso = backend.sso.clone();
+    tokio::spawn(async move { sso.warm_up().await });
     let app = router(config.clone(), backend);
     tracing::info!(listen = %config.listen, public_url = %config.public_url(), "Berth is serving");
     println!("Berth is serving on http://{}", config.listen);
@@ -375,4 +391,120 @@ async fn shutdown_signal() {
         _ = term.recv() => {},
     }
     tracing::info!("shutting down");
+}
+
+const SESSION_SSO_PENDING: &str = "oidc_pending";
+const SESSION_SSO_SIGNUP: &str = "oidc_signup";
+
+#[derive(serde::Deserialize)]
+struct ReturnQuery {
+    rd: Option<String>,
+}
+
+fn sso_failed(error: SsoError) -> Response {
+    tracing::warn!(error = %error, "single sign-on failed");
+    Redirect::to(&format!("/auth/error?reason={}", error.code())).into_response()
+}
+
+/// Sends the browser to the provider, remembering state, nonce and PKCE verifier in the session.
+async fn oidc_login(
+    State(state): State<AppState>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ReturnQuery>,
+    session: Session,
+) -> Response {
+    let rd = query.rd.filter(|rd| state.gateway.is_safe_return(rd));
+    match state.sso.start(&provider, rd).await {
+        Ok((url, pending)) => {
+            if session.insert(SESSION_SSO_PENDING, pending).await.is_err() {
+                return sso_failed(SsoError::Internal("session store".into()));
+            }
+            Redirect::to(url.as_str()).into_response()
+        }
+        Err(e) => sso_failed(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+async fn oidc_callback(
+    State(state): State<AppState>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<CallbackQuery>,
+    session: Session,
+) -> Response {
+    // Single use: whatever happens next, this pending login is consumed.
+    let pending: Option<PendingLogin> = session.remove(SESSION_SSO_PENDING).await.ok().flatten();
+    if let Some(error) = query.error {
+        return sso_failed(SsoError::Denied(error));
+    }
+    let (Some(pending), Some(code), Some(returned_state)) = (pending, query.code, query.state) else {
+        return sso_failed(SsoError::State);
+    };
+    if pending.provider != provider {
+        return sso_failed(SsoError::State);
+    }
+    match state.sso.finish(pending, &returned_state, &code).await {
+        Ok(outcome) => sso_outcome(&state, &session, outcome).await,
+        Err(e) => sso_failed(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct UsernameForm {
+    username: String,
+}
+
+/// A new SSO user's chosen username (the provider's was taken or invalid).
+async fn oidc_username(State(state): State<AppState>, session: Session, axum::Form(form): axum::Form<UsernameForm>) -> Response {
+    let Some(signup) = session.get::<PendingSignup>(SESSION_SSO_SIGNUP).await.ok().flatten() else {
+        return sso_failed(SsoError::State);
+    };
+    let name = form.username.trim().to_string();
+    if crate::username::Username::parse(&name).is_err() {
+        return Redirect::to("/sso/username?error=invalid").into_response();
+    }
+    if state.accounts.find_by_name(&name).await.is_ok() {
+        return Redirect::to("/sso/username?error=taken").into_response();
+    }
+    match state.sso.resolve(signup, Some(&name)).await {
+        Ok(Outcome::ChooseUsername(_)) => Redirect::to("/sso/username?error=taken").into_response(),
+        Ok(outcome) => {
+            let _ = session.remove::<PendingSignup>(SESSION_SSO_SIGNUP).await;
+            sso_outcome(&state, &session, outcome).await
+        }
+        Err(e) => sso_failed(e),
+    }
+}
+
+async fn sso_outcome(state: &AppState, session: &Session, outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::LoggedIn { user, provider, id_token, rd } => {
+            // New id at login, as with passwords.
+            if session.cycle_id().await.is_err()
+                || session.insert(SESSION_USER_ID, user.id).await.is_err()
+                || session.insert(SESSION_LOGIN_AT, crate::db::now()).await.is_err()
+            {
+                return sso_failed(SsoError::Internal("session store".into()));
+            }
+            let _ = session.insert(app::services::SESSION_SSO_LOGOUT, (provider, id_token)).await;
+            tracing::info!(user_id = user.id, "login through single sign-on");
+            let target = rd
+                .filter(|rd| state.gateway.is_safe_return(rd))
+                .unwrap_or_else(|| if user.is_admin { "/admin".into() } else { "/dashboard".into() });
+            Redirect::to(&target).into_response()
+        }
+        Outcome::Pending => Redirect::to("/pending").into_response(),
+        Outcome::ChooseUsername(signup) => {
+            if session.insert(SESSION_SSO_SIGNUP, signup).await.is_err() {
+                return sso_failed(SsoError::Internal("session store".into()));
+            }
+            Redirect::to("/sso/username").into_response()
+        }
+    }
 }

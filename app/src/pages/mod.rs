@@ -2,7 +2,7 @@ mod account;
 mod admin;
 pub(crate) mod dashboard;
 
-pub use account::{LoginPage, PendingPage, SignUpPage};
+pub use account::{AuthErrorPage, LoginPage, PendingPage, SignUpPage, SsoUsernamePage};
 pub use admin::AdminPage;
 pub use dashboard::DashboardPage;
 

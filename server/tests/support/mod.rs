@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod oidc;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

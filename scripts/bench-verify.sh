@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Benchmark: /auth/verify (owner with a valid session) vs nginx answering a static 204, same
+# machine, same wrk settings, same run. Loopback only. Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BERTH_BIN:-target/release/berth}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+pb=$(free_port); pn=$(free_port)
+export BERTH_LISTEN=127.0.0.1:$pb BERTH_DATABASE_URL=sqlite://$work/berth.db BERTH_DATA_DIR=$work/data \
+       BERTH_CONFIG=$work/none.toml BERTH_DOMAIN=lab.example.org BERTH_LOG=warn
+"$BIN" serve >/dev/null 2>"$work/berth.log" & pids+=($!)
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$pb/healthz" >/dev/null && break; sleep 0.1; done
+echo "alice-password-long" | "$BIN" user add alice --password-stdin >/dev/null
+cookie=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:$pb" \
+  --data "username=alice&password=alice-password-long" "http://127.0.0.1:$pb/api/login" |
+  tr -d '\r' | sed -n 's/^set-cookie: \(berth_session=[^;]*\).*/\1/Ip')
+[ -n "$cookie" ] || { echo "login failed"; exit 1; }
+verify_url="http://127.0.0.1:$pb/auth/verify?owner=alice"
+hdrs=(-H "Cookie: $cookie" -H "X-Forwarded-Host: alice-code.lab.example.org" -H "Accept: */*")
+code=$(curl -s -o /dev/null -w '%{http_code}' "${hdrs[@]}" "$verify_url")
+[ "$code" = 200 ] || { echo "verify answered $code, not 200"; exit 1; }
+
+cat > "$work/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:$pn; location / { return 204; } }
+}
+NGINX
+nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+sleep 0.5
+
+run() { wrk -t2 -c"$CONNS" -d"$DURATION" --latency "$@"; }
+parse() {
+  local out=$1
+  local rps p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  echo "$rps|$p99|${non2xx:-0}"
+}
+run "${hdrs[@]}" "$verify_url" >/dev/null # warm-up
+b=$(parse "$(run "${hdrs[@]}" "$verify_url")")
+n=$(parse "$(run "http://127.0.0.1:$pn/")")
+IFS='|' read -r b_rps b_p99 b_bad <<<"$b"
+IFS='|' read -r n_rps n_p99 n_bad <<<"$n"
+ratio=$(python3 -c "print(f'{$b_rps/$n_rps:.2f}')")
+echo
+echo "| target ($CONNS connections, $DURATION, wrk -t2) | requests/s | p99 latency | non-2xx |"
+echo "|---|---|---|---|"
+echo "| Berth /auth/verify (owner, valid session) | $b_rps | $b_p99 | $b_bad |"
+echo "| nginx static 204 | $n_rps | $n_p99 | $n_bad |"
+echo
+echo "Berth / nginx throughput ratio: $ratio"
