@@ -306,3 +306,61 @@ async fn start_workspace_watch_it_run_and_stop_it() {
     b.client.close().await.unwrap();
     drop(portal);
 }
+
+/// oidc-provider-mock from .tools/venv (make test installs it), killed on drop.
+async fn start_mock_provider(users: &[serde_json::Value]) -> (String, Guard) {
+    let port = free_port();
+    let venv = workspace_root().join(".tools/venv/bin/python");
+    let python = if venv.exists() { venv } else { PathBuf::from("python3") };
+    let mut cmd = Command::new(python);
+    cmd.args(["-m", "oidc_provider_mock", "--port", &port.to_string()]);
+    for user in users {
+        cmd.args(["--user-claims", &user.to_string()]);
+    }
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("oidc-provider-mock");
+    let guard = Guard(child);
+    let issuer = format!("http://127.0.0.1:{port}");
+    wait_for(&format!("{issuer}/.well-known/openid-configuration")).await;
+    (issuer, guard)
+}
+
+#[tokio::test]
+async fn single_sign_on_first_login_waits_for_approval_then_dashboard() {
+    let (issuer, _provider) =
+        start_mock_provider(&[serde_json::json!({"sub": "u-frank", "preferred_username": "frank", "email": "frank@lab.example.org"})]).await;
+    let extra: Vec<(String, String)> = vec![
+        ("BERTH_OIDC_ISSUER".into(), issuer.clone()),
+        ("BERTH_OIDC_CLIENT_ID".into(), "berth".into()),
+        ("BERTH_OIDC_CLIENT_SECRET".into(), "berth-secret".into()),
+        ("BERTH_OIDC_NAME".into(), "Lab SSO".into()),
+    ];
+    let portal = Portal::start_with(&extra).await;
+    portal.cli(&["user", "add", "root-admin", "--admin", "--password-stdin"], "admin-password-long\n");
+    let b = Browser::start("sso").await;
+    let base = portal.base.clone();
+
+    b.open(&format!("{base}/login")).await;
+    b.wait_css("a[data-provider='sso']").await.click().await.unwrap();
+    // The provider's own page: pick the predefined user.
+    b.wait_css("button[name='sub'][value='u-frank']").await;
+    b.screenshot("1-provider").await;
+    b.wait_css("button[name='sub'][value='u-frank']").await.click().await.unwrap();
+    b.wait_path("/pending").await;
+    b.wait_css("#pending").await;
+    b.screenshot("2-pending").await;
+
+    b.log_in(&base, "root-admin", "admin-password-long").await;
+    b.wait_path("/admin").await;
+    b.wait_css("tr[data-user='frank'] button[data-action='approve']").await.click().await.unwrap();
+    b.wait_css("tr[data-user='frank'] [data-status='approved']").await;
+    b.log_out().await;
+
+    b.open(&format!("{base}/login")).await;
+    b.wait_css("a[data-provider='sso']").await.click().await.unwrap();
+    b.wait_css("button[name='sub'][value='u-frank']").await.click().await.unwrap();
+    b.wait_path("/dashboard").await;
+    let greeting = b.wait_css("#greeting").await.text().await.unwrap();
+    assert_eq!(greeting, "Hello, frank!");
+    b.screenshot("3-dashboard").await;
+    b.client.close().await.unwrap();
+}

@@ -22,7 +22,7 @@ pub fn LoginPage() -> impl IntoView {
                             .into_iter()
                             .map(|(id, name)| {
                                 let href = format!("/auth/oidc/{id}/login?rd={}", urlencode(&rd()));
-                                view! { <a class="button sso" href=href data-provider=id>"Sign in with " {name}</a> }
+                                view! { <a class="button sso" href=href rel="external" data-provider=id>"Sign in with " {name}</a> }
                             })
                             .collect_view();
                         view! {

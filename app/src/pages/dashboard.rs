@@ -167,7 +167,7 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
             .collect_view();
         let guacamole = view.guacamole.then(|| {
             if running {
-                view! { <a class="button" href="/desktop/guacamole" target="_blank" rel="noopener" data-app="guacamole">"Desktop (Guacamole)"</a> }.into_any()
+                view! { <a class="button" href="/desktop/guacamole" target="_blank" rel="external noopener" data-app="guacamole">"Desktop (Guacamole)"</a> }.into_any()
             } else {
                 view! { <span class="button disabled" data-app="guacamole">"Desktop (Guacamole)"</span> }.into_any()
             }
