@@ -10,7 +10,7 @@ run: deps build
 	./target/debug/berth serve
 
 ## The whole test suite: unit, integration on SQLite and PostgreSQL, browser.
-test: deps-test build test-image
+test: deps-test build test-image image
 	scripts/check-compose.sh
 	BERTH_TEST_POSTGRES_URL=$$(scripts/ensure-postgres.sh) $(CARGO) test -p server
 	$(CARGO) test -p end2end -- --test-threads=1
@@ -36,7 +36,7 @@ bench: deps-test site test-image
 
 ## The real workspace image (slim profile builds here in minutes; full is for production sites).
 image:
-	docker/workspace/build.sh --profile $${PROFILE:-slim}
+	scripts/build-workspace-image.sh
 
 deps:
 	scripts/install-deps.sh --run-only

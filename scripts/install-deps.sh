@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_apt=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium chromium-driver postgresql
-          busybox-static debootstrap wrk nginx-light openssl ca-certificates curl docker-compose)
+          busybox-static debootstrap wrk nginx-light openssl ca-certificates curl docker-compose sshpass openssh-client)
 if [ "${1:-}" = "--run-only" ]; then
   want_apt=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ca-certificates)
 fi

@@ -224,6 +224,10 @@ pub struct WorkspaceDefaults {
     /// Privileged containers run Docker-in-Docker; set `runtime` (e.g. sysbox-runc) instead to avoid it.
     pub privileged: bool,
     pub runtime: Option<String>,
+    /// For engines that refuse --privileged (nested or sandboxed Docker): every capability but
+    /// SYS_RESOURCE, unconfined seccomp and /proc paths, all devices. Nearly privileged; only
+    /// used when `privileged` is false and no `runtime` is set.
+    pub all_capabilities: bool,
     /// User ids inside workspaces: uid_base + slot.
     pub uid_base: u32,
     pub stop_timeout_seconds: u32,
@@ -244,6 +248,7 @@ impl Default for WorkspaceDefaults {
             gpus: "all".into(),
             privileged: true,
             runtime: None,
+            all_capabilities: false,
             uid_base: 10000,
             stop_timeout_seconds: 30,
             extra_label: None,

@@ -215,12 +215,15 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
     let shared = root.join("shared");
     let tensorboard = shared.join("tensorboard").join(u);
     let state = root.join("state").join(u);
+    // Docker-in-Docker keeps its images per user, on a real filesystem (overlay2 works there).
+    let docker_data = root.join("docker").join(u);
     let binds = vec![
         format!("{}:/home/{u}:rw", home.display()),
         format!("{}:/workspace:rw", workspace.display()),
         format!("{}:/shared:ro", shared.display()),
         format!("{}:/shared/tensorboard/{u}:rw", tensorboard.display()),
         format!("{}:/var/lib/state:rw", state.display()),
+        format!("{}:/var/lib/docker:rw", docker_data.display()),
     ];
 
     let memory_limit = o.memory_limit_gib.unwrap_or(d.memory_limit_gib) as i64 * GIB;
@@ -248,6 +251,7 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
         Some(runtime) => (false, Some(runtime.clone())),
         None => (d.privileged, None),
     };
+    let all_caps = !privileged && runtime.is_none() && d.all_capabilities;
 
     let host_config = HostConfig {
         binds: Some(binds),
@@ -261,6 +265,20 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
         device_requests,
         privileged: Some(privileged),
         runtime,
+        cap_add: all_caps.then(|| vec!["ALL".to_string()]),
+        cap_drop: all_caps.then(|| vec!["SYS_RESOURCE".to_string()]),
+        security_opt: all_caps.then(|| vec!["seccomp=unconfined".to_string(), "apparmor=unconfined".to_string()]),
+        // The API form of the CLI's `--security-opt systempaths=unconfined`.
+        masked_paths: all_caps.then(Vec::new),
+        readonly_paths: all_caps.then(Vec::new),
+        device_cgroup_rules: all_caps.then(|| vec!["a *:* rwm".to_string()]),
+        devices: all_caps.then(|| {
+            vec![bollard::models::DeviceMapping {
+                path_on_host: Some("/dev/fuse".into()),
+                path_in_container: Some("/dev/fuse".into()),
+                cgroup_permissions: Some("rwm".into()),
+            }]
+        }),
         restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
         network_mode: Some(network.clone()),
         init: Some(false),
@@ -305,7 +323,7 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
         uid,
         body,
         hash,
-        directories: vec![(home, true), (workspace, true), (tensorboard, true), (state, false), (shared, false)],
+        directories: vec![(home, true), (workspace, true), (tensorboard, true), (state, false), (shared, false), (docker_data, false)],
     })
 }
 
@@ -435,6 +453,7 @@ mod tests {
             "/srv/berth/shared:/shared:ro",
             "/srv/berth/shared/tensorboard/alice:/shared/tensorboard/alice:rw",
             "/srv/berth/state/alice:/var/lib/state:rw",
+            "/srv/berth/docker/alice:/var/lib/docker:rw",
         ]);
         assert!(spec.directories.contains(&(PathBuf::from("/srv/berth/homes/alice"), true)));
     }
@@ -486,6 +505,19 @@ mod tests {
         let spec = build_spec(&alice(0), &s).unwrap();
         assert_eq!(host_config(&spec).privileged, Some(false));
         assert_eq!(host_config(&spec).runtime.as_deref(), Some("sysbox-runc"));
+        assert_eq!(host_config(&spec).cap_add, None);
+
+        let mut s = settings();
+        s.defaults.privileged = false;
+        s.defaults.all_capabilities = true;
+        let spec = build_spec(&alice(0), &s).unwrap();
+        let h = host_config(&spec);
+        assert_eq!(h.privileged, Some(false));
+        assert_eq!(h.cap_add, Some(vec!["ALL".to_string()]));
+        assert_eq!(h.cap_drop, Some(vec!["SYS_RESOURCE".to_string()]));
+        assert!(h.security_opt.as_ref().unwrap().contains(&"seccomp=unconfined".to_string()));
+        s.defaults.privileged = true;
+        assert_eq!(host_config(&build_spec(&alice(0), &s).unwrap()).cap_add, None, "privileged wins");
     }
 
     #[test]
