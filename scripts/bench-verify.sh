@@ -40,7 +40,7 @@ NGINX
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
 sleep 0.5
 
-run() { wrk -t2 -c"$CONNS" -d"$DURATION" --latency "$@"; }
+run() { wrk -t"${THREADS:-2}" -c"$CONNS" -d"$DURATION" --latency "$@"; }
 parse() {
   local out=$1
   local rps p99 non2xx
@@ -56,7 +56,7 @@ IFS='|' read -r b_rps b_p99 b_bad <<<"$b"
 IFS='|' read -r n_rps n_p99 n_bad <<<"$n"
 ratio=$(python3 -c "print(f'{$b_rps/$n_rps:.2f}')")
 echo
-echo "| target ($CONNS connections, $DURATION, wrk -t2) | requests/s | p99 latency | non-2xx |"
+echo "| target ($CONNS connections, $DURATION, wrk -t${THREADS:-2}) | requests/s | p99 latency | non-2xx |"
 echo "|---|---|---|---|"
 echo "| Berth /auth/verify (owner, valid session) | $b_rps | $b_p99 | $b_bad |"
 echo "| nginx static 204 | $n_rps | $n_p99 | $n_bad |"

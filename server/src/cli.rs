@@ -62,6 +62,23 @@ enum WorkspaceCommand {
     },
     /// Adopt, report and repair: what `serve` does at start-up.
     Reconcile,
+    /// Per-user resources (admins); unset flags return to the defaults. Applied at the next start.
+    Limits {
+        user: String,
+        #[arg(long)]
+        memory_gib: Option<u64>,
+        #[arg(long)]
+        memory_reservation_gib: Option<u64>,
+        #[arg(long)]
+        swap_gib: Option<u64>,
+        #[arg(long)]
+        shm_gib: Option<u64>,
+        #[arg(long)]
+        cpus: Option<f64>,
+        /// `all`, `none` or a list like `0,1`.
+        #[arg(long)]
+        gpus: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -276,6 +293,23 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
                     println!("  differs from its current spec (applied at the next restart)");
                 }
             }
+            Ok(())
+        }
+        WorkspaceCommand::Limits { user, memory_gib, memory_reservation_gib, swap_gib, shm_gib, cpus, gpus } => {
+            if let Some(g) = &gpus {
+                let ok = g == "all" || g == "none" || g.split(',').all(|d| !d.trim().is_empty() && d.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+                anyhow::ensure!(ok, "--gpus must be all, none or a comma-separated list of GPU ids");
+            }
+            let overrides = crate::workspace::spec::ResourceOverrides {
+                memory_reservation_gib,
+                memory_limit_gib: memory_gib,
+                swap_gib,
+                cpus,
+                shm_gib,
+                gpus,
+            };
+            workspaces.set_overrides(&user, &overrides).await?;
+            println!("{user}: limits stored; applied when the workspace next starts from stopped");
             Ok(())
         }
         WorkspaceCommand::Reconcile => {
