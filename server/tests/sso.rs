@@ -219,3 +219,22 @@ async fn sso_only_sites_refuse_password_login() {
     let signup = b.call("signup", &[("username", "newbie"), ("email", "n@lab.example.org"), ("password", "newbie-password-long")]).await;
     assert_eq!(signup.status(), 403);
 }
+
+#[tokio::test]
+async fn unverified_email_is_refused_when_the_policy_requires_it() {
+    let provider = MockProvider::start(&[
+        json!({"sub": "u-un", "email": "una@lab.example.org", "email_verified": false, "preferred_username": "una"}),
+        json!({"sub": "u-ve", "email": "vic@lab.example.org", "email_verified": true, "preferred_username": "vic"}),
+    ])
+    .await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = server_with(&db, &provider, &toml_provider(&provider.issuer, "require_verified_email = true"), &[]).await;
+    let (b, end) = sso_login(&server, &provider, "mock", "u-un").await;
+    assert_eq!(end, "/auth/error?reason=email-unverified");
+    assert_eq!(b.viewer().await, Value::Null);
+    let page = b.get(&end).await.text().await.unwrap();
+    assert!(page.contains("has not verified your e-mail"));
+    assert_eq!(sso_login(&server, &provider, "mock", "u-ve").await.1, "/pending");
+    let out = server.cli(&["user", "list", "--json"], "");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("\"una\""), "no account for the refused login");
+}

@@ -14,6 +14,7 @@ pub fn AdminPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 let user = viewer.await.ok().flatten();
                 let is_admin = user.as_ref().is_some_and(|u| u.is_admin);
+                let me = user.as_ref().map(|u| u.id);
                 view! {
                     <Frame user=user>
                         <section class="card" id="admin">
@@ -23,7 +24,7 @@ pub fn AdminPage() -> impl IntoView {
                             <Transition fallback=|| view! { <p class="muted">"Loading users…"</p> }>
                                 {move || Suspend::new(async move {
                                     match users.await {
-                                        Ok(list) => view! { <UsersTable users=list act=act/> }.into_any(),
+                                        Ok(list) => view! { <UsersTable users=list act=act me=me/> }.into_any(),
                                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                                     }
                                 })}
@@ -38,13 +39,16 @@ pub fn AdminPage() -> impl IntoView {
 }
 
 #[component]
-fn UsersTable(users: Vec<UserSummary>, act: ServerAction<AdminActionFn>) -> impl IntoView {
+fn UsersTable(users: Vec<UserSummary>, act: ServerAction<AdminActionFn>, me: Option<i64>) -> impl IntoView {
     let pending = users.iter().filter(|u| u.status == crate::model::AccountStatus::Pending).count();
     let rows = users
         .into_iter()
         .map(|user| {
+            let is_me = Some(user.id) == me;
             let buttons = AdminAction::available(&user)
                 .into_iter()
+                // The server refuses self-lockout anyway; do not offer it.
+                .filter(|a| !(is_me && matches!(a, AdminAction::Disable | AdminAction::Reject | AdminAction::RevokeAdmin)))
                 .map(|action| {
                     view! {
                         <ActionForm action=act attr:class="inline">
