@@ -6,7 +6,10 @@ CARGO ?= cargo
 .PHONY: run test deps deps-test build site server e2e test-image image portal-image bench clean
 
 ## Serve Berth on 127.0.0.1:3000 with the embedded SQLite database (honours BERTH_* variables).
+## For a local run, workspaces use the slim image (`make image`) and keep their files under ./data.
 run: deps build
+	BERTH_WORKSPACE_IMAGE=$${BERTH_WORKSPACE_IMAGE:-berth/workspace:slim} \
+	BERTH_STORAGE_ROOT=$${BERTH_STORAGE_ROOT:-$(CURDIR)/data/storage} \
 	./target/debug/berth serve
 
 ## The whole test suite: unit, integration on SQLite and PostgreSQL, browser.
