@@ -441,7 +441,9 @@ async fn oidc_callback(
     // Single use: whatever happens next, this pending login is consumed.
     let pending: Option<PendingLogin> = session.remove(SESSION_SSO_PENDING).await.ok().flatten();
     if let Some(error) = query.error {
-        return sso_failed(SsoError::Denied(error));
+        // Provider-chosen text: keep only an error-code shape out of the log.
+        let code: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+        return sso_failed(SsoError::Denied(code));
     }
     let (Some(pending), Some(code), Some(returned_state)) = (pending, query.code, query.state) else {
         return sso_failed(SsoError::State);
