@@ -1,6 +1,9 @@
 # One toolchain for the whole workspace: Debian's rustc-web (it alone can build the wasm std here).
 export PATH := /usr/bin:$(HOME)/.cargo/bin:$(PATH)
 export LEPTOS_OUTPUT_NAME := berth
+# The shared test data (Traefik schema, Guacamole vector) sits beside the checkout; a clone made
+# elsewhere finds the workplace copy.
+export BERTH_SHARED_DIR ?= $(firstword $(wildcard $(CURDIR)/../shared /work/shared))
 CARGO ?= cargo
 
 .PHONY: run test deps deps-test build site server e2e test-image image portal-image bench clean
@@ -15,8 +18,11 @@ run: deps build
 ## The whole test suite: unit, integration on SQLite and PostgreSQL, browser.
 test: deps-test build test-image image
 	scripts/check-compose.sh
-	BERTH_TEST_POSTGRES_URL=$$(scripts/ensure-postgres.sh) $(CARGO) test -p server
-	$(CARGO) test -p end2end -- --test-threads=1
+	@# Both suites run even when the first fails, so one run shows every failure.
+	pg_url=$$(scripts/ensure-postgres.sh) || exit 1; status=0; \
+	BERTH_TEST_POSTGRES_URL=$$pg_url $(CARGO) test -p server --no-fail-fast || status=1; \
+	$(CARGO) test -p end2end --no-fail-fast -- --test-threads=1 || status=1; \
+	exit $$status
 
 ## Browser tests only.
 e2e: deps-test build test-image

@@ -30,7 +30,7 @@ impl TestDb {
         match backend {
             Backend::Sqlite => TestDb { url: format!("sqlite://{}/berth.db", dir.path().display()), dir, postgres: None },
             Backend::Postgres => {
-                let admin_url = std::env::var("BERTH_TEST_POSTGRES_URL").expect(
+                let admin_url = std::env::var("BERTH_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()).expect(
                     "BERTH_TEST_POSTGRES_URL must point at a PostgreSQL server (make test starts one: scripts/ensure-postgres.sh)",
                 );
                 let name = format!("berth_test_{}_{}", std::process::id(), rand_suffix());
