@@ -63,3 +63,83 @@ impl Drop for MockProvider {
         let _ = self.child.wait();
     }
 }
+
+/// A man in the middle between Berth and the provider that hands out a wrong signing key: it
+/// forwards everything (Host header included, so the provider names the proxy as its issuer)
+/// but alters the modulus of every key in `/jwks`. Tokens the real provider signs then fail
+/// verification, as a forged or corrupted token would.
+pub struct KeySwapProxy {
+    pub issuer: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeySwapProxy {
+    pub async fn start(provider: &MockProvider) -> KeySwapProxy {
+        use axum::body::{to_bytes, Body};
+        use axum::extract::{Request, State};
+        use axum::response::Response;
+
+        #[derive(Clone)]
+        struct Upstream {
+            base: String,
+            http: reqwest::Client,
+        }
+
+        async fn forward(State(up): State<Upstream>, request: Request) -> Response {
+            let (parts, body) = request.into_parts();
+            let body = to_bytes(body, 1 << 20).await.unwrap();
+            let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let mut outgoing = up.http.request(parts.method.clone(), format!("{}{path}", up.base));
+            for (name, value) in &parts.headers {
+                outgoing = outgoing.header(name, value);
+            }
+            let answer = outgoing.body(body).send().await.unwrap();
+            let mut response = Response::builder().status(answer.status());
+            for (name, value) in answer.headers() {
+                if name != "content-length" && name != "transfer-encoding" {
+                    response = response.header(name, value);
+                }
+            }
+            let mut bytes = answer.bytes().await.unwrap().to_vec();
+            if parts.uri.path() == "/jwks" {
+                bytes = wrong_keys(&bytes);
+            }
+            response.body(Body::from(bytes)).unwrap()
+        }
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = Upstream {
+            base: provider.issuer.clone(),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        };
+        let app = axum::Router::new().fallback(forward).with_state(upstream);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        KeySwapProxy { issuer, task }
+    }
+}
+
+/// The same key set with one byte of every RSA modulus changed (the key ids stay, so the
+/// verifier picks the altered key).
+fn wrong_keys(jwks: &[u8]) -> Vec<u8> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let mut set: serde_json::Value = serde_json::from_slice(jwks).expect("provider's JWKS is JSON");
+    let keys = set["keys"].as_array_mut().expect("JWKS has keys");
+    assert!(!keys.is_empty(), "the provider publishes a key");
+    for key in keys {
+        let mut n = URL_SAFE_NO_PAD.decode(key["n"].as_str().expect("RSA key")).unwrap();
+        let middle = n.len() / 2;
+        n[middle] ^= 0x5a;
+        key["n"] = URL_SAFE_NO_PAD.encode(n).into();
+    }
+    serde_json::to_vec(&set).unwrap()
+}
+
+impl Drop for KeySwapProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
