@@ -356,3 +356,112 @@ async fn routes_follow_the_workspace_and_vanish_when_the_user_is_disabled() {
     assert!(!file.exists(), "a disabled user has no routes");
     assert_eq!(b.workspaces.view(&user).await.unwrap().state, WorkspaceState::Stopped, "and nothing running");
 }
+
+/// Certificates made with the openssl command line: a CA, the engine's server certificate for
+/// 127.0.0.1, a client certificate the CA signed, and a self-signed client the engine must refuse.
+fn make_certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let key = |name: &str| openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", name]);
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    key("ca-key.pem");
+    openssl(&["req", "-x509", "-new", "-key", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=berth-test-ca"]);
+    for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+        key(&format!("{name}-key.pem"));
+        openssl(&["req", "-new", "-key", &format!("{name}-key.pem"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={name}")]);
+        openssl(&[
+            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+            "-out", &format!("{name}.pem"), "-days", "2", "-extfile", ext,
+        ]);
+    }
+    key("rogue-key.pem");
+    openssl(&["req", "-x509", "-new", "-key", "rogue-key.pem", "-out", "rogue.pem", "-days", "2", "-subj", "/CN=rogue"]);
+}
+
+/// The local engine behind a TLS listener that demands a client certificate from our CA, as a
+/// remote `dockerd --tlsverify` does (rustls, the same checks Go's TLS server makes); stopped
+/// when dropped.
+struct TlsEngine {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsEngine {
+    async fn start(dir: &std::path::Path) -> TlsEngine {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls::{server::WebPkiClientVerifier, RootCertStore, ServerConfig};
+
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap()).unwrap();
+        let verifier = WebPkiClientVerifier::builder(Arc::new(roots)).build().unwrap();
+        let chain = CertificateDer::pem_file_iter(dir.join("server.pem")).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).unwrap();
+        let config = ServerConfig::builder().with_client_cert_verifier(verifier).with_single_cert(chain, key).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client without a certificate from the CA ends here, in the handshake.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut engine) = tokio::net::UnixStream::connect("/var/run/docker.sock").await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut engine).await;
+                });
+            }
+        });
+        TlsEngine { port, task }
+    }
+}
+
+impl Drop for TlsEngine {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn engine_over_tcp_with_tls_and_client_certificates() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let engine = TlsEngine::start(certs.path()).await;
+    let host = format!("tcp://127.0.0.1:{}", engine.port);
+    // What Berth reads from BERTH_DOCKER_TLS_DIR: ca.pem, cert.pem, key.pem.
+    let tls_dir = |client: &str| {
+        let dir = certs.path().join(format!("berth-{client}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(certs.path().join("ca.pem"), dir.join("ca.pem")).unwrap();
+        std::fs::copy(certs.path().join(format!("{client}.pem")), dir.join("cert.pem")).unwrap();
+        std::fs::copy(certs.path().join(format!("{client}-key.pem")), dir.join("key.pem")).unwrap();
+        dir
+    };
+
+    // A client certificate the engine does not trust: refused, with the engine's address named.
+    let mut config = config(&cleanup, &db.dir.path().join("storage"), 30000);
+    config.docker_host = Some(host.clone());
+    config.docker_tls_dir = Some(tls_dir("rogue"));
+    let rogue = backend(&config, &db.url).await;
+    let user = username("tls");
+    approved_user(&rogue, &user).await;
+    let error = rogue.workspaces.start(&user).await.expect_err("untrusted client").to_string();
+    assert!(error.contains("Docker engine is not reachable") && error.contains(&host), "{error}");
+    assert!(cleanup.containers().is_empty());
+
+    // The CA's client: the whole lifecycle runs over TLS.
+    config.docker_tls_dir = Some(tls_dir("client"));
+    let trusted = backend(&config, &db.url).await;
+    trusted.workspaces.start(&user).await.expect("start over TLS");
+    let name = format!("workspace-{user}");
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+    assert_eq!(trusted.workspaces.view(&user).await.unwrap().state, WorkspaceState::Running);
+    trusted.workspaces.stop(&user).await.expect("stop over TLS");
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "false");
+    assert_eq!(cleanup.containers().len(), 1);
+}

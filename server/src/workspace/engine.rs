@@ -30,6 +30,22 @@ pub enum EngineError {
     Operation { op: &'static str, status: u16, message: String },
 }
 
+/// An error with its chain of causes: hyper's "client error (Connect)" alone does not say
+/// whether the address, the certificate or the handshake was wrong.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl EngineError {
     fn status(&self) -> Option<u16> {
         match self {
@@ -74,7 +90,7 @@ impl Engine {
         if let Some(docker) = self.client.read().await.clone() {
             return Ok(docker);
         }
-        let unavailable = |e: BollardError| EngineError::Unavailable(format!("{} ({e})", self.host));
+        let unavailable = |e: BollardError| EngineError::Unavailable(format!("{} ({})", self.host, with_causes(&e)));
         let docker = if self.host.starts_with("unix://") {
             Docker::connect_with_unix(&self.host, REQUEST_TIMEOUT, API_DEFAULT_VERSION).map_err(unavailable)?
         } else if let Some(dir) = &self.tls_dir {
@@ -103,7 +119,7 @@ impl Engine {
             }
             other => {
                 *self.client.write().await = None;
-                EngineError::Unavailable(format!("{} ({op}: {other})", self.host))
+                EngineError::Unavailable(format!("{} ({op}: {})", self.host, with_causes(&other)))
             }
         }
     }
