@@ -12,6 +12,7 @@ pub mod services;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
+use leptos_router::SsrMode;
 use leptos_router::path;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -46,14 +47,14 @@ pub fn App() -> impl IntoView {
         <Title text="Berth"/>
         <Router>
             <Routes fallback=pages::NotFound>
-                <Route path=path!("/") view=pages::Home/>
-                <Route path=path!("/login") view=pages::LoginPage/>
-                <Route path=path!("/signup") view=pages::SignUpPage/>
-                <Route path=path!("/pending") view=pages::PendingPage/>
-                <Route path=path!("/dashboard") view=pages::DashboardPage/>
-                <Route path=path!("/admin") view=pages::AdminPage/>
-                <Route path=path!("/auth/error") view=pages::AuthErrorPage/>
-                <Route path=path!("/sso/username") view=pages::SsoUsernamePage/>
+                <Route path=path!("/") view=pages::Home ssr=SsrMode::Async/>
+                <Route path=path!("/login") view=pages::LoginPage ssr=SsrMode::Async/>
+                <Route path=path!("/signup") view=pages::SignUpPage ssr=SsrMode::Async/>
+                <Route path=path!("/pending") view=pages::PendingPage ssr=SsrMode::Async/>
+                <Route path=path!("/dashboard") view=pages::DashboardPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
+                <Route path=path!("/auth/error") view=pages::AuthErrorPage ssr=SsrMode::Async/>
+                <Route path=path!("/sso/username") view=pages::SsoUsernamePage ssr=SsrMode::Async/>
             </Routes>
         </Router>
     }

@@ -117,6 +117,15 @@ struct Browser {
 
 impl Browser {
     async fn start(test: &str) -> Browser {
+        Self::launch(test, true).await
+    }
+
+    /// A browser with JavaScript switched off: the pages must work as plain HTML forms.
+    async fn without_javascript(test: &str) -> Browser {
+        Self::launch(test, false).await
+    }
+
+    async fn launch(test: &str, javascript: bool) -> Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -127,14 +136,17 @@ impl Browser {
         let driver = Guard(driver);
         wait_for(&format!("http://127.0.0.1:{port}/status")).await;
         let profile = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--headless=new".to_string(), "--no-sandbox".into(), "--disable-gpu".into(), "--disable-dev-shm-usage".into(),
+            "--disable-background-networking".into(), "--disable-component-update".into(), "--disable-sync".into(),
+            "--no-first-run".into(), "--window-size=1280,900".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        if !javascript {
+            args.push("--blink-settings=scriptEnabled=false".into());
+        }
         let caps = serde_json::json!({
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         "--no-first-run", "--window-size=1280,900",
-                         format!("--user-data-dir={}", profile.path().display())]
-            }
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
         });
         let caps = caps.as_object().unwrap().clone();
         let client = ClientBuilder::rustls()
@@ -181,6 +193,20 @@ impl Browser {
         while self.path().await != path {
             assert!(Instant::now() < deadline, "expected {path}, still at {}", self.path().await);
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn submit(&self, form: &str) {
+        self.wait_css(&format!("{form} button[type=submit]")).await.click().await.unwrap();
+    }
+
+    /// Without script a page never updates itself: reload until `css` shows (a minute at most).
+    async fn reload_until(&self, css: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.client.find(Locator::Css(css)).await.is_err() {
+            assert!(Instant::now() < deadline, "{css} never showed");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.client.refresh().await.unwrap();
         }
     }
 
@@ -303,6 +329,62 @@ async fn start_workspace_watch_it_run_and_stop_it() {
     b.wait_css("#workspace button[data-action='stop']").await.click().await.unwrap();
     b.wait_css("#workspace-state[data-state='stopped']").await;
     b.screenshot("3-stopped").await;
+    b.client.close().await.unwrap();
+    drop(portal);
+}
+
+#[tokio::test]
+async fn every_step_works_without_javascript() {
+    let run = run_id();
+    let cleanup = DockerCleanup(format!("io.berth.test=e2e-{run}"));
+    let extra: Vec<(String, String)> = [
+        ("BERTH_WORKSPACE_IMAGE", "berth-test/busybox:latest"),
+        ("BERTH_PORTS__BASE", "19000"),
+        ("BERTH_PORTS__HOST_IP", "127.0.0.1"),
+        ("BERTH_WORKSPACE__GPUS", "none"),
+        ("BERTH_WORKSPACE__PRIVILEGED", "false"),
+        ("BERTH_WORKSPACE__STOP_TIMEOUT_SECONDS", "5"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([("BERTH_WORKSPACE__EXTRA_LABEL".to_string(), cleanup.0.clone())])
+    .collect();
+    let portal = Portal::start_with(&extra).await;
+    let user = format!("nojs-{run}");
+    let b = Browser::without_javascript("no-javascript").await;
+    let base = portal.base.clone();
+
+    // Sign up with a plain form post.
+    b.client.goto(&format!("{base}/signup")).await.unwrap();
+    b.fill("#signup-form input[name=username]", &user).await;
+    b.fill("#signup-form input[name=email]", "nojs@lab.example.org").await;
+    b.fill("#signup-form input[name=password]", "nojs-password-long").await;
+    b.submit("#signup-form").await;
+    b.wait_path("/pending").await;
+    let hydrated = b.client.find(Locator::Css("body[data-hydrated]")).await;
+    assert!(hydrated.is_err(), "no script ran: the page was never hydrated");
+    b.screenshot("1-pending").await;
+    portal.cli(&["user", "approve", &user], "");
+
+    // Log in, land on the dashboard, start the workspace: each a full page load.
+    b.client.goto(&format!("{base}/login")).await.unwrap();
+    b.fill("#login-form input[name=username]", &user).await;
+    b.fill("#login-form input[name=password]", "nojs-password-long").await;
+    b.submit("#login-form").await;
+    b.wait_path("/dashboard").await;
+    b.wait_css("#workspace-state[data-state='absent']").await;
+    b.wait_css("#workspace button[data-action='start']").await.click().await.unwrap();
+    b.reload_until("#workspace-state[data-state='running']").await;
+    assert_eq!(b.wait_css("#ssh-port").await.text().await.unwrap(), "19022");
+    b.screenshot("2-running").await;
+    b.wait_css("#workspace button[data-action='stop']").await.click().await.unwrap();
+    b.wait_path("/dashboard").await;
+    b.reload_until("#workspace-state[data-state='stopped']").await;
+    b.screenshot("3-stopped").await;
+
+    // And log out.
+    b.log_out().await;
+    assert!(b.client.find(Locator::Css("body[data-hydrated]")).await.is_err());
     b.client.close().await.unwrap();
     drop(portal);
 }

@@ -444,7 +444,7 @@ async fn engine_over_tcp_with_tls_and_client_certificates() {
     };
 
     // A client certificate the engine does not trust: refused, with the engine's address named.
-    let mut config = config(&cleanup, &db.dir.path().join("storage"), 30000);
+    let mut config = config(&cleanup, &db.dir.path().join("storage"), 20000);
     config.docker_host = Some(host.clone());
     config.docker_tls_dir = Some(tls_dir("rogue"));
     let rogue = backend(&config, &db.url).await;
