@@ -1,5 +1,10 @@
 //! tower-sessions store on Berth's own database. Each row also records the session's
 //! user, so disabling a user can delete that user's live sessions at once.
+//!
+//! Idle expiry is kept here, not in the cookie: `expires_at` is the idle deadline and moves
+//! forward whenever the session is used, on the portal or through `/auth/verify` (a user
+//! working all day in VS Code or Jupyter never touches the portal). The cookie itself lives
+//! for the absolute lifetime, which `identify` and the gateway check against the login time.
 
 use std::collections::HashMap;
 
@@ -48,6 +53,7 @@ fn user_of(record: &Record) -> Option<i64> {
 #[async_trait::async_trait]
 impl SessionStore for SqlSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let expires_at = self.cache.idle_deadline(record.expiry_date.unix_timestamp());
         let data = serde_json::to_string(&record.data).map_err(backend)?;
         // A fresh random id colliding is astronomically unlikely; still, never overwrite one.
         loop {
@@ -57,7 +63,7 @@ impl SessionStore for SqlSessionStore {
             .bind(record.id.to_string())
             .bind(user_of(record))
             .bind(&data)
-            .bind(record.expiry_date.unix_timestamp())
+            .bind(expires_at)
             .execute(&self.db.pool)
             .await
             .map_err(backend)?;
@@ -78,7 +84,7 @@ impl SessionStore for SqlSessionStore {
         .bind(record.id.to_string())
         .bind(user_of(record))
         .bind(data)
-        .bind(record.expiry_date.unix_timestamp())
+        .bind(self.cache.idle_deadline(record.expiry_date.unix_timestamp()))
         .execute(&self.db.pool)
         .await
         .map_err(backend)?;
@@ -97,6 +103,7 @@ impl SessionStore for SqlSessionStore {
         let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
         let data: HashMap<String, serde_json::Value> = serde_json::from_str(&data).map_err(backend)?;
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(expires_at).map_err(backend)?;
+        self.cache.touch(&self.db, &id.to_string()).await.map_err(backend)?;
         Ok(Some(Record { id: *id, data, expiry_date }))
     }
 
@@ -130,13 +137,54 @@ struct CachedLookup {
 pub struct SessionCache {
     entries: std::sync::RwLock<HashMap<String, CachedLookup>>,
     ttl: std::time::Duration,
+    idle_seconds: i64,
+    /// When each session's idle deadline was last moved: at most one write per session per
+    /// `touch_every`, however many requests it makes.
+    touched: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    touch_every: std::time::Duration,
 }
 
 const CACHE_MAX_ENTRIES: usize = 100_000;
 
 impl SessionCache {
-    pub fn new(ttl: std::time::Duration) -> SessionCache {
-        SessionCache { entries: std::sync::RwLock::new(HashMap::new()), ttl }
+    pub fn new(ttl: std::time::Duration, idle: std::time::Duration) -> SessionCache {
+        let idle_seconds = idle.as_secs().max(1) as i64;
+        SessionCache {
+            entries: std::sync::RwLock::new(HashMap::new()),
+            ttl,
+            idle_seconds,
+            touched: std::sync::Mutex::new(HashMap::new()),
+            // A quarter of the idle window keeps a busy session from lapsing between writes.
+            touch_every: std::time::Duration::from_secs((idle_seconds as u64 / 4).clamp(1, 60)),
+        }
+    }
+
+    /// The idle deadline for a session used now, never past `latest` (the record's own expiry).
+    pub fn idle_deadline(&self, latest: i64) -> i64 {
+        (crate::db::now() + self.idle_seconds).min(latest)
+    }
+
+    /// Moves a live session's idle deadline forward (throttled per session); an expired one
+    /// stays expired.
+    pub async fn touch(&self, db: &Db, id: &str) -> Result<(), sqlx::Error> {
+        let now = std::time::Instant::now();
+        {
+            let mut touched = self.touched.lock().expect("session touch times");
+            if touched.get(id).is_some_and(|at| now.duration_since(*at) < self.touch_every) {
+                return Ok(());
+            }
+            if touched.len() >= CACHE_MAX_ENTRIES {
+                touched.retain(|_, at| now.duration_since(*at) < self.touch_every);
+            }
+            touched.insert(id.to_string(), now);
+        }
+        sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2 AND expires_at > $3 AND expires_at < $1")
+            .bind(crate::db::now() + self.idle_seconds)
+            .bind(id)
+            .bind(crate::db::now())
+            .execute(&db.pool)
+            .await?;
+        Ok(())
     }
 
     /// `Some(answer)` when cached and fresh.
@@ -160,6 +208,7 @@ impl SessionCache {
 
     pub fn forget(&self, id: &str) {
         self.entries.write().expect("session cache").remove(id);
+        self.touched.lock().expect("session touch times").remove(id);
     }
 
     pub fn forget_user(&self, user_id: i64) {
@@ -188,6 +237,8 @@ impl SessionCache {
         if crate::db::now() - login_at > absolute_seconds {
             return Ok(None);
         }
+        // Working in an app counts as using the session.
+        self.touch(db, id).await?;
         Ok(Some(GatewaySession { user_id: row.try_get("user_id")?, username: row.try_get("username")? }))
     }
 }

@@ -77,7 +77,8 @@ const GATEWAY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30
 
 impl Backend {
     pub fn new(config: &Config, db: Db, key: &[u8; 32]) -> Backend {
-        let sessions = Arc::new(SessionCache::new(GATEWAY_CACHE_TTL));
+        let idle = std::time::Duration::from_secs(config.session_idle_minutes * 60);
+        let sessions = Arc::new(SessionCache::new(GATEWAY_CACHE_TTL, idle));
         let accounts = Accounts::new(
             db.clone(),
             config.login_attempts_per_window,
@@ -174,7 +175,8 @@ pub fn router(config: Arc<Config>, backend: Backend) -> Router {
         .with_same_site(SameSite::Lax)
         .with_secure(config.secure_cookies())
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(config.session_idle_minutes as i64)));
+        // The cookie lasts the absolute lifetime; idle expiry is the store's (see sessions.rs).
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(config.session_absolute_hours as i64)));
     if let Some(domain) = &config.cookie_domain {
         sessions = sessions.with_domain(domain.trim_start_matches('.').to_string());
     }

@@ -121,6 +121,43 @@ async fn session_survives_server_restart(backend: Backend) {
     assert_eq!(again.viewer().await["username"], "root-admin", "session kept across a restart");
 }
 
+/// Idle expiry counts work done in the apps: a user in VS Code all day never touches the portal.
+async fn app_use_keeps_a_session_alive_and_idleness_ends_it(backend: Backend) {
+    use std::time::{Duration, Instant};
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start_with(&db, &[("BERTH_SESSION_IDLE_MINUTES", "1")]).await;
+    let out = server.cli(&["user", "add", "alice", "--password-stdin"], &format!("{ALICE_PW}\n"));
+    assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
+    let working = Browser::new(&server);
+    let r = working.log_in("alice", ALICE_PW).await;
+    assert!(r.status().is_success());
+    // The cookie lasts the absolute lifetime (7 days); the server decides when idleness ends it.
+    let set_cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(set_cookie.contains("Max-Age=604800"), "{set_cookie}");
+    let idle = Browser::new(&server);
+    assert!(idle.log_in("alice", ALICE_PW).await.status().is_success());
+
+    // For 75 s, longer than the idle window, only the app is used: forwardAuth every 10 s.
+    let cookie = working.session_cookie().unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(75) {
+        let r = http
+            .get(format!("{}/auth/verify?owner=alice", server.base))
+            .header("X-Forwarded-Host", "alice-code.localhost")
+            .header("X-Forwarded-Method", "GET")
+            .header("Accept", "application/json")
+            .header("Cookie", format!("berth_session={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "after {:?}", started.elapsed());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    assert_eq!(working.viewer().await["username"], "alice", "app use kept the session alive");
+    assert_eq!(idle.viewer().await, serde_json::Value::Null, "an unused session ends after the idle window");
+}
+
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
@@ -132,4 +169,5 @@ on_both_databases!(
     signup_pending_approve_login_logout,
     disabled_user_is_refused_on_next_request,
     session_survives_server_restart,
+    app_use_keeps_a_session_alive_and_idleness_ends_it,
 );
