@@ -145,6 +145,9 @@ impl Accounts {
             None => None,
         };
         let now = now();
+        // An explicit transaction: on SQLite, an autocommitted INSERT … RETURNING hands back its
+        // row before the commit, and a failed commit (a full disk) would go unreported.
+        let mut tx = self.db.pool.begin().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO users (username, email, password_hash, status, is_admin, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (username) DO NOTHING RETURNING {USER_COLUMNS}"
@@ -155,8 +158,9 @@ impl Accounts {
         .bind(new.status.as_str())
         .bind(new.is_admin as i64)
         .bind(now)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         match row {
             Some(row) => {
                 let user = User::from_row(&row)?;
