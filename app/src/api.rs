@@ -103,12 +103,18 @@ pub async fn log_in(username: String, password: String, rd: Option<String>) -> R
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
     session.insert(SESSION_LOGIN_AT, now).await.map_err(|_| AppError::Internal)?;
+    // Saved here, not only after the response is built, so a refused write gets a clear answer.
+    session.save().await.map_err(|_| ssr::fail(AppError::Unavailable(LOGIN_NOT_SAVED.into())))?;
     match rd.filter(|rd| ssr::services().safe_return(rd)) {
         Some(rd) => leptos_axum::redirect(&rd),
         None => leptos_axum::redirect(if user.is_admin { "/admin" } else { "/dashboard" }),
     }
     Ok(())
 }
+
+#[cfg(feature = "ssr")]
+const LOGIN_NOT_SAVED: &str =
+    "Berth could not record your login: its database refused the write (storage full or unreachable). Please tell an administrator.";
 
 #[server(endpoint = "logout")]
 pub async fn log_out() -> Result<(), AppError> {

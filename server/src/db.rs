@@ -118,3 +118,20 @@ pub fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
 }
+
+/// Whether a database error means the disk (or the database's quota) is full: SQLite's
+/// SQLITE_FULL, PostgreSQL's disk_full class, or ENOSPC on the way.
+pub fn is_storage_full(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => {
+            let code = e.code().unwrap_or_default();
+            // SQLite reports extended codes too (13 = SQLITE_FULL in the low byte).
+            code.parse::<i32>().is_ok_and(|c| c & 0xff == 13) || code == "53100" || e.message().contains("disk is full")
+        }
+        sqlx::Error::Io(e) => e.raw_os_error() == Some(28) || e.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
+    }
+}
+
+/// What a user is told when the database refuses a write because storage is full.
+pub const STORAGE_FULL_MESSAGE: &str = "Berth's storage is full, so nothing was saved. Please tell an administrator.";

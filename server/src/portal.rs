@@ -37,6 +37,10 @@ fn workspace_error(error: WorkspaceError) -> AppError {
             tracing::error!(error = %e, "workspace storage or allocation problem");
             AppError::Unavailable(format!("The server cannot set up the workspace: {e}. An administrator has to look at it."))
         }
+        WorkspaceError::Database(e) if crate::db::is_storage_full(&e) => {
+            tracing::error!(error = %e, "database storage is full");
+            AppError::Unavailable(crate::db::STORAGE_FULL_MESSAGE.into())
+        }
         e @ (WorkspaceError::Secrets | WorkspaceError::Database(_) | WorkspaceError::Routes(_)) => {
             tracing::error!(error = %e, "workspace service error");
             AppError::Internal
@@ -61,6 +65,10 @@ fn to_app_error(error: AccountError) -> AppError {
             AppError::Refused(e.to_string())
         }
         AccountError::TooManyAttempts(s) => AppError::TooManyAttempts(s),
+        AccountError::Database(e) if crate::db::is_storage_full(&e) => {
+            tracing::error!(error = %e, "database storage is full");
+            AppError::Unavailable(crate::db::STORAGE_FULL_MESSAGE.into())
+        }
         AccountError::Database(e) => {
             tracing::error!(error = %e, "database error");
             AppError::Unavailable("The database is not answering; try again shortly.".into())

@@ -103,7 +103,7 @@ impl SessionStore for SqlSessionStore {
         let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
         let data: HashMap<String, serde_json::Value> = serde_json::from_str(&data).map_err(backend)?;
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(expires_at).map_err(backend)?;
-        self.cache.touch(&self.db, &id.to_string()).await.map_err(backend)?;
+        self.cache.touch(&self.db, &id.to_string()).await;
         Ok(Some(Record { id: *id, data, expiry_date }))
     }
 
@@ -165,26 +165,28 @@ impl SessionCache {
     }
 
     /// Moves a live session's idle deadline forward (throttled per session); an expired one
-    /// stays expired.
-    pub async fn touch(&self, db: &Db, id: &str) -> Result<(), sqlx::Error> {
+    /// stays expired. Best effort: a failed write (a full disk) must not end a working session.
+    pub async fn touch(&self, db: &Db, id: &str) {
         let now = std::time::Instant::now();
         {
             let mut touched = self.touched.lock().expect("session touch times");
             if touched.get(id).is_some_and(|at| now.duration_since(*at) < self.touch_every) {
-                return Ok(());
+                return;
             }
             if touched.len() >= CACHE_MAX_ENTRIES {
                 touched.retain(|_, at| now.duration_since(*at) < self.touch_every);
             }
             touched.insert(id.to_string(), now);
         }
-        sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2 AND expires_at > $3 AND expires_at < $1")
+        let moved = sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2 AND expires_at > $3 AND expires_at < $1")
             .bind(crate::db::now() + self.idle_seconds)
             .bind(id)
             .bind(crate::db::now())
             .execute(&db.pool)
-            .await?;
-        Ok(())
+            .await;
+        if let Err(e) = moved {
+            tracing::warn!(error = %e, "could not extend a session's idle deadline");
+        }
     }
 
     /// `Some(answer)` when cached and fresh.
@@ -238,7 +240,7 @@ impl SessionCache {
             return Ok(None);
         }
         // Working in an app counts as using the session.
-        self.touch(db, id).await?;
+        self.touch(db, id).await;
         Ok(Some(GatewaySession { user_id: row.try_get("user_id")?, username: row.try_get("username")? }))
     }
 }
