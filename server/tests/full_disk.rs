@@ -1,0 +1,177 @@
+//! A full disk: Berth says so clearly, keeps serving what it can, and loses nothing. The disk
+//! is a small tmpfs mounted for the test (CI runs as root), filled to the last byte.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth::routes::hosts::HostTemplates;
+use berth::routes::traefik::{TraefikSettings, TraefikWriter};
+use support::{Backend, Browser, TestDb, TestServer};
+
+struct SmallDisk {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount");
+        assert!(out.status.success(), "mounting a small tmpfs needs root: {}", String::from_utf8_lossy(&out.stderr));
+        SmallDisk { path: dir.path().to_path_buf(), _dir: dir }
+    }
+
+    /// Writes zeros until the disk refuses (ENOSPC); returns the filler to free space later.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(28), "expected ENOSPC, got {e}");
+                    break;
+                }
+            }
+        }
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+fn writer(dir: &Path) -> TraefikWriter {
+    TraefikWriter::new(TraefikSettings {
+        dir: dir.to_path_buf(),
+        portal_host: "berth.lab.example.org".into(),
+        domain: "lab.example.org".into(),
+        hosts: HostTemplates::default(),
+        portal_internal_url: "http://berth:3000".into(),
+        entry_point: "websecure".into(),
+        cert_resolver: None,
+        tls: true,
+    })
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn traefik_files_stay_whole_when_the_disk_is_full() {
+    let disk = SmallDisk::mount("256k");
+    let routes = disk.path.join("traefik");
+    std::fs::create_dir(&routes).unwrap();
+    let w = writer(&routes);
+    w.write_user("alice", "token-one").expect("write with room to spare");
+    let alice = routes.join("user-alice.yml");
+    let before = std::fs::read_to_string(&alice).unwrap();
+    assert!(before.contains("token-one"));
+
+    let filler = disk.fill();
+    let error = w.write_user("alice", "token-two").expect_err("no room for the new file");
+    assert!(error.to_string().to_lowercase().contains("space"), "the error says why: {error}");
+    assert!(w.write_user("bob", "token-bob").is_err());
+    // The old file is untouched and valid, and no half-written temporary is left behind.
+    assert_eq!(std::fs::read_to_string(&alice).unwrap(), before);
+    serde_json::from_str::<serde_json::Value>(&before).expect("still valid");
+    let names = names_in(&routes);
+    assert!(names.iter().all(|n| n.ends_with(".yml")), "only finished files: {names:?}");
+    assert!(!names.contains(&"user-bob.yml".to_string()));
+
+    std::fs::remove_file(filler).unwrap();
+    w.write_user("alice", "token-two").expect("room again");
+    assert!(std::fs::read_to_string(&alice).unwrap().contains("token-two"));
+}
+
+#[tokio::test]
+async fn a_full_database_disk_gives_a_clear_error_and_loses_nothing() {
+    let disk = SmallDisk::mount("8m");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let url = format!("sqlite://{}/berth.db", disk.path.display());
+    let server = TestServer::start_with(&db, &[("BERTH_DATABASE_URL", url.as_str())]).await;
+    let out = server.cli(&["user", "add", "root-admin", "--admin", "--password-stdin"], "admin-password-long\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = server.cli(&["user", "add", "erin", "--password-stdin"], "erin-password-long\n");
+    assert!(out.status.success());
+    let admin = Browser::new(&server);
+    assert!(admin.log_in("root-admin", "admin-password-long").await.status().is_success());
+
+    let filler = disk.fill();
+    // SQLite reuses space its log already holds, so some writes still fit; the CLI adds
+    // accounts until the database must grow and cannot. Each one it confirmed must survive.
+    let mut confirmed = Vec::new();
+    let refusal = loop {
+        let name = format!("filler-{}", confirmed.len());
+        let out = server.cli(&["user", "add", &name], "");
+        if !out.status.success() {
+            break String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        confirmed.push(name);
+        assert!(confirmed.len() < 5000, "the database never filled up");
+    };
+    assert!(refusal.contains("full"), "the CLI says the disk is full: {refusal}");
+
+    // A sign-up cannot be stored: the visitor is told so, plainly.
+    let newcomer = Browser::new(&server);
+    let r = newcomer
+        .call("signup", &[("username", "frank"), ("email", "frank@lab.example.org"), ("password", "frank-password-long")])
+        .await;
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("storage is full"), "{body}");
+    // A login cannot be recorded either, and says so.
+    let erin = Browser::new(&server);
+    let r = erin.log_in("erin", "erin-password-long").await;
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("could not record your login"), "{body}");
+    // What is already there keeps working: the admin's session, the pages, the health check.
+    assert_eq!(admin.viewer().await["username"], "root-admin");
+    assert!(admin.get("/admin").await.status().is_success());
+
+    // Space comes back: nothing was lost and everything works again.
+    std::fs::remove_file(filler).unwrap();
+    assert_eq!(
+        newcomer
+            .call("signup", &[("username", "frank"), ("email", "frank@lab.example.org"), ("password", "frank-password-long")])
+            .await
+            .status(),
+        200
+    );
+    assert!(erin.log_in("erin", "erin-password-long").await.status().is_success());
+    assert_eq!(erin.viewer().await["username"], "erin");
+    let users: serde_json::Value = admin.call("users", &[]).await.json().await.unwrap();
+    let mut names: Vec<String> =
+        users.as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    let mut expected: Vec<String> = ["erin", "frank", "root-admin"].iter().map(|s| s.to_string()).chain(confirmed).collect();
+    expected.sort();
+    assert_eq!(names, expected, "every confirmed account is there");
+    let out = server.cli(&["user", "list"], "");
+    assert!(out.status.success());
+    drop(server);
+    // And the file itself is sound.
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let verdict: String = sqlx::query("PRAGMA integrity_check").fetch_one(&mut conn).await.unwrap().get(0);
+    assert_eq!(verdict, "ok");
+}
