@@ -338,13 +338,17 @@ async fn current_user(state: &AppState, session: &Session) -> Result<Option<app:
     }
 }
 
+/// The client's address: the socket peer, or behind a trusted proxy the last `X-Forwarded-For`
+/// entry, the one that proxy appended itself (entries before it are whatever the client sent).
 fn client_address(request: &Request, trust_proxy_headers: bool) -> IpAddr {
     if trust_proxy_headers {
         let forwarded = request
             .headers()
-            .get("x-forwarded-for")
+            .get_all("x-forwarded-for")
+            .iter()
+            .last()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok());
         if let Some(address) = forwarded {
             return address;

@@ -78,6 +78,52 @@ async fn twenty_wrong_passwords_get_throttled() {
     assert_eq!(r.status(), 429, "per-username limit holds for every client");
 }
 
+/// Failed logins with a different made-up `X-Forwarded-For` each time, until the per-address
+/// limit answers; returns every status seen.
+async fn guess_with_forged_addresses(server: &TestServer, proxy_adds: Option<&str>) -> Vec<u16> {
+    let browser = Browser::new(server);
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let forged = format!("203.0.113.{i}");
+        let header = match proxy_adds {
+            Some(real) => format!("{forged}, {real}"),
+            None => forged,
+        };
+        let r = browser
+            .http
+            .post(format!("{}/api/login", server.base))
+            .header("Origin", &server.base)
+            .header("X-Forwarded-For", header)
+            .form(&[("username", format!("nobody-{i}").as_str()), ("password", "some-guess-long")])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn forged_forwarded_for_headers_do_not_escape_the_address_limit() {
+    // Three failures per username, nine per address: the tenth guess is refused.
+    let limits = [("BERTH_LOGIN_ATTEMPTS_PER_WINDOW", "3")];
+    let db = TestDb::new(Backend::Sqlite).await;
+    let direct = TestServer::start_with(&db, &limits).await;
+    let statuses = guess_with_forged_addresses(&direct, None).await;
+    assert_eq!(statuses[..9], [401; 9]);
+    assert_eq!(statuses[9], 429, "the header is ignored without a trusted proxy: {statuses:?}");
+
+    // Behind the proxy the address is the entry the proxy appended, not what the client wrote.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut env = limits.to_vec();
+    env.push(("BERTH_TRUST_PROXY_HEADERS", "true"));
+    let proxied = TestServer::start_with(&db, &env).await;
+    let statuses = guess_with_forged_addresses(&proxied, Some("198.51.100.7")).await;
+    assert_eq!(statuses[9], 429, "{statuses:?}");
+    let statuses = guess_with_forged_addresses(&proxied, Some("198.51.100.8")).await;
+    assert_eq!(statuses[0], 401, "another real client is not throttled: {statuses:?}");
+}
+
 #[tokio::test]
 async fn unknown_user_and_wrong_password_look_the_same() {
     let (_db, server) = server_with_user().await;
