@@ -250,6 +250,8 @@ async fn sign_up_approve_log_in_and_see_dashboard() {
     b.wait_path("/admin").await;
     b.wait_css("body[data-hydrated='true']").await;
     b.wait_css("tr[data-user='carol'] [data-status='pending']").await;
+    let none = b.wait_css("#admin-workspaces td.muted").await.text().await.unwrap();
+    assert!(none.starts_with("No workspaces yet"), "{none}");
     b.screenshot("3-admin-pending").await;
     b.client.execute("window.__berthNoReload = 'still here'; return null;", vec![]).await.unwrap();
     b.wait_css("tr[data-user='carol'] button[data-action='approve']").await.click().await.unwrap();

@@ -109,6 +109,9 @@ fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspac
     let foreign = (!overview.foreign.is_empty()).then(|| {
         view! { <p class="muted">"Foreign containers using workspace names: " {overview.foreign.join(", ")}</p> }
     });
+    let empty = overview.rows.is_empty().then(|| {
+        view! { <tr><td colspan="6" class="muted">"No workspaces yet: they appear here when their users first start them."</td></tr> }
+    });
     let rows = overview
         .rows
         .into_iter()
@@ -154,7 +157,7 @@ fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspac
         <div class="table-wrap">
             <table>
                 <thead><tr><th>"Owner"</th><th>"State"</th><th>"Ports"</th><th>"CPU"</th><th>"Memory"</th><th></th></tr></thead>
-                <tbody>{rows}</tbody>
+                <tbody>{empty}{rows}</tbody>
             </table>
         </div>
     }
