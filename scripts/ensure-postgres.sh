@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Starts a private PostgreSQL server for the tests and prints its URL (BERTH_TEST_POSTGRES_URL).
-# It uses Debian's server binaries with a data directory of its own, trust auth on loopback only,
-# so it does not depend on the state of the system cluster on a fresh machine (not created, not
-# started, port taken, no systemd). Every step reports to stderr; only the URL goes to stdout.
+# It uses Debian's server binaries with a data directory of its own, so it does not depend on the
+# state of the system cluster on a fresh machine (not created, not started, port taken, no
+# systemd). It listens on no TCP port at all: only a Unix socket in a directory nobody else may
+# enter, because it trusts whoever connects (a superuser must not be open to every local user of
+# a shared lab server). Every step reports to stderr; only the URL goes to stdout.
 set -euo pipefail
 log() { echo "ensure-postgres: $*" >&2; }
 
-dir=${BERTH_TEST_PG_DIR:-/tmp/berth-test-pg}
+uid=$(id -u)
+dir=${BERTH_TEST_PG_DIR:-/tmp/berth-test-pg-$uid}
+port=${BERTH_TEST_PG_PORT:-55432}
+case "$port" in '' | *[!0-9]*) log "BERTH_TEST_PG_PORT must be a number, not '$port'"; exit 1 ;; esac
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
   log "no PostgreSQL server under /usr/lib/postgresql (scripts/install-deps.sh installs 'postgresql')"
@@ -14,11 +19,25 @@ if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
 fi
 
 # PostgreSQL refuses to run as root: as root, run it as the 'postgres' account Debian creates.
+owner=$(id -un)
+[ "$uid" -eq 0 ] && owner=postgres
 as_owner() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$uid" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
-mkdir -p "$dir"
-if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
+
+# Two test runs at once must not both initdb or start (the server itself must not inherit the lock).
+exec 9>"$dir.lock"
+flock 9
+
+if [ ! -d "$dir" ]; then
+  mkdir -m 0700 "$dir"
+  chown "$owner": "$dir"
+fi
+if [ "$(stat -c %U "$dir")" != "$owner" ]; then
+  log "$dir belongs to $(stat -c %U "$dir"), not $owner: refusing to use it (set BERTH_TEST_PG_DIR)"
+  exit 1
+fi
+chmod 0700 "$dir"
 data=$dir/data
 
 if [ ! -f "$data/PG_VERSION" ]; then
@@ -27,24 +46,17 @@ if [ ! -f "$data/PG_VERSION" ]; then
     { log "initdb failed:"; cat "$dir/initdb.log" >&2; exit 1; }
 fi
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-if as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1 && [ -f "$dir/port" ]; then
-  port=$(cat "$dir/port")
-else
-  port=${BERTH_TEST_PG_PORT:-55432}
-  while ! port_free "$port"; do port=$((port + 1)); done
-  log "starting PostgreSQL ($bin) on 127.0.0.1:$port"
-  echo "$port" >"$dir/port"
+if ! as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+  log "starting PostgreSQL ($bin), socket in $dir"
   # fsync off: test data is thrown away, and it makes the suite's many CREATE DATABASEs cheap.
   as_owner "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null ||
+    -o "-p $port -k $dir -c listen_addresses='' -c fsync=off -c max_connections=200" start >/dev/null 9>&- ||
     { log "PostgreSQL did not start; its log:"; tail -n 30 "$dir/server.log" >&2; exit 1; }
 fi
 
-if ! as_owner "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
-  log "PostgreSQL on port $port does not answer; its log:"
+if ! as_owner "$bin/pg_isready" -q -h "$dir" -p "$port"; then
+  log "PostgreSQL in $dir (port $port) does not answer; its log:"
   tail -n 30 "$dir/server.log" >&2
   exit 1
 fi
-echo "postgres://postgres@127.0.0.1:$port/postgres"
+echo "postgres://postgres@localhost:$port/postgres?host=$dir"
