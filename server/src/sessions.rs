@@ -103,7 +103,7 @@ impl SessionStore for SqlSessionStore {
         let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
         let data: HashMap<String, serde_json::Value> = serde_json::from_str(&data).map_err(backend)?;
         let expiry_date = time::OffsetDateTime::from_unix_timestamp(expires_at).map_err(backend)?;
-        self.cache.touch(&self.db, &id.to_string()).await;
+        self.cache.touch(&self.db, &id.to_string());
         Ok(Some(Record { id: *id, data, expiry_date }))
     }
 
@@ -166,7 +166,7 @@ impl SessionCache {
 
     /// Moves a live session's idle deadline forward (throttled per session); an expired one
     /// stays expired. Best effort: a failed write (a full disk) must not end a working session.
-    pub async fn touch(&self, db: &Db, id: &str) {
+    pub fn touch(&self, db: &Db, id: &str) {
         let now = std::time::Instant::now();
         {
             let mut touched = self.touched.lock().expect("session touch times");
@@ -175,18 +175,25 @@ impl SessionCache {
             }
             if touched.len() >= CACHE_MAX_ENTRIES {
                 touched.retain(|_, at| now.duration_since(*at) < self.touch_every);
+                if touched.len() >= CACHE_MAX_ENTRIES {
+                    touched.clear();
+                }
             }
             touched.insert(id.to_string(), now);
         }
-        let moved = sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2 AND expires_at > $3 AND expires_at < $1")
-            .bind(crate::db::now() + self.idle_seconds)
-            .bind(id)
-            .bind(crate::db::now())
-            .execute(&db.pool)
-            .await;
-        if let Err(e) = moved {
-            tracing::warn!(error = %e, "could not extend a session's idle deadline");
-        }
+        // Off the request: a busy database must not slow a page or an app request down.
+        let (db, id, deadline) = (db.clone(), id.to_string(), crate::db::now() + self.idle_seconds);
+        tokio::spawn(async move {
+            let moved = sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2 AND expires_at > $3 AND expires_at < $1")
+                .bind(deadline)
+                .bind(id)
+                .bind(crate::db::now())
+                .execute(&db.pool)
+                .await;
+            if let Err(e) = moved {
+                tracing::warn!(error = %e, "could not extend a session's idle deadline");
+            }
+        });
     }
 
     /// `Some(answer)` when cached and fresh.
@@ -240,7 +247,7 @@ impl SessionCache {
             return Ok(None);
         }
         // Working in an app counts as using the session.
-        self.touch(db, id).await;
+        self.touch(db, id);
         Ok(Some(GatewaySession { user_id: row.try_get("user_id")?, username: row.try_get("username")? }))
     }
 }
