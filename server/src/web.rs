@@ -349,7 +349,7 @@ fn client_address(request: &Request, trust_proxy_headers: bool) -> IpAddr {
             .last()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse().ok());
+            .and_then(|v| forwarded_address(v.trim()));
         if let Some(address) = forwarded {
             return address;
         }
@@ -359,6 +359,11 @@ fn client_address(request: &Request, trust_proxy_headers: bool) -> IpAddr {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// An `X-Forwarded-For` entry: a bare address, or one with a port (`1.2.3.4:5678`, `[::1]:443`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry.parse().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Serves until Ctrl-C or SIGTERM.
@@ -501,6 +506,10 @@ async fn sso_outcome(state: &AppState, session: &Session, outcome: Outcome) -> R
                 return sso_failed(SsoError::Internal("session store".into()));
             }
             let _ = session.insert(app::services::SESSION_SSO_LOGOUT, (provider, id_token)).await;
+            // Saved now so a refused write (a full disk) gets the error page, not an empty 500.
+            if session.save().await.is_err() {
+                return sso_failed(SsoError::Internal("session store".into()));
+            }
             tracing::info!(user_id = user.id, "login through single sign-on");
             let target = rd
                 .filter(|rd| state.gateway.is_safe_return(rd))
@@ -514,5 +523,20 @@ async fn sso_outcome(state: &AppState, session: &Session, outcome: Outcome) -> R
             }
             Redirect::to("/sso/username").into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_address;
+
+    #[test]
+    fn forwarded_entries_with_and_without_ports() {
+        assert_eq!(forwarded_address("198.51.100.7"), Some([198, 51, 100, 7].into()));
+        assert_eq!(forwarded_address("198.51.100.7:5678"), Some([198, 51, 100, 7].into()));
+        assert_eq!(forwarded_address("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(forwarded_address("[2001:db8::1]:443"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(forwarded_address("unknown"), None);
+        assert_eq!(forwarded_address(""), None);
     }
 }
