@@ -87,6 +87,13 @@ impl User {
 
 const USER_COLUMNS: &str = "id, username, email, status, is_admin, created_at";
 
+/// Who a new account is at an OpenID provider.
+pub struct SsoIdentity<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    pub email: Option<&'a str>,
+}
+
 pub struct NewUser<'a> {
     pub username: &'a str,
     pub email: Option<&'a str>,
@@ -124,8 +131,14 @@ impl Accounts {
         &self.sessions
     }
 
-    #[instrument(skip_all, fields(username = %new.username))]
     pub async fn create(&self, new: NewUser<'_>) -> Result<User, AccountError> {
+        self.create_linked(new, None).await
+    }
+
+    /// A new account and, in the same transaction, the single sign-on identity it belongs to:
+    /// one is never stored without the other.
+    #[instrument(skip_all, fields(username = %new.username))]
+    pub async fn create_linked(&self, new: NewUser<'_>, identity: Option<SsoIdentity<'_>>) -> Result<User, AccountError> {
         let username = Username::parse(new.username).map_err(|e| AccountError::InvalidUsername(e.to_string()))?;
         let email = match new.email.map(str::trim).filter(|e| !e.is_empty()) {
             Some(e) if is_plausible_email(e) => Some(e.to_string()),
@@ -160,15 +173,23 @@ impl Accounts {
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        tx.commit().await?;
-        match row {
-            Some(row) => {
-                let user = User::from_row(&row)?;
-                tracing::info!(user_id = user.id, status = user.status.as_str(), "account created");
-                Ok(user)
-            }
-            None => Err(AccountError::UsernameTaken),
+        let Some(row) = row else { return Err(AccountError::UsernameTaken) };
+        let user = User::from_row(&row)?;
+        if let Some(identity) = identity {
+            sqlx::query(
+                "INSERT INTO oidc_identities (issuer, subject, user_id, email, created_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $5)",
+            )
+            .bind(identity.issuer)
+            .bind(identity.subject)
+            .bind(user.id)
+            .bind(identity.email)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
+        tx.commit().await?;
+        tracing::info!(user_id = user.id, status = user.status.as_str(), "account created");
+        Ok(user)
     }
 
     /// Self-service sign-up: a pending account, limited per client address.

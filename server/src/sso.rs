@@ -21,7 +21,7 @@ use sqlx::Row as _;
 use tokio::sync::RwLock;
 use url::Url;
 
-use crate::accounts::{Accounts, NewUser, User};
+use crate::accounts::{AccountError, Accounts, NewUser, SsoIdentity, User};
 use crate::config::OidcProviderConfig;
 use crate::db::{now, Db};
 use crate::username::Username;
@@ -318,31 +318,25 @@ impl Sso {
                 };
                 let created = self
                     .accounts
-                    .create(NewUser {
-                        username: &name,
-                        email: signup.email.as_deref(),
-                        password: None,
-                        status: if by_group || by_domain { AccountStatus::Approved } else { AccountStatus::Pending },
-                        is_admin: admin.unwrap_or(false),
-                    })
+                    .create_linked(
+                        NewUser {
+                            username: &name,
+                            email: signup.email.as_deref(),
+                            password: None,
+                            status: if by_group || by_domain { AccountStatus::Approved } else { AccountStatus::Pending },
+                            is_admin: admin.unwrap_or(false),
+                        },
+                        Some(SsoIdentity { issuer: &signup.issuer, subject: &signup.subject, email: signup.email.as_deref() }),
+                    )
                     .await;
                 let user = match created {
                     Ok(user) => user,
                     // Taken (or invalid after all): never someone else's account; ask for a name.
-                    Err(_) if chosen.is_none() => return Ok(Outcome::ChooseUsername(signup)),
+                    Err(AccountError::UsernameTaken | AccountError::InvalidUsername(_)) if chosen.is_none() => {
+                        return Ok(Outcome::ChooseUsername(signup))
+                    }
                     Err(e) => return Err(SsoError::Internal(e.to_string())),
                 };
-                sqlx::query(
-                    "INSERT INTO oidc_identities (issuer, subject, user_id, email, created_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $5)",
-                )
-                .bind(&signup.issuer)
-                .bind(&signup.subject)
-                .bind(user.id)
-                .bind(&signup.email)
-                .bind(now())
-                .execute(&self.db.pool)
-                .await
-                .map_err(|e| internal(&e))?;
                 tracing::info!(user_id = user.id, "account created from single sign-on");
                 user
             }
