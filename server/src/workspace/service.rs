@@ -15,7 +15,7 @@ use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
 use futures_util::StreamExt;
 use sqlx::Row as _;
 
-use super::engine::{Engine, EngineError};
+use super::engine::{Engine, EngineError, Usage};
 use super::lock::{LockError, UserLocks};
 use super::spec::{
     build_spec, container_name, container_port, PortBlock, ResourceOverrides, SpecError, WorkspaceSecrets,
@@ -734,6 +734,25 @@ impl Workspaces {
         .map(|r| Ok((r.try_get::<String, _>("username")?, (r.try_get::<i64, _>("slot")? as u32, r.try_get::<String, _>("desired")? == "running"))))
         .collect::<Result<_, sqlx::Error>>()?;
 
+        // Docker takes about a second per stats sample: ask for all running workspaces at once.
+        let usages: HashMap<String, Usage> = if with_usage {
+            let running: Vec<String> = containers
+                .iter()
+                .filter(|c| c.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running"))
+                .filter_map(|c| c.labels.as_ref().and_then(|l| l.get(LABEL_USER)).cloned())
+                .collect();
+            futures_util::stream::iter(running)
+                .map(|owner| async move {
+                    let usage = self.engine.usage(&container_name(&owner)).await.ok();
+                    (owner, usage)
+                })
+                .buffer_unordered(16)
+                .filter_map(|(owner, usage)| async move { usage.map(|u| (owner, u)) })
+                .collect()
+                .await
+        } else {
+            HashMap::new()
+        };
         let mut rows = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for c in &containers {
@@ -748,11 +767,7 @@ impl Workspaces {
                 _ => WorkspaceState::Stopped,
             };
             let busy = self.progress.lock().expect("progress").get(&owner).and_then(|p| p.busy);
-            let usage = if with_usage && state == WorkspaceState::Running {
-                self.engine.usage(&container_name(&owner)).await.ok()
-            } else {
-                None
-            };
+            let usage = usages.get(&owner).copied();
             let expected = match self.accounts.find_by_name(&owner).await {
                 Ok(user) => match self.record(user.id).await? {
                     Some(r) => Some(self.spec_for(&user, &r)?.hash),
