@@ -243,30 +243,39 @@ async fn unverified_email_is_refused_when_the_policy_requires_it() {
 async fn an_id_token_with_a_bad_signature_is_refused() {
     let provider = MockProvider::start(&[json!({"sub": "u-mal", "preferred_username": "mal", "groups": ["staff"]})]).await;
     let forger = KeySwapProxy::start(&provider).await;
+    let relay = KeySwapProxy::relay(&provider).await;
     let db = TestDb::new(Backend::Sqlite).await;
-    let toml = format!(
-        "{}{}",
-        toml_provider(&provider.issuer, "auto_approve_groups = [\"staff\"]"),
-        toml_provider(&forger.issuer, "auto_approve_groups = [\"staff\"]").replace("id = \"mock\"", "id = \"forged\"")
-    );
+    let via = |issuer: &str, id: &str| {
+        toml_provider(issuer, "auto_approve_groups = [\"staff\"]").replace("id = \"mock\"", &format!("id = \"{id}\""))
+    };
+    let toml = format!("{}{}", via(&forger.issuer, "forged"), via(&relay.issuer, "relayed"));
     let server = server_with(&db, &provider, &toml, &[]).await;
+    let through = |id: &'static str, proxy: &KeySwapProxy| {
+        let (server, provider, issuer) = (&server, &provider, proxy.issuer.clone());
+        async move {
+            let b = Browser::new(server);
+            let to_provider = location(&b.get(&format!("/auth/oidc/{id}/login")).await).expect("redirect to provider");
+            assert!(to_provider.starts_with(&issuer), "discovery went through the proxy: {to_provider}");
+            let callback = provider.authorize(&to_provider, Some("u-mal")).await;
+            let r = b.http.get(&callback).send().await.unwrap();
+            (b, location(&r).unwrap_or_default())
+        }
+    };
 
-    // Through the proxy the provider is the same in every respect but its signing key.
-    let b = Browser::new(&server);
-    let to_provider = location(&b.get("/auth/oidc/forged/login").await).expect("redirect to provider");
-    assert!(to_provider.starts_with(&forger.issuer), "discovery went through the proxy: {to_provider}");
-    let callback = provider.authorize(&to_provider, Some("u-mal")).await;
-    let r = b.http.get(&callback).send().await.unwrap();
-    assert_eq!(location(&r).as_deref(), Some("/auth/error?reason=token"));
+    // Through the forging proxy the provider is the same in every respect but its signing key.
+    let (b, end) = through("forged", &forger).await;
+    assert_eq!(end, "/auth/error?reason=token");
     assert_eq!(b.viewer().await, Value::Null, "no session from an unverifiable token");
     let page = b.get("/auth/error?reason=token").await.text().await.unwrap();
     assert!(page.contains("could not be verified"), "clear page");
     assert!(!page.to_lowercase().contains("panicked") && !page.contains("stack backtrace"));
-
-    // Nothing was created for the forged sign-in; the real key signs the same user in.
     let admin = Browser::new(&server);
     admin.log_in("root-admin", "admin-password-long").await;
     let users: Value = admin.call("users", &[]).await.json().await.unwrap();
-    assert!(users.as_array().unwrap().iter().all(|u| u["username"] != "mal"), "{users}");
-    assert_eq!(sso_login(&server, &provider, "mock", "u-mal").await.1, "/dashboard");
+    assert!(users.as_array().unwrap().iter().all(|u| u["username"] != "mal"), "nothing created: {users}");
+
+    // The control: the same proxy passing the real keys through signs the same user in.
+    let (b, end) = through("relayed", &relay).await;
+    assert_eq!(end, "/dashboard");
+    assert_eq!(b.viewer().await["username"], "mal");
 }

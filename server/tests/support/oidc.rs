@@ -75,6 +75,16 @@ pub struct KeySwapProxy {
 
 impl KeySwapProxy {
     pub async fn start(provider: &MockProvider) -> KeySwapProxy {
+        Self::launch(provider, true).await
+    }
+
+    /// The same proxy passing the keys through untouched: the control that shows the proxy
+    /// itself breaks nothing.
+    pub async fn relay(provider: &MockProvider) -> KeySwapProxy {
+        Self::launch(provider, false).await
+    }
+
+    async fn launch(provider: &MockProvider, swap_keys: bool) -> KeySwapProxy {
         use axum::body::{to_bytes, Body};
         use axum::extract::{Request, State};
         use axum::response::Response;
@@ -83,6 +93,7 @@ impl KeySwapProxy {
         struct Upstream {
             base: String,
             http: reqwest::Client,
+            swap_keys: bool,
         }
 
         async fn forward(State(up): State<Upstream>, request: Request) -> Response {
@@ -101,7 +112,7 @@ impl KeySwapProxy {
                 }
             }
             let mut bytes = answer.bytes().await.unwrap().to_vec();
-            if parts.uri.path() == "/jwks" {
+            if up.swap_keys && parts.uri.path() == "/jwks" {
                 bytes = wrong_keys(&bytes);
             }
             response.body(Body::from(bytes)).unwrap()
@@ -112,6 +123,7 @@ impl KeySwapProxy {
         let upstream = Upstream {
             base: provider.issuer.clone(),
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            swap_keys,
         };
         let app = axum::Router::new().fallback(forward).with_state(upstream);
         let task = tokio::spawn(async move {
