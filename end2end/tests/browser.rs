@@ -82,6 +82,24 @@ impl Portal {
         portal
     }
 
+    /// A portal whose workspaces run the busybox test image, unprivileged, with ports from
+    /// `port_base` and the run's cleanup label.
+    async fn with_test_workspaces(cleanup: &DockerCleanup, port_base: u16) -> Portal {
+        let extra: Vec<(String, String)> = [
+            ("BERTH_WORKSPACE_IMAGE", "berth-test/busybox:latest".to_string()),
+            ("BERTH_PORTS__BASE", port_base.to_string()),
+            ("BERTH_PORTS__HOST_IP", "127.0.0.1".to_string()),
+            ("BERTH_WORKSPACE__GPUS", "none".to_string()),
+            ("BERTH_WORKSPACE__PRIVILEGED", "false".to_string()),
+            ("BERTH_WORKSPACE__STOP_TIMEOUT_SECONDS", "5".to_string()),
+            ("BERTH_WORKSPACE__EXTRA_LABEL", cleanup.0.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Self::start_with(&extra).await
+    }
+
     fn cli(&self, args: &[&str], stdin: &str) {
         use std::io::Write;
         let bin = std::env::var("BERTH_BIN").map(PathBuf::from).unwrap_or_else(|_| workspace_root().join("target/debug/berth"));
@@ -280,19 +298,7 @@ async fn sign_up_approve_log_in_and_see_dashboard() {
 async fn start_workspace_watch_it_run_and_stop_it() {
     let run = run_id();
     let cleanup = DockerCleanup(format!("io.berth.test=e2e-{run}"));
-    let extra: Vec<(String, String)> = [
-        ("BERTH_WORKSPACE_IMAGE", "berth-test/busybox:latest"),
-        ("BERTH_PORTS__BASE", "30000"),
-        ("BERTH_PORTS__HOST_IP", "127.0.0.1"),
-        ("BERTH_WORKSPACE__GPUS", "none"),
-        ("BERTH_WORKSPACE__PRIVILEGED", "false"),
-        ("BERTH_WORKSPACE__STOP_TIMEOUT_SECONDS", "5"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .chain([("BERTH_WORKSPACE__EXTRA_LABEL".to_string(), cleanup.0.clone())])
-    .collect();
-    let portal = Portal::start_with(&extra).await;
+    let portal = Portal::with_test_workspaces(&cleanup, 30000).await;
     let user = format!("dora-{run}");
     portal.cli(&["user", "add", &user, "--password-stdin"], "dora-password-long\n");
     let b = Browser::start("workspace").await;
@@ -337,19 +343,7 @@ async fn start_workspace_watch_it_run_and_stop_it() {
 async fn every_step_works_without_javascript() {
     let run = run_id();
     let cleanup = DockerCleanup(format!("io.berth.test=e2e-{run}"));
-    let extra: Vec<(String, String)> = [
-        ("BERTH_WORKSPACE_IMAGE", "berth-test/busybox:latest"),
-        ("BERTH_PORTS__BASE", "19000"),
-        ("BERTH_PORTS__HOST_IP", "127.0.0.1"),
-        ("BERTH_WORKSPACE__GPUS", "none"),
-        ("BERTH_WORKSPACE__PRIVILEGED", "false"),
-        ("BERTH_WORKSPACE__STOP_TIMEOUT_SECONDS", "5"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .chain([("BERTH_WORKSPACE__EXTRA_LABEL".to_string(), cleanup.0.clone())])
-    .collect();
-    let portal = Portal::start_with(&extra).await;
+    let portal = Portal::with_test_workspaces(&cleanup, 19000).await;
     let user = format!("nojs-{run}");
     let b = Browser::without_javascript("no-javascript").await;
     let base = portal.base.clone();
