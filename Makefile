@@ -6,17 +6,19 @@ export LEPTOS_OUTPUT_NAME := berth
 export BERTH_SHARED_DIR ?= $(firstword $(wildcard $(CURDIR)/../shared /work/shared))
 CARGO ?= cargo
 
-.PHONY: run test deps deps-test build site server e2e test-image image portal-image bench clean
+.PHONY: run test deps deps-test docker-engine build site server e2e test-image image portal-image bench clean
 
 ## Serve Berth on 127.0.0.1:3000 with the embedded SQLite database (honours BERTH_* variables).
 ## For a local run, workspaces use the slim image (`make image`) and keep their files under ./data.
-run: deps build
+run: deps docker-engine build
 	BERTH_WORKSPACE_IMAGE=$${BERTH_WORKSPACE_IMAGE:-berth/workspace:slim} \
 	BERTH_STORAGE_ROOT=$${BERTH_STORAGE_ROOT:-$(CURDIR)/data/storage} \
 	./target/debug/berth serve
 
 ## The whole test suite: unit, integration on SQLite and PostgreSQL, browser.
-test: deps-test build test-image image
+test: deps-test docker-engine build test-image image
+	@# Again just before the suites: a daemon can go away during the long build.
+	scripts/ensure-docker.sh
 	scripts/check-compose.sh
 	@# Both suites run even when the first fails, so one run shows every failure.
 	pg_url=$$(scripts/ensure-postgres.sh) || exit 1; status=0; \
@@ -25,11 +27,11 @@ test: deps-test build test-image image
 	exit $$status
 
 ## Browser tests only.
-e2e: deps-test build test-image
+e2e: deps-test docker-engine build test-image
 	$(CARGO) test -p end2end -- --test-threads=1
 
 ## The tiny busybox image the lifecycle tests run (no registry needed).
-test-image:
+test-image: docker-engine
 	scripts/build-test-image.sh
 
 ## Berth's own image for docker/compose.yaml.
@@ -38,14 +40,18 @@ portal-image: site
 	docker build -f docker/portal/Dockerfile -t berth/portal:latest .
 
 ## Benchmarks (release build): forwardAuth vs nginx, workspace start vs docker start.
-bench: deps-test site test-image
+bench: deps-test docker-engine site test-image
 	$(CARGO) build -p server --release
 	scripts/bench-verify.sh
 	scripts/bench-start.sh
 
 ## The real workspace image (slim profile builds here in minutes; full is for production sites).
-image:
+image: docker-engine
 	scripts/build-workspace-image.sh
+
+## Start the Docker engine when it does not answer (it may be gone after a reboot or a crash).
+docker-engine:
+	scripts/ensure-docker.sh
 
 deps:
 	scripts/install-deps.sh --run-only
