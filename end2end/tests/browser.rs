@@ -129,8 +129,34 @@ async fn wait_for(url: &str) {
 struct Browser {
     client: Client,
     shots: PathBuf,
+    // Fields drop in this order: the browser processes go before their profile directory.
+    _chromium: ChromiumReaper,
     _profile: tempfile::TempDir,
     _driver: Guard,
+}
+
+/// Kills the Chromium processes started with one test's profile directory. A test that panics
+/// never closes its WebDriver session, and killing chromedriver alone leaves Chromium running.
+struct ChromiumReaper(String);
+impl Drop for ChromiumReaper {
+    fn drop(&mut self) {
+        for pid in processes_with_arg(&self.0) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// Processes whose command line holds `arg` exactly (read from /proc: no procps needed).
+fn processes_with_arg(arg: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmdline| cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 impl Browser {
@@ -175,7 +201,8 @@ impl Browser {
             .expect("connect to chromedriver");
         let shots = workspace_root().join("target/e2e-screenshots").join(test);
         std::fs::create_dir_all(&shots).unwrap();
-        Browser { client, shots, _profile: profile, _driver: driver }
+        let reaper = ChromiumReaper(format!("--user-data-dir={}", profile.path().display()));
+        Browser { client, shots, _chromium: reaper, _profile: profile, _driver: driver }
     }
 
     async fn screenshot(&self, name: &str) {
@@ -383,6 +410,26 @@ async fn every_step_works_without_javascript() {
     assert!(b.client.find(Locator::Css("body[data-hydrated]")).await.is_err());
     b.client.close().await.unwrap();
     drop(portal);
+}
+
+#[tokio::test]
+async fn a_test_that_panics_leaves_no_browser_running() {
+    let b = Browser::start("panicking").await;
+    let profile_arg = b._chromium.0.clone();
+    b.client.goto("about:blank").await.unwrap();
+    assert!(!processes_with_arg(&profile_arg).is_empty(), "Chromium runs with this test's profile");
+    // What a failing test does: panics holding the browser, never closing its session.
+    let failed = tokio::spawn(async move {
+        let _held = b;
+        panic!("a browser test failed");
+    })
+    .await;
+    assert!(failed.unwrap_err().is_panic());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_with_arg(&profile_arg).is_empty() {
+        assert!(Instant::now() < deadline, "Chromium outlived the test: {:?}", processes_with_arg(&profile_arg));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// oidc-provider-mock from .tools/venv (make test installs it), killed on drop.
