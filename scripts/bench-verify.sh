@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: /auth/verify (owner with a valid session) vs nginx answering a static 204, same
 # machine, same wrk settings, same run. Loopback only. Prints a Markdown table.
+# PIN=1 gives the servers CPU 0 and wrk CPU 1 (one nginx worker, one wrk thread), so the load
+# generator does not steal the server's core; the default lets them share both cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BERTH_BIN:-target/release/berth}
@@ -12,10 +14,15 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+server_cpu=(); load_cpu=(); nginx_workers=auto
+if [ "${PIN:-0}" = 1 ]; then
+  server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); nginx_workers=1; THREADS=1
+fi
+
 pb=$(free_port); pn=$(free_port)
 export BERTH_LISTEN=127.0.0.1:$pb BERTH_DATABASE_URL=sqlite://$work/berth.db BERTH_DATA_DIR=$work/data \
        BERTH_CONFIG=$work/none.toml BERTH_DOMAIN=lab.example.org BERTH_LOG=warn
-"$BIN" serve >/dev/null 2>"$work/berth.log" & pids+=($!)
+"${server_cpu[@]}" "$BIN" serve >/dev/null 2>"$work/berth.log" & pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$pb/healthz" >/dev/null && break; sleep 0.1; done
 echo "alice-password-long" | "$BIN" user add alice --password-stdin >/dev/null
 cookie=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:$pb" \
@@ -28,7 +35,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "${hdrs[@]}" "$verify_url")
 [ "$code" = 200 ] || { echo "verify answered $code, not 200"; exit 1; }
 
 cat > "$work/nginx.conf" <<NGINX
-worker_processes auto;
+worker_processes $nginx_workers;
 pid $work/nginx.pid;
 error_log $work/nginx-error.log;
 events { worker_connections 1024; }
@@ -37,10 +44,10 @@ http {
   server { listen 127.0.0.1:$pn; location / { return 204; } }
 }
 NGINX
-nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+"${server_cpu[@]}" nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
 sleep 0.5
 
-run() { wrk -t"${THREADS:-2}" -c"$CONNS" -d"$DURATION" --latency "$@"; }
+run() { "${load_cpu[@]}" wrk -t"${THREADS:-2}" -c"$CONNS" -d"$DURATION" --latency "$@"; }
 parse() {
   local out=$1
   local rps p99 non2xx
@@ -56,7 +63,7 @@ IFS='|' read -r b_rps b_p99 b_bad <<<"$b"
 IFS='|' read -r n_rps n_p99 n_bad <<<"$n"
 ratio=$(python3 -c "print(f'{$b_rps/$n_rps:.2f}')")
 echo
-echo "| target ($CONNS connections, $DURATION, wrk -t${THREADS:-2}) | requests/s | p99 latency | non-2xx |"
+echo "| target ($CONNS connections, $DURATION, wrk -t${THREADS:-2}, PIN=${PIN:-0}) | requests/s | p99 latency | non-2xx |"
 echo "|---|---|---|---|"
 echo "| Berth /auth/verify (owner, valid session) | $b_rps | $b_p99 | $b_bad |"
 echo "| nginx static 204 | $n_rps | $n_p99 | $n_bad |"

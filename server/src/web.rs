@@ -388,6 +388,13 @@ pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> 
     let app = router(config.clone(), backend);
     tracing::info!(listen = %config.listen, public_url = %config.public_url(), "Berth is serving");
     println!("Berth is serving on http://{}", config.listen);
+    // Small answers (forwardAuth's 200s above all) must leave at once, not wait for Nagle's
+    // algorithm to coalesce them with data that never comes.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
