@@ -235,6 +235,9 @@ pub struct WorkspaceDefaults {
     pub extra_label: Option<String>,
     /// Containers (Traefik, guacd) connected to every user's network so they reach the workspace.
     pub attach_containers: Vec<String>,
+    /// A workspace is not started when its storage has less free space than this (MiB): its
+    /// user could not save a file. 0 turns the check off.
+    pub min_free_mib: u64,
 }
 
 impl Default for WorkspaceDefaults {
@@ -253,6 +256,7 @@ impl Default for WorkspaceDefaults {
             stop_timeout_seconds: 30,
             extra_label: None,
             attach_containers: Vec::new(),
+            min_free_mib: 256,
         }
     }
 }

@@ -33,6 +33,7 @@ fn workspace_error(error: WorkspaceError) -> AppError {
         e @ WorkspaceError::Lock(_) => AppError::Conflict(e.to_string()),
         WorkspaceError::NoSuchUser(_) => AppError::Invalid("No such user.".into()),
         e @ WorkspaceError::NotApproved(_) => AppError::Refused(e.to_string()),
+        e @ WorkspaceError::StorageFull { .. } => AppError::Unavailable(format!("Sorry: {e}. Your files are untouched.")),
         e @ (WorkspaceError::Storage { .. } | WorkspaceError::NoFreeSlot(_) | WorkspaceError::Spec(_)) => {
             tracing::error!(error = %e, "workspace storage or allocation problem");
             AppError::Unavailable(format!("The server cannot set up the workspace: {e}. An administrator has to look at it."))

@@ -175,3 +175,68 @@ async fn a_full_database_disk_gives_a_clear_error_and_loses_nothing() {
     let verdict: String = sqlx::query("PRAGMA integrity_check").fetch_one(&mut conn).await.unwrap().get(0);
     assert_eq!(verdict, "ok");
 }
+
+#[tokio::test]
+async fn a_full_workspace_storage_refuses_to_start_and_loses_nothing() {
+    use app::model::WorkspaceState;
+    use support::docker::{docker, env, username, Cleanup};
+
+    let disk = SmallDisk::mount("64m");
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let storage = disk.path.join("storage");
+    let mut settings = env(&cleanup, &storage, 33000);
+    settings.push(("BERTH_WORKSPACE__MIN_FREE_MIB".into(), "16".into()));
+    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = TestServer::start_with(&db, &extra).await;
+    let user = username("full");
+    let out = server.cli(&["user", "add", &user, "--password-stdin"], "full-password-long\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let browser = Browser::new(&server);
+    assert!(browser.log_in(&user, "full-password-long").await.status().is_success());
+
+    // With space, the workspace starts and its user saves a file.
+    let out = server.cli(&["workspace", "start", &user], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let container = format!("workspace-{user}");
+    docker(&["exec", &container, "sh", "-c", &format!("echo kept > /home/{user}/persist")]);
+    let out = server.cli(&["workspace", "stop", &user], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let filler = disk.fill();
+    // The CLI refuses and says why, naming the space.
+    let out = server.cli(&["workspace", "start", &user], "");
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "a start on a full disk must fail");
+    assert!(said.contains("storage is full") && said.contains("MiB free"), "{said}");
+    // The dashboard's start button: the user is told plainly, and no server path leaks.
+    assert_eq!(browser.call("workspace-action", &[("action", "start")]).await.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let view = loop {
+        let view: serde_json::Value = browser.call("workspace", &[]).await.json().await.unwrap();
+        if view["error"].is_string() {
+            break view;
+        }
+        assert!(std::time::Instant::now() < deadline, "no error shown: {view}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let error = view["error"].as_str().unwrap();
+    assert!(error.contains("storage is full"), "{error}");
+    assert!(!error.contains(&disk.path.display().to_string()), "no server path in what users see: {error}");
+    assert_eq!(view["state"], serde_json::json!(WorkspaceState::Stopped), "{view}");
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &container]), "false");
+    // Nothing of the user's was touched.
+    assert_eq!(std::fs::read_to_string(storage.join("homes").join(&user).join("persist")).unwrap(), "kept\n");
+
+    // Space comes back. The refused start was not remembered as wanted: a reconciliation
+    // (what Berth does when it restarts) leaves the workspace stopped, as its user left it.
+    std::fs::remove_file(filler).unwrap();
+    let out = server.cli(&["workspace", "reconcile"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &container]), "false");
+    // Starting works again and the file is there.
+    let out = server.cli(&["workspace", "start", &user], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(docker(&["exec", &container, "cat", &format!("/home/{user}/persist")]), "kept");
+    drop(server);
+}

@@ -41,6 +41,9 @@ pub enum WorkspaceError {
     NotApproved(String),
     #[error("cannot prepare {path}: {source}")]
     Storage { path: String, source: std::io::Error },
+    /// Said to users as is (the dashboard shows it), so it names no server path; the log does.
+    #[error("the workspace storage is full ({free_mib} MiB free, {needed_mib} MiB needed), so nothing was started; an administrator has to free space")]
+    StorageFull { path: String, free_mib: u64, needed_mib: u64 },
     #[error("all {0} port blocks are taken")]
     NoFreeSlot(u32),
     #[error("stored workspace credentials could not be opened (was the secret key changed?)")]
@@ -530,9 +533,10 @@ impl Workspaces {
     async fn start_steps(self: &Arc<Self>, user: &User, fresh: bool) -> Result<(), WorkspaceError> {
         let username = user.username.as_str();
         let record = self.ensure_record(user).await?;
-        self.set_desired(user.id, true).await?;
         let spec = self.spec_for(user, &record)?;
+        // Storage first: a workspace refused for want of space must not be brought back later.
         self.run_step(username, "prepare storage", async { self.prepare_directories(&spec) }).await?;
+        self.set_desired(user.id, true).await?;
 
         let mut network_labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
@@ -585,10 +589,25 @@ impl Workspaces {
     }
 
     fn prepare_directories(&self, spec: &WorkspaceSpec) -> Result<(), WorkspaceError> {
+        let needed_mib = self.settings.defaults.min_free_mib;
         for (path, owned_by_user) in &spec.directories {
-            let storage = |source| WorkspaceError::Storage { path: path.display().to_string(), source };
+            let storage = |source: std::io::Error| {
+                if source.raw_os_error() == Some(libc::ENOSPC) {
+                    tracing::error!(path = %path.display(), "workspace storage is full");
+                    WorkspaceError::StorageFull { path: path.display().to_string(), free_mib: 0, needed_mib }
+                } else {
+                    WorkspaceError::Storage { path: path.display().to_string(), source }
+                }
+            };
             let existed = path.exists();
             std::fs::create_dir_all(path).map_err(storage)?;
+            if needed_mib > 0 {
+                let free_mib = free_bytes(path).map_err(storage)? >> 20;
+                if free_mib < needed_mib {
+                    tracing::error!(path = %path.display(), free_mib, needed_mib, "workspace storage is full");
+                    return Err(WorkspaceError::StorageFull { path: path.display().to_string(), free_mib, needed_mib });
+                }
+            }
             // Only a directory Berth just made gets chowned: never walk a user's files.
             if *owned_by_user && !existed {
                 if let Err(e) = chown(path, Some(spec.uid), Some(spec.uid)) {
@@ -894,6 +913,22 @@ impl Workspaces {
             backoff = (backoff * 2).min(Duration::from_secs(15));
         }
     }
+}
+
+/// Space an unprivileged user may still write on the filesystem holding `path` (root's reserve
+/// excluded: the workspace user cannot use it).
+fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: c_path is NUL-terminated and stat is a properly sized out-parameter.
+    if unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let stat = unsafe { stat.assume_init() };
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
