@@ -42,7 +42,8 @@ portal-image: site
 ## Benchmarks (release build): forwardAuth vs nginx, workspace start vs docker start.
 bench: deps-test docker-engine site test-image
 	$(CARGO) build -p server --release
-	scripts/bench-verify.sh
+	PIN=1 scripts/bench-verify.sh
+	THREADS=1 scripts/bench-verify.sh
 	scripts/bench-start.sh
 
 ## The real workspace image (slim profile builds here in minutes; full is for production sites).
