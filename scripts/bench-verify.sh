@@ -16,14 +16,19 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 server_cpu=(); load_cpu=(); nginx_workers=auto
 if [ "${PIN:-0}" = 1 ]; then
-  server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); nginx_workers=1; THREADS=1
+  # The first two CPUs this script may use: one for the servers, one for wrk.
+  read -r cpu_a cpu_b < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(*c[:2])')
+  [ -n "${cpu_b:-}" ] || { echo "PIN=1 needs two CPUs; this process may use only ${cpu_a:-none}" >&2; exit 1; }
+  server_cpu=(taskset -c "$cpu_a"); load_cpu=(taskset -c "$cpu_b"); nginx_workers=1; THREADS=1
 fi
 
 pb=$(free_port); pn=$(free_port)
 export BERTH_LISTEN=127.0.0.1:$pb BERTH_DATABASE_URL=sqlite://$work/berth.db BERTH_DATA_DIR=$work/data \
        BERTH_CONFIG=$work/none.toml BERTH_DOMAIN=lab.example.org BERTH_LOG=warn
 "${server_cpu[@]}" "$BIN" serve >/dev/null 2>"$work/berth.log" & pids+=($!)
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$pb/healthz" >/dev/null && break; sleep 0.1; done
+up=0
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$pb/healthz" >/dev/null && { up=1; break; }; sleep 0.1; done
+[ "$up" = 1 ] || { echo "berth did not answer on port $pb; its log:" >&2; cat "$work/berth.log" >&2; exit 1; }
 echo "alice-password-long" | "$BIN" user add alice --password-stdin >/dev/null
 cookie=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:$pb" \
   --data "username=alice&password=alice-password-long" "http://127.0.0.1:$pb/api/login" |

@@ -7,8 +7,10 @@
 set -euo pipefail
 
 log=${BERTH_DOCKERD_LOG:-/var/log/berth-dockerd.log}
+# A wedged daemon must not hang the caller: every question to it has a deadline.
+answers() { timeout 10 docker info >/dev/null 2>&1; }
 
-if docker info >/dev/null 2>&1; then
+if answers; then
     exit 0
 fi
 
@@ -25,21 +27,27 @@ if ! command -v dockerd >/dev/null 2>&1; then
     exit 1
 fi
 
+# Two make runs at once must not both start a daemon.
+exec 9>/run/berth-ensure-docker.lock
+flock 9
+if answers; then
+    exit 0
+fi
 echo "ensure-docker: the Docker engine does not answer; starting it" >&2
-if ! service docker start >/dev/null 2>&1 || ! timeout 20 sh -c 'until docker info >/dev/null 2>&1; do sleep 1; done'; then
+if ! timeout 30 service docker start >/dev/null 2>&1 9>&- || ! timeout 20 sh -c 'until timeout 5 docker info >/dev/null 2>&1; do sleep 1; done'; then
     # A daemon that died leaves its pid file behind; dockerd refuses to start while it names a
     # live process, so only a stale one is removed.
     if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
         rm -f /var/run/docker.pid
     fi
-    if ! pgrep -x dockerd >/dev/null; then
+    if ! pidof dockerd >/dev/null; then
         echo "ensure-docker: starting dockerd directly (log: $log)" >&2
-        setsid nohup dockerd >>"$log" 2>&1 </dev/null &
+        setsid nohup dockerd >>"$log" 2>&1 </dev/null 9>&- &
     fi
 fi
 
 for _ in $(seq 1 60); do
-    if docker info >/dev/null 2>&1; then
+    if answers; then
         echo "ensure-docker: the Docker engine answers" >&2
         exit 0
     fi
