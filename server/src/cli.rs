@@ -123,9 +123,31 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", describe(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and each cause it does not already spell out (many of Berth's errors name their
+/// cause in their own message; `{:#}` would say it twice).
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// Closes the pool, waiting a little for connections still in use (a background task's query);
+/// exiting must not hang on one that never comes back.
+async fn close(db: Db) {
+    if tokio::time::timeout(std::time::Duration::from_secs(5), db.pool.close()).await.is_err() {
+        tracing::warn!("database connections still busy at exit; closing anyway");
     }
 }
 
@@ -142,27 +164,35 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            open_db(&config).await?;
+            close(open_db(&config).await?).await;
             println!("migrations applied");
             Ok(())
         }
+        // Each command closes the pool before the process ends, so SQLite's connections end
+        // cleanly (the last one checkpoints the log) rather than being dropped mid-exit.
         Command::Serve => {
             let key = config.load_or_create_secret_key()?;
             let db = open_db(&config).await?;
-            let backend = Backend::new(&config, db, &key);
-            crate::web::serve(Arc::new(config), backend).await
+            let backend = Backend::new(&config, db.clone(), &key);
+            let served = crate::web::serve(Arc::new(config), backend).await;
+            close(db).await;
+            served
         }
         Command::User(command) => {
             let key = config.load_or_create_secret_key()?;
             let db = open_db(&config).await?;
-            let backend = Backend::new(&config, db, &key);
-            user_command(&backend, command).await
+            let backend = Backend::new(&config, db.clone(), &key);
+            let done = user_command(&backend, command).await;
+            close(db).await;
+            done
         }
         Command::Workspace(command) => {
             let key = config.load_or_create_secret_key()?;
             let db = open_db(&config).await?;
-            let backend = Backend::new(&config, db, &key);
-            workspace_command(&backend, command).await
+            let backend = Backend::new(&config, db.clone(), &key);
+            let done = workspace_command(&backend, command).await;
+            close(db).await;
+            done
         }
     }
 }
@@ -317,5 +347,18 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let named = crate::db::DbError::Directory { path: "/srv/db".into(), source: std::io::Error::other("disk on fire") };
+        assert_eq!(describe(&anyhow::Error::new(named)), "database: cannot create directory /srv/db: disk on fire");
+        let unnamed = anyhow::Error::new(std::io::Error::other("disk on fire")).context("reading berth.toml");
+        assert_eq!(describe(&unnamed), "reading berth.toml: disk on fire");
     }
 }

@@ -14,6 +14,8 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 pub enum DbError {
     #[error("database: cannot connect to {target}: {source}")]
     Connect { target: String, source: sqlx::Error },
+    #[error("database: the disk holding {path} is full, so Berth cannot open the database; free some space there")]
+    DiskFull { path: String, source: sqlx::Error },
     #[error("database: cannot create directory {path}: {source}")]
     Directory { path: String, source: std::io::Error },
     #[error("database: migration failed: {0}")]
@@ -44,14 +46,14 @@ impl Db {
         } else {
             (DbKind::Postgres, url.to_string())
         };
+        if kind == DbKind::Sqlite {
+            probe_sqlite(&url).await?;
+        }
         let options = AnyPoolOptions::new().max_connections(if kind == DbKind::Sqlite { 4 } else { 10 });
         let options = if kind == DbKind::Sqlite {
             options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    // WAL lets readers proceed during a write; the busy timeout makes concurrent
-                    // writers (server and CLI on one file) wait instead of failing.
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
-                        .await?;
+                    conn.execute(SQLITE_PRAGMAS).await?;
                     Ok(())
                 })
             })
@@ -79,10 +81,39 @@ impl Db {
     }
 }
 
+/// WAL lets readers proceed during a write; the busy timeout makes concurrent writers (server
+/// and CLI on one file) wait instead of failing.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+
+/// Opens one SQLite connection directly before the pool does. The pool retries a failing
+/// connection until its acquire timeout and then says only "pool timed out"; this says at once
+/// what is wrong, above all a full disk (SQLite then fails creating its shared-memory file).
+async fn probe_sqlite(url: &str) -> Result<(), DbError> {
+    use sqlx::Connection;
+    let opened = async {
+        let mut conn = sqlx::AnyConnection::connect(url).await?;
+        conn.execute(SQLITE_PRAGMAS).await?;
+        conn.close().await
+    }
+    .await;
+    let Err(source) = opened else { return Ok(()) };
+    let path = sqlite_path(url);
+    let dir = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let disk_full = is_storage_full(&source) || crate::disk::free_bytes(dir).is_ok_and(|free| free < 64 * 1024);
+    if disk_full {
+        return Err(DbError::DiskFull { path: path.to_string(), source });
+    }
+    Err(DbError::Connect { target: redacted_target(url), source })
+}
+
+fn sqlite_path(url: &str) -> &str {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    rest.split('?').next().unwrap_or_default()
+}
+
 /// Makes `sqlite://path` create the file (and its directory) when missing.
 fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
-    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let path = rest.split('?').next().unwrap_or_default();
+    let path = sqlite_path(url);
     if path != ":memory:" && !path.is_empty() {
         if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| DbError::Directory {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod disk;
 pub mod passwords;
 pub mod portal;
 pub mod routes;

@@ -200,10 +200,20 @@ async fn a_full_workspace_storage_refuses_to_start_and_loses_nothing() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let container = format!("workspace-{user}");
     docker(&["exec", &container, "sh", "-c", &format!("echo kept > /home/{user}/persist")]);
+
+    let filler = disk.fill();
+    // A running workspace is not taken down by a restart that could not start it again, and
+    // pressing Start on it changes nothing, so that is not refused.
+    let out = server.cli(&["workspace", "restart", &user], "");
+    assert!(!out.status.success(), "a restart on a full disk must be refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("storage is full"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &container]), "true", "still running after a refused restart");
+    let out = server.cli(&["workspace", "start", &user], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Stopping always works.
     let out = server.cli(&["workspace", "stop", &user], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let filler = disk.fill();
     // The CLI refuses and says why, naming the space.
     let out = server.cli(&["workspace", "start", &user], "");
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -238,5 +248,65 @@ async fn a_full_workspace_storage_refuses_to_start_and_loses_nothing() {
     let out = server.cli(&["workspace", "start", &user], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(docker(&["exec", &container, "cat", &format!("/home/{user}/persist")]), "kept");
+
+    // Reconciliation brings back wanted workspaces one by one: one that cannot start does not
+    // keep the next one down, and each failure is reported.
+    let second = username("full2");
+    let out = server.cli(&["user", "add", &second], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = server.cli(&["workspace", "start", &second], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    docker(&["stop", "-t", "1", &container, &format!("workspace-{second}")]);
+    let filler = disk.fill();
+    let out = server.cli(&["workspace", "reconcile"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed: Vec<&str> = report["failed"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert_eq!(failed.len(), 2, "{report}");
+    assert!(failed.iter().all(|f| f.contains("storage is full")), "{report}");
+    std::fs::remove_file(filler).unwrap();
+    let out = server.cli(&["workspace", "reconcile"], "");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["restarted"].as_array().unwrap().len(), 2, "{report}");
     drop(server);
+}
+
+#[tokio::test]
+async fn the_cli_says_at_once_that_the_database_disk_is_full() {
+    let disk = SmallDisk::mount("8m");
+    let work = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = vec![
+        ("BERTH_DATABASE_URL".into(), format!("sqlite://{}/berth.db", disk.path.display())),
+        ("BERTH_DATA_DIR".into(), work.path().join("data").display().to_string()),
+        ("BERTH_CONFIG".into(), work.path().join("berth.toml").display().to_string()),
+        ("BERTH_LOG".into(), "warn".into()),
+    ];
+    let out = support::cli(&env, &["user", "add", "alice", "--password-stdin"], "alice-password-long\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Connections closing at the same moment can each leave SQLite's log and shared-memory files
+    // for the next one; a single connection closing alone removes them, as after a quiet restart.
+    {
+        use sqlx::{ConnectOptions, Connection};
+        let url = format!("sqlite://{}/berth.db", disk.path.display());
+        let mut conn = url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().connect().await.unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    }
+    let files: Vec<_> = std::fs::read_dir(&disk.path).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files, ["berth.db"]);
+
+    // No process holds the database open, so opening it must create SQLite's side files.
+    let filler = disk.fill();
+    for args in [&["user", "list"][..], &["user", "add", "bob"][..]] {
+        let out = support::cli(&env, args, "");
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{args:?} cannot work on a full disk");
+        assert!(said.contains("is full") && said.contains("free some space"), "{args:?}: {said}");
+        assert!(!said.contains("pool timed out"), "{args:?}: {said}");
+    }
+
+    std::fs::remove_file(filler).unwrap();
+    let out = support::cli(&env, &["user", "list"], "");
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && listed.contains("alice") && !listed.contains("bob"), "{listed}");
 }

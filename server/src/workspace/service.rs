@@ -448,6 +448,12 @@ impl Workspaces {
     pub async fn restart(self: &Arc<Self>, username: &str) -> Result<(), WorkspaceError> {
         let user = self.approved_user(username).await?;
         let guard = self.locks.lock(username).await?;
+        // Before stopping: a restart that could not start again must leave the workspace running.
+        if let Err(e) = self.restart_fits(&user).await {
+            self.finish(username, Some(e.to_string()));
+            guard.release().await;
+            return Err(e);
+        }
         self.begin(username, WorkspaceState::Stopping, &["stop container"]);
         let stopped = self
             .run_step(username, "stop container", self.engine.stop(&container_name(username), self.settings.defaults.stop_timeout_seconds))
@@ -462,6 +468,11 @@ impl Workspaces {
         };
         guard.release().await;
         result
+    }
+
+    async fn restart_fits(&self, user: &User) -> Result<(), WorkspaceError> {
+        let Some(record) = self.record(user.id).await? else { return Ok(()) };
+        self.check_free_space(&self.spec_for(user, &record)?)
     }
 
     /// Removes the container and creates it afresh; homes and other directories are kept.
@@ -535,7 +546,18 @@ impl Workspaces {
         let record = self.ensure_record(user).await?;
         let spec = self.spec_for(user, &record)?;
         // Storage first: a workspace refused for want of space must not be brought back later.
-        self.run_step(username, "prepare storage", async { self.prepare_directories(&spec) }).await?;
+        self.run_step(username, "prepare storage", async {
+            self.prepare_directories(&spec)?;
+            // Start on a running workspace changes nothing on disk, so it is never refused.
+            let running = !fresh
+                && matches!(self.engine.inspect(&spec.container_name).await, Ok(Some(info))
+                    if matches!(container_state(&info), ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::RESTARTING));
+            if !running {
+                self.check_free_space(&spec)?;
+            }
+            Ok::<_, WorkspaceError>(())
+        })
+        .await?;
         self.set_desired(user.id, true).await?;
 
         let mut network_labels = HashMap::from([
@@ -589,11 +611,11 @@ impl Workspaces {
     }
 
     fn prepare_directories(&self, spec: &WorkspaceSpec) -> Result<(), WorkspaceError> {
-        let needed_mib = self.settings.defaults.min_free_mib;
         for (path, owned_by_user) in &spec.directories {
             let storage = |source: std::io::Error| {
                 if source.raw_os_error() == Some(libc::ENOSPC) {
                     tracing::error!(path = %path.display(), "workspace storage is full");
+                    let needed_mib = self.settings.defaults.min_free_mib.max(1);
                     WorkspaceError::StorageFull { path: path.display().to_string(), free_mib: 0, needed_mib }
                 } else {
                     WorkspaceError::Storage { path: path.display().to_string(), source }
@@ -601,18 +623,30 @@ impl Workspaces {
             };
             let existed = path.exists();
             std::fs::create_dir_all(path).map_err(storage)?;
-            if needed_mib > 0 {
-                let free_mib = free_bytes(path).map_err(storage)? >> 20;
-                if free_mib < needed_mib {
-                    tracing::error!(path = %path.display(), free_mib, needed_mib, "workspace storage is full");
-                    return Err(WorkspaceError::StorageFull { path: path.display().to_string(), free_mib, needed_mib });
-                }
-            }
             // Only a directory Berth just made gets chowned: never walk a user's files.
             if *owned_by_user && !existed {
                 if let Err(e) = chown(path, Some(spec.uid), Some(spec.uid)) {
                     tracing::warn!(path = %path.display(), error = %e, "cannot hand directory to the workspace user");
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses when a directory the workspace writes to has less than `min_free_mib` free.
+    fn check_free_space(&self, spec: &WorkspaceSpec) -> Result<(), WorkspaceError> {
+        let needed_mib = self.settings.defaults.min_free_mib;
+        if needed_mib == 0 {
+            return Ok(());
+        }
+        for path in &spec.writable {
+            let free_mib = match crate::disk::free_bytes(path) {
+                Ok(bytes) => bytes >> 20,
+                Err(source) => return Err(WorkspaceError::Storage { path: path.display().to_string(), source }),
+            };
+            if free_mib < needed_mib {
+                tracing::error!(path = %path.display(), free_mib, needed_mib, "workspace storage is full");
+                return Err(WorkspaceError::StorageFull { path: path.display().to_string(), free_mib, needed_mib });
             }
         }
         Ok(())
@@ -872,8 +906,15 @@ impl Workspaces {
             let running = overview.rows.iter().any(|r| r.username == username && r.state == WorkspaceState::Running);
             if !running {
                 tracing::info!(user = %username, "bringing back a workspace its user wants running");
-                self.start(&username).await?;
-                report.restarted.push(username);
+                // One workspace that cannot start (its storage is full, say) must not keep the
+                // others down.
+                match self.start(&username).await {
+                    Ok(()) => report.restarted.push(username),
+                    Err(e) => {
+                        tracing::warn!(user = %username, error = %e, "could not bring a workspace back");
+                        report.failed.push(format!("{username}: {e}"));
+                    }
+                }
             }
         }
         Ok(report)
@@ -915,22 +956,6 @@ impl Workspaces {
     }
 }
 
-/// Space an unprivileged user may still write on the filesystem holding `path` (root's reserve
-/// excluded: the workspace user cannot use it).
-fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: c_path is NUL-terminated and stat is a properly sized out-parameter.
-    if unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: statvfs returned 0, so it filled the struct.
-    let stat = unsafe { stat.assume_init() };
-    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
     SshPassword,
@@ -944,6 +969,8 @@ pub struct ReconcileReport {
     pub foreign: Vec<String>,
     pub drifted: Vec<String>,
     pub restarted: Vec<String>,
+    /// Wanted running but could not be started, with why.
+    pub failed: Vec<String>,
     pub stale_routes: Vec<String>,
 }
 

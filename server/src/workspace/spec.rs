@@ -166,6 +166,8 @@ pub struct WorkspaceSpec {
     pub hash: String,
     /// Host directories to create before the container starts: (path, owned by the user).
     pub directories: Vec<(PathBuf, bool)>,
+    /// The directories mounted writable: a start needs free space on each.
+    pub writable: Vec<PathBuf>,
 }
 
 pub fn container_name(username: &str) -> String {
@@ -323,6 +325,7 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
         uid,
         body,
         hash,
+        writable: vec![home.clone(), workspace.clone(), tensorboard.clone(), state.clone(), docker_data.clone()],
         directories: vec![(home, true), (workspace, true), (tensorboard, true), (state, false), (shared, false), (docker_data, false)],
     })
 }
@@ -456,6 +459,14 @@ mod tests {
             "/srv/berth/docker/alice:/var/lib/docker:rw",
         ]);
         assert!(spec.directories.contains(&(PathBuf::from("/srv/berth/homes/alice"), true)));
+        // Free space is needed where the workspace writes, not on the read-only shared root.
+        assert!(spec.writable.contains(&PathBuf::from("/srv/berth/homes/alice")));
+        assert!(spec.writable.contains(&PathBuf::from("/srv/berth/docker/alice")));
+        assert!(!spec.writable.contains(&PathBuf::from("/srv/berth/shared")));
+        for path in &spec.writable {
+            let bind = format!("{}:", path.display());
+            assert!(spec.body.host_config.as_ref().unwrap().binds.as_ref().unwrap().iter().any(|b| b.starts_with(&bind) && b.ends_with(":rw")), "{bind}");
+        }
     }
 
     #[test]
