@@ -545,13 +545,16 @@ impl Workspaces {
         let username = user.username.as_str();
         let record = self.ensure_record(user).await?;
         let spec = self.spec_for(user, &record)?;
+        // Asked once, under the user's lock; an engine that does not answer fails the network
+        // step below, where the dashboard shows it.
+        let existing = self.engine.inspect(&spec.container_name).await;
         // Storage first: a workspace refused for want of space must not be brought back later.
         self.run_step(username, "prepare storage", async {
             self.prepare_directories(&spec)?;
             // Start on a running workspace changes nothing on disk, so it is never refused.
             let running = !fresh
-                && matches!(self.engine.inspect(&spec.container_name).await, Ok(Some(info))
-                    if matches!(container_state(&info), ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::RESTARTING));
+                && matches!(&existing, Ok(Some(info))
+                    if matches!(container_state(info), ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::RESTARTING));
             if !running {
                 self.check_free_space(&spec)?;
             }
@@ -576,10 +579,12 @@ impl Workspaces {
             }
         }
 
-        if fresh {
+        let existing = if fresh {
             self.run_step(username, "remove container", self.engine.remove(&spec.container_name)).await?;
-        }
-        let existing = self.engine.inspect(&spec.container_name).await?;
+            None
+        } else {
+            existing?
+        };
         match existing.as_ref().map(container_state) {
             Some(ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::RESTARTING) => {
                 self.step(username, "create container", StepState::Done, Some("already exists".into()));
