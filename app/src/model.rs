@@ -181,6 +181,9 @@ pub struct PortsView {
     pub code: u16,
     pub jupyter: u16,
     pub tensorboard: u16,
+    /// VNC and RDP are published on the server's public address (else on loopback only).
+    pub vnc_public: bool,
+    pub rdp_public: bool,
     /// The web ports are published directly (bypassing the portal's login).
     pub web_published: bool,
 }
@@ -233,6 +236,21 @@ pub struct WorkspaceView {
     pub apps: Vec<AppLink>,
     /// "Desktop in browser (Guacamole)" is available at /desktop/guacamole.
     pub guacamole: bool,
+    /// The isolation mode, once Berth has asked the engine.
+    pub isolation: Option<IsolationView>,
+}
+
+/// What the workspaces' isolation mode allows, in the words the pages show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolationView {
+    /// `sysbox`, `privileged`, `capabilities` or `plain`.
+    pub mode: String,
+    /// A workspace user can become root on the host.
+    pub host_root: bool,
+    /// Docker runs inside the workspace.
+    pub docker_inside: bool,
+    /// Said whenever `host_root`.
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +280,7 @@ pub struct WorkspacesOverview {
     /// Containers named `workspace-*` that Berth did not create.
     pub foreign: Vec<String>,
     pub engine_problem: Option<String>,
+    pub isolation: Option<IsolationView>,
 }
 
 /// Service credentials shown to the workspace's owner on request.

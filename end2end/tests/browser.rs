@@ -90,7 +90,7 @@ impl Portal {
             ("BERTH_PORTS__BASE", port_base.to_string()),
             ("BERTH_PORTS__HOST_IP", "127.0.0.1".to_string()),
             ("BERTH_WORKSPACE__GPUS", "none".to_string()),
-            ("BERTH_WORKSPACE__PRIVILEGED", "false".to_string()),
+            ("BERTH_WORKSPACE__ISOLATION", "plain".to_string()),
             ("BERTH_WORKSPACE__STOP_TIMEOUT_SECONDS", "5".to_string()),
             ("BERTH_WORKSPACE__EXTRA_LABEL", cleanup.0.clone()),
         ]
@@ -347,6 +347,13 @@ async fn start_workspace_watch_it_run_and_stop_it() {
     assert_eq!(port, "30022", "slot 0 of the block at 30000");
     let command = b.wait_css("#ssh-command").await.prop("value").await.unwrap().unwrap_or_default();
     assert_eq!(command, format!("ssh -p 30022 {user}@127.0.0.1"));
+    // VNC and RDP stay on the server's loopback: the card offers the tunnel instead.
+    let tunnel = b.wait_css("#tunnel-command").await.prop("value").await.unwrap().unwrap_or_default();
+    assert_eq!(tunnel, format!("ssh -p 30022 -L 5901:localhost:5901 -L 3389:localhost:3389 {user}@127.0.0.1"));
+    // These workspaces run in plain isolation: the card says Docker inside is off.
+    let isolation = b.wait_css("#isolation").await;
+    assert_eq!(isolation.attr("data-docker-inside").await.unwrap().as_deref(), Some("off"));
+    assert_eq!(isolation.text().await.unwrap(), "Isolation: plain · Docker inside: off");
     let marker = b.client.execute("return window.__berthNoReload || null;", vec![]).await.unwrap();
     assert_eq!(marker, serde_json::json!("still here"), "status updates arrive without a page reload");
     // Every service port answers in the busybox stand-in image.

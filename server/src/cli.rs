@@ -119,6 +119,9 @@ pub fn main() -> ExitCode {
         }
     };
     crate::telemetry::init(config.log_format);
+    for deprecation in &config.deprecations {
+        tracing::warn!("{deprecation}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -267,6 +270,14 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
             if let Some(problem) = &overview.engine_problem {
                 anyhow::bail!("{problem}");
             }
+            // On stderr, so `--json` output stays one object per line.
+            match workspaces.isolation().await {
+                Ok(mode) => match mode.host_root_warning() {
+                    Some(warning) => eprintln!("WARNING: {warning}"),
+                    None => eprintln!("isolation: {}", mode.as_str()),
+                },
+                Err(e) => eprintln!("isolation: unknown ({e})"),
+            }
             for row in &overview.rows {
                 if json {
                     println!("{}", serde_json::to_string(row)?);
@@ -340,6 +351,13 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
             };
             workspaces.set_overrides(&user, &overrides).await?;
             println!("{user}: limits stored; applied when the workspace next starts from stopped");
+            if overrides.gpus.as_deref().is_some_and(|g| g != "none" && g != "all") {
+                if let Ok(mode) = workspaces.isolation().await {
+                    if mode.allows_host_root() {
+                        eprintln!("note: workspace.isolation = {} cannot hold a GPU list: every GPU can be reached in this mode", mode.as_str());
+                    }
+                }
+            }
             Ok(())
         }
         WorkspaceCommand::Reconcile => {

@@ -53,7 +53,8 @@ pub struct Config {
     pub public_url: Option<Url>,
     /// Base domain of the app hosts (`alice-code.<domain>`).
     pub domain: String,
-    /// Domain attribute of the session cookie so app hosts receive it; unset means host-only.
+    /// Deprecated, ignored: the portal's cookie is host-only, app hosts get their own. Only used
+    /// to clear a domain-wide session cookie an older Berth set.
     pub cookie_domain: Option<String>,
     /// 32-byte key as 64 hex digits. Generated into `<data_dir>/secret.key` when not given.
     pub secret_key: Option<Secret>,
@@ -96,6 +97,9 @@ pub struct Config {
     pub oidc_name: Option<String>,
     /// More providers (or every option of one): `[[oidc_providers]]` tables in berth.toml.
     pub oidc_providers: Vec<OidcProviderConfig>,
+    /// What the loaded configuration said in deprecated words, to be logged once logging is up.
+    #[serde(skip)]
+    pub deprecations: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -177,11 +181,20 @@ pub struct GuacamoleConfig {
 pub struct PortPlanConfig {
     pub base: u16,
     pub stride: u16,
-    /// Host address the ports are published on.
+    /// Host address the public services (`public`) are published on.
     pub host_ip: String,
+    /// Services published on `host_ip`; the others of `ssh`, `vnc`, `rdp` are published on
+    /// 127.0.0.1 only (reached through Guacamole, noVNC or an SSH tunnel). VNC's DES challenge
+    /// and plaintext stream do not belong on a network.
+    pub public: Vec<String>,
     /// Publish the web ports (noVNC, code-server, Jupyter, TensorBoard) directly, bypassing the
     /// portal's login. Off by default: they are reached through the authenticated routes.
     pub publish_web: bool,
+    /// Address the web ports are published on with `publish_web`.
+    pub web_ip: String,
+    /// Required to publish the web ports on a non-loopback `web_ip`: anyone who reaches them
+    /// skips the portal's login.
+    pub publish_web_unauthenticated: bool,
     pub vnc: u16,
     pub novnc: u16,
     pub code: u16,
@@ -197,7 +210,10 @@ impl Default for PortPlanConfig {
             base: 10000,
             stride: 100,
             host_ip: "0.0.0.0".into(),
+            public: vec!["ssh".into()],
             publish_web: false,
+            web_ip: "127.0.0.1".into(),
+            publish_web_unauthenticated: false,
             vnc: 0,
             novnc: 1,
             code: 2,
@@ -206,6 +222,57 @@ impl Default for PortPlanConfig {
             rdp: 5,
             ssh: 22,
         }
+    }
+}
+
+/// How far a workspace is kept from the host. The modes differ in what Docker-in-Docker, FUSE
+/// and device access cost: see README "Isolation".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// `sysbox` when the engine lists the sysbox runtime, else `privileged`.
+    Auto,
+    /// The sysbox runtime: Docker-in-Docker without host root.
+    Sysbox,
+    /// `--privileged`: Docker-in-Docker and every device; a user can become root on the host.
+    Privileged,
+    /// For engines that refuse `--privileged`: every capability but SYS_RESOURCE, unconfined
+    /// seccomp, AppArmor and /proc paths, all devices. As open as privileged.
+    Capabilities,
+    /// Docker's defaults: no extra privileges, no Docker inside.
+    Plain,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Auto => "auto",
+            Isolation::Sysbox => "sysbox",
+            Isolation::Privileged => "privileged",
+            Isolation::Capabilities => "capabilities",
+            Isolation::Plain => "plain",
+        }
+    }
+
+    /// Whether a workspace user can become root on the host in this mode.
+    pub fn allows_host_root(self) -> bool {
+        matches!(self, Isolation::Privileged | Isolation::Capabilities)
+    }
+
+    /// Said in the log, on the admin page, by `berth config` and `berth workspace list` whenever
+    /// the mode lets users become root on the host.
+    pub fn host_root_warning(self) -> Option<String> {
+        self.allows_host_root().then(|| {
+            format!(
+                "workspace.isolation = {}: every workspace user can become root on this host (and read Berth's database, its secret key and every home); use sysbox for Docker inside without that, or plain",
+                self.as_str()
+            )
+        })
+    }
+
+    /// Whether Docker runs inside the workspace in this mode.
+    pub fn docker_inside(self) -> bool {
+        !matches!(self, Isolation::Plain)
     }
 }
 
@@ -221,13 +288,19 @@ pub struct WorkspaceDefaults {
     pub shm_gib: u64,
     /// `all`, `none`, or a comma-separated list of GPU ids.
     pub gpus: String,
-    /// Privileged containers run Docker-in-Docker; set `runtime` (e.g. sysbox-runc) instead to avoid it.
-    pub privileged: bool,
+    pub isolation: Isolation,
+    /// The engine's name of the sysbox runtime (`auto` looks for it, `sysbox` uses it).
+    pub sysbox_runtime: String,
+    /// Deprecated (read, mapped onto `isolation`): true → privileged, false → plain or, with
+    /// `all_capabilities`, capabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    /// Deprecated: a runtime name → `isolation = "sysbox"` with that `sysbox_runtime`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
-    /// For engines that refuse --privileged (nested or sandboxed Docker): every capability but
-    /// SYS_RESOURCE, unconfined seccomp and /proc paths, all devices. Nearly privileged; only
-    /// used when `privileged` is false and no `runtime` is set.
-    pub all_capabilities: bool,
+    /// Deprecated: see `privileged`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_capabilities: Option<bool>,
     /// User ids inside workspaces: uid_base + slot.
     pub uid_base: u32,
     pub stop_timeout_seconds: u32,
@@ -249,9 +322,11 @@ impl Default for WorkspaceDefaults {
             cpus: 0.0,
             shm_gib: 8,
             gpus: "all".into(),
-            privileged: true,
+            isolation: Isolation::Auto,
+            sysbox_runtime: "sysbox-runc".into(),
+            privileged: None,
             runtime: None,
-            all_capabilities: false,
+            all_capabilities: None,
             uid_base: 10000,
             stop_timeout_seconds: 30,
             extra_label: None,
@@ -295,6 +370,7 @@ impl Default for Config {
             oidc_client_secret: None,
             oidc_name: None,
             oidc_providers: Vec::new(),
+            deprecations: Vec::new(),
         }
     }
 }
@@ -313,9 +389,45 @@ impl Config {
     }
 
     pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let config: Config = figment.extract().map_err(load_error)?;
+        let mut config: Config = figment.extract().map_err(load_error)?;
+        config.map_deprecated_isolation();
         config.validate()?;
         Ok(config)
+    }
+
+    /// Maps `workspace.privileged`, `runtime` and `all_capabilities` onto `workspace.isolation`
+    /// with the meaning they had, and notes the deprecation.
+    fn map_deprecated_isolation(&mut self) {
+        if self.cookie_domain.is_some() {
+            self.deprecations.push(
+                "cookie_domain is no longer used: the portal's cookie is host-only and each app host gets its own through the portal".into(),
+            );
+        }
+        let w = &mut self.workspace;
+        let (privileged, runtime, all_capabilities) = (w.privileged.take(), w.runtime.take(), w.all_capabilities.take());
+        if privileged.is_none() && runtime.is_none() && all_capabilities.is_none() {
+            return;
+        }
+        if w.isolation != Isolation::Auto {
+            self.deprecations.push(format!(
+                "workspace.privileged, workspace.runtime and workspace.all_capabilities are deprecated and ignored: workspace.isolation = {:?} is set",
+                w.isolation.as_str()
+            ));
+            return;
+        }
+        w.isolation = match (runtime, privileged.unwrap_or(true), all_capabilities.unwrap_or(false)) {
+            (Some(runtime), _, _) => {
+                w.sysbox_runtime = runtime;
+                Isolation::Sysbox
+            }
+            (None, true, _) => Isolation::Privileged,
+            (None, false, true) => Isolation::Capabilities,
+            (None, false, false) => Isolation::Plain,
+        };
+        self.deprecations.push(format!(
+            "workspace.privileged, workspace.runtime and workspace.all_capabilities are deprecated: read as workspace.isolation = {:?}; set that instead",
+            w.isolation.as_str()
+        ));
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -353,6 +465,13 @@ impl Config {
             if !(host.starts_with("unix://") || host.starts_with("tcp://")) {
                 return Err(invalid("docker_host", "must start with unix:// or tcp://"));
             }
+            // Whoever reaches a plain-TCP engine API is root on that host.
+            if host.starts_with("tcp://") && self.docker_tls_dir.is_none() && !is_loopback_endpoint(host) {
+                return Err(invalid(
+                    "docker_host",
+                    format!("{host} is plain TCP to another machine: anyone on the way gets root there; set docker_tls_dir (TLS client certificates) or use a loopback address"),
+                ));
+            }
         }
         if self.workspace_image.trim().is_empty() {
             return Err(invalid("workspace_image", "must name an image"));
@@ -367,6 +486,19 @@ impl Config {
         }
         if self.ports.host_ip.parse::<std::net::IpAddr>().is_err() {
             return Err(invalid("ports.host_ip", "must be an IP address"));
+        }
+        if let Some(unknown) = self.ports.public.iter().find(|s| !matches!(s.as_str(), "ssh" | "vnc" | "rdp")) {
+            return Err(invalid("ports.public", format!("{unknown:?} is not one of ssh, vnc, rdp (the web apps go through the portal; see ports.publish_web)")));
+        }
+        match self.ports.web_ip.parse::<std::net::IpAddr>() {
+            Err(_) => return Err(invalid("ports.web_ip", "must be an IP address")),
+            Ok(ip) if self.ports.publish_web && !ip.is_loopback() && !self.ports.publish_web_unauthenticated => {
+                return Err(invalid(
+                    "ports.web_ip",
+                    format!("publish_web on {ip} would let anyone who reaches this server use code-server, Jupyter and TensorBoard without logging in; use 127.0.0.1, or set ports.publish_web_unauthenticated = true to accept that"),
+                ))
+            }
+            Ok(_) => {}
         }
         let gpus = self.workspace.gpus.as_str();
         if !(gpus == "all" || gpus == "none" || gpus.split(',').all(|g| !g.trim().is_empty() && g.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))) {
@@ -500,7 +632,19 @@ impl Config {
         if shown.guacamole.secret_key.is_some() {
             shown.guacamole.secret_key = Some(Secret("<redacted>".into()));
         }
-        toml_string(&shown)
+        let mut text = toml_string(&shown);
+        match self.workspace.isolation {
+            Isolation::Auto => text.push_str(&format!(
+                "# workspace.isolation = \"auto\": sysbox when the engine lists {:?}, else privileged: every workspace user can then become root on this host\n",
+                self.workspace.sysbox_runtime
+            )),
+            mode => {
+                if let Some(warning) = mode.host_root_warning() {
+                    text.push_str(&format!("# WARNING: {warning}\n"));
+                }
+            }
+        }
+        text
     }
 }
 
@@ -544,6 +688,17 @@ fn redact_url_password(raw: &str) -> String {
             url.to_string()
         }
         _ => raw.to_string(),
+    }
+}
+
+/// Whether a `tcp://host:port` names this machine's loopback interface.
+fn is_loopback_endpoint(url: &str) -> bool {
+    match Url::parse(url).ok().and_then(|u| u.host().map(|h| h.to_owned())) {
+        // tcp:// is not a special scheme: the url crate leaves an IPv4 host as opaque text.
+        Some(url::Host::Domain(d)) => d == "localhost" || d.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -637,6 +792,81 @@ mod tests {
                 let error = load_in_jail().expect_err(var).to_string();
                 assert!(error.contains(key), "{var}={value}: error {error:?} should name {key}");
             }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn isolation_modes_and_deprecated_keys() {
+        Jail::expect_with(|jail| {
+            let config = load_in_jail().unwrap();
+            assert_eq!(config.workspace.isolation, Isolation::Auto);
+            assert!(config.deprecations.is_empty());
+            assert!(config.redacted_toml().contains("# workspace.isolation = \"auto\": sysbox when the engine lists \"sysbox-runc\", else privileged"));
+            for (vars, expected) in [
+                (vec![("BERTH_WORKSPACE__PRIVILEGED", "true")], Isolation::Privileged),
+                (vec![("BERTH_WORKSPACE__PRIVILEGED", "false")], Isolation::Plain),
+                (vec![("BERTH_WORKSPACE__PRIVILEGED", "false"), ("BERTH_WORKSPACE__ALL_CAPABILITIES", "true")], Isolation::Capabilities),
+                // The old default was privileged, and all_capabilities only counted without it.
+                (vec![("BERTH_WORKSPACE__ALL_CAPABILITIES", "true")], Isolation::Privileged),
+                (vec![("BERTH_WORKSPACE__RUNTIME", "sysbox-custom")], Isolation::Sysbox),
+                (vec![("BERTH_WORKSPACE__ISOLATION", "plain"), ("BERTH_WORKSPACE__PRIVILEGED", "true")], Isolation::Plain),
+            ] {
+                jail.clear_env();
+                for (k, v) in &vars {
+                    jail.set_env(k, v);
+                }
+                let config = load_in_jail().unwrap();
+                assert_eq!(config.workspace.isolation, expected, "{vars:?}");
+                assert_eq!(config.deprecations.len(), 1, "{vars:?}: one deprecation line");
+                assert!(config.deprecations[0].contains("deprecated"), "{:?}", config.deprecations);
+                assert!(!config.redacted_toml().contains("all_capabilities"), "deprecated keys are not printed back");
+            }
+            jail.clear_env();
+            jail.set_env("BERTH_WORKSPACE__RUNTIME", "sysbox-custom");
+            assert_eq!(load_in_jail().unwrap().workspace.sysbox_runtime, "sysbox-custom");
+            jail.clear_env();
+            jail.set_env("BERTH_WORKSPACE__ISOLATION", "capabilities");
+            let text = load_in_jail().unwrap().redacted_toml();
+            assert!(text.contains("isolation = \"capabilities\""), "{text}");
+            assert!(text.contains("# WARNING: workspace.isolation = capabilities: every workspace user can become root on this host"), "{text}");
+            jail.set_env("BERTH_WORKSPACE__ISOLATION", "sysbox");
+            assert!(!load_in_jail().unwrap().redacted_toml().contains("WARNING"));
+            jail.set_env("BERTH_WORKSPACE__ISOLATION", "docker");
+            assert!(load_in_jail().unwrap_err().to_string().contains("workspace.isolation"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn exposure_needs_an_explicit_choice() {
+        Jail::expect_with(|jail| {
+            let config = load_in_jail().unwrap();
+            assert_eq!(config.ports.public, vec!["ssh".to_string()]);
+            jail.set_env("BERTH_PORTS__PUBLIC", "[ssh,rdp]");
+            assert_eq!(load_in_jail().unwrap().ports.public, vec!["ssh".to_string(), "rdp".to_string()]);
+            jail.set_env("BERTH_PORTS__PUBLIC", "[ssh,jupyter]");
+            assert!(load_in_jail().unwrap_err().to_string().contains("ports.public"));
+            jail.clear_env();
+
+            jail.set_env("BERTH_PORTS__PUBLISH_WEB", "true");
+            assert!(load_in_jail().is_ok(), "on loopback by default");
+            jail.set_env("BERTH_PORTS__WEB_IP", "0.0.0.0");
+            let error = load_in_jail().unwrap_err().to_string();
+            assert!(error.contains("ports.web_ip") && error.contains("without logging in"), "{error}");
+            jail.set_env("BERTH_PORTS__PUBLISH_WEB_UNAUTHENTICATED", "true");
+            assert!(load_in_jail().is_ok(), "acknowledged");
+            jail.clear_env();
+
+            for (host, ok) in [("tcp://10.0.0.5:2375", false), ("tcp://docker.lab:2375", false), ("tcp://127.0.0.1:2375", true),
+                ("tcp://localhost:2375", true), ("tcp://[::1]:2375", true), ("unix:///run/docker.sock", true)] {
+                jail.set_env("BERTH_DOCKER_HOST", host);
+                let loaded = load_in_jail();
+                assert_eq!(loaded.is_ok(), ok, "{host}: {:?}", loaded.err().map(|e| e.to_string()));
+            }
+            jail.set_env("BERTH_DOCKER_HOST", "tcp://10.0.0.5:2376");
+            jail.set_env("BERTH_DOCKER_TLS_DIR", "/etc/berth/docker-tls");
+            assert!(load_in_jail().is_ok(), "with TLS client certificates");
             Ok(())
         });
     }

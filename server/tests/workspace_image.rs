@@ -76,7 +76,7 @@ async fn slim_workspace_image_through_berth() {
     let mut config = config(&cleanup, &db.dir.path().join("storage"), 32000);
     config.workspace_image = IMAGE.into();
     // This engine refuses --privileged; the image's Docker-in-Docker runs with all capabilities.
-    config.workspace.all_capabilities = true;
+    config.workspace.isolation = berth::config::Isolation::Capabilities;
     config.workspace.stop_timeout_seconds = 10;
     let b = backend(&config, &db.url).await;
     let user = username("img");

@@ -106,6 +106,22 @@ fn WorkspacesSection() -> impl IntoView {
 #[component]
 fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspaceAction>) -> impl IntoView {
     let banner = overview.engine_problem.map(|p| view! { <p class="banner" role="alert">"Docker engine not reachable: " {p}</p> });
+    let isolation = overview.isolation.map(|i| match i.warning {
+        Some(warning) => view! {
+            <p class="banner" role="alert" id="isolation-banner" data-mode=i.mode.clone()>
+                "Isolation: " {warning} ". Per-user GPU limits are "
+                "not enforced in this mode (every GPU can be reached)."
+                " See README, Isolation."
+            </p>
+        }
+        .into_any(),
+        None => view! {
+            <p class="muted" id="isolation-banner" data-mode=i.mode.clone()>
+                {format!("Isolation: {} · Docker inside: {}", i.mode, if i.docker_inside { "on" } else { "off" })}
+            </p>
+        }
+        .into_any(),
+    });
     let foreign = (!overview.foreign.is_empty()).then(|| {
         view! { <p class="muted">"Foreign containers using workspace names: " {overview.foreign.join(", ")}</p> }
     });
@@ -153,6 +169,7 @@ fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspac
         .collect_view();
     view! {
         {banner}
+        {isolation}
         {foreign}
         <div class="table-wrap">
             <table>

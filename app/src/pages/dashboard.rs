@@ -130,6 +130,27 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
             "Host berth\n    HostName {host}\n    Port {}\n    User {user}\n    ForwardX11 yes\n",
             p.ssh
         );
+        // VNC and RDP stay on the server's loopback unless the admin published them: an SSH
+        // tunnel brings them to the user's own machine.
+        let desktops = format!(
+            "{}{}",
+            if p.vnc_public { format!(" · VNC {host}:{}", p.vnc) } else { String::new() },
+            if p.rdp_public { format!(" · RDP {host}:{}", p.rdp) } else { String::new() },
+        );
+        let forwards: Vec<String> = [(!p.vnc_public).then(|| "-L 5901:localhost:5901"), (!p.rdp_public).then(|| "-L 3389:localhost:3389")]
+            .into_iter()
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        let tunnel = (!forwards.is_empty()).then(|| {
+            let tunnel_command = format!("ssh -p {} {} {}@{}", p.ssh, forwards.join(" "), user, host);
+            view! {
+                <label>
+                    "Desktop through SSH (then open VNC localhost:5901 or RDP localhost:3389)"
+                    <input type="text" readonly id="tunnel-command" value=tunnel_command onfocus="this.select()"/>
+                </label>
+            }
+        });
         let web_warning = p.web_published.then(|| {
             view! { <p class="banner">"Web ports are published directly on this server: they bypass the portal's login."</p> }
         });
@@ -143,7 +164,8 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
                     </span>
                 </label>
                 <p class="muted">"SSH port " <strong id="ssh-port">{p.ssh}</strong>
-                    " · VNC " {format!("{host}:{}", p.vnc)} " · RDP " {format!("{host}:{}", p.rdp)}</p>
+                    {desktops}</p>
+                {tunnel}
                 <details>
                     <summary>"~/.ssh/config snippet"</summary>
                     <pre id="ssh-config">{snippet}</pre>
@@ -176,6 +198,20 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
     });
     let limits = view.limits.clone();
     let cpus = if limits.cpus > 0.0 { format!("{} CPUs", limits.cpus) } else { "all CPUs".into() };
+    // With host root (privileged: every /dev/nvidia* is there; capabilities: mknod) a GPU list
+    // is a wish, not a limit.
+    let gpu_note = match &view.isolation {
+        Some(i) if i.host_root && limits.gpus != "none" && limits.gpus != "all" => " (not enforced in this isolation mode: every GPU can be reached)",
+        _ => "",
+    };
+    let isolation = view.isolation.clone().map(|i| {
+        let docker = if i.docker_inside { "on" } else { "off" };
+        view! {
+            <p class="muted" id="isolation" data-mode=i.mode.clone() data-docker-inside=docker>
+                {format!("Isolation: {} · Docker inside: {docker}", i.mode)}
+            </p>
+        }
+    });
     let reset = matches!(state, WorkspaceState::Running | WorkspaceState::Stopped).then(|| {
         view! {
             <details class="danger-zone">
@@ -201,8 +237,9 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
         {steps}
         {launch}
         {access}
-        <p class="muted">{format!("Memory {} GiB (reserved {} GiB, swap {} GiB) · {cpus} · GPUs: {}",
-            limits.memory_limit_gib, limits.memory_reservation_gib, limits.swap_gib, limits.gpus)}</p>
+        <p class="muted">{format!("Memory {} GiB (reserved {} GiB, swap {} GiB) · {cpus} · GPUs: {}{}",
+            limits.memory_limit_gib, limits.memory_reservation_gib, limits.swap_gib, limits.gpus, gpu_note)}</p>
+        {isolation}
         <Credentials/>
         {reset}
     }

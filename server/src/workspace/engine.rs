@@ -132,6 +132,15 @@ impl Engine {
         }
     }
 
+    /// The container runtimes the engine offers (`runc`, `sysbox-runc`, …).
+    pub async fn runtimes(&self) -> Result<Vec<String>, EngineError> {
+        let docker = self.client().await?;
+        match docker.info().await {
+            Ok(info) => Ok(info.runtimes.map(|r| r.into_keys().collect()).unwrap_or_default()),
+            Err(e) => Err(self.fail("info", e).await),
+        }
+    }
+
     pub async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>, EngineError> {
         let docker = self.client().await?;
         match docker.inspect_container(name, None).await {

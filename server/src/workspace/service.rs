@@ -21,6 +21,7 @@ use super::spec::{
     build_spec, container_name, container_port, PortBlock, ResourceOverrides, SpecError, WorkspaceSecrets,
     WorkspaceSettings, WorkspaceSpec, WorkspaceUser, LABEL_MANAGED, LABEL_SPEC, LABEL_USER,
 };
+use crate::config::Isolation;
 use crate::accounts::{AccountError, Accounts, User};
 use crate::routes::hosts::{App, HostTemplates};
 use crate::routes::traefik::TraefikWriter;
@@ -102,6 +103,8 @@ pub struct Workspaces {
     locks: UserLocks,
     progress: Mutex<HashMap<String, Progress>>,
     engine_problem: Mutex<Option<String>>,
+    /// The isolation mode in force, `auto` resolved against the engine once.
+    isolation: tokio::sync::OnceCell<Isolation>,
     /// How long to wait for the service ports to answer after a start.
     pub probe_timeout: Duration,
     /// Host name shown in the SSH command.
@@ -132,6 +135,7 @@ impl Workspaces {
             sealer: SecretBox::new(key),
             progress: Mutex::new(HashMap::new()),
             engine_problem: Mutex::new(None),
+            isolation: tokio::sync::OnceCell::new(),
             probe_timeout: Duration::from_secs(180),
             ssh_host,
             routes: None,
@@ -206,6 +210,45 @@ impl Workspaces {
 
     pub fn engine_problem(&self) -> Option<String> {
         self.engine_problem.lock().expect("engine state").clone()
+    }
+
+    /// The isolation mode workspaces run in. `auto` asks the engine once whether it offers the
+    /// sysbox runtime. A mode that lets users become root on the host is said once in the log.
+    pub async fn isolation(&self) -> Result<Isolation, WorkspaceError> {
+        let configured = self.settings.defaults.isolation;
+        let mode = self
+            .isolation
+            .get_or_try_init(|| async {
+                let mode = match configured {
+                    Isolation::Auto => {
+                        let runtimes = self.engine.runtimes().await?;
+                        if runtimes.contains(&self.settings.defaults.sysbox_runtime) {
+                            Isolation::Sysbox
+                        } else {
+                            Isolation::Privileged
+                        }
+                    }
+                    mode => mode,
+                };
+                match mode.host_root_warning() {
+                    Some(warning) => tracing::warn!(configured = configured.as_str(), "{warning}"),
+                    None => tracing::info!(configured = configured.as_str(), mode = mode.as_str(), "workspace isolation"),
+                }
+                Ok::<_, EngineError>(mode)
+            })
+            .await?;
+        Ok(*mode)
+    }
+
+    /// What the dashboard and the admin page say about the mode, once it is known.
+    pub fn isolation_view(&self) -> Option<app::model::IsolationView> {
+        let mode = *self.isolation.get()?;
+        Some(app::model::IsolationView {
+            mode: mode.as_str().to_string(),
+            host_root: mode.allows_host_root(),
+            docker_inside: mode.docker_inside(),
+            warning: mode.host_root_warning(),
+        })
     }
 
     // ----- records -------------------------------------------------------------------------
@@ -342,14 +385,16 @@ impl Workspaces {
         Ok(user)
     }
 
-    fn spec_for(&self, user: &User, record: &WorkspaceRecord) -> Result<WorkspaceSpec, WorkspaceError> {
+    async fn spec_for(&self, user: &User, record: &WorkspaceRecord) -> Result<WorkspaceSpec, WorkspaceError> {
         let workspace_user = WorkspaceUser {
             username: user.username.clone(),
             slot: record.slot,
             secrets: record.secrets.clone(),
             overrides: record.overrides.clone(),
         };
-        Ok(build_spec(&workspace_user, &self.settings)?)
+        let mut settings = self.settings.clone();
+        settings.isolation = self.isolation().await?;
+        Ok(build_spec(&workspace_user, &settings)?)
     }
 
     // ----- progress ------------------------------------------------------------------------
@@ -472,7 +517,7 @@ impl Workspaces {
 
     async fn restart_fits(&self, user: &User) -> Result<(), WorkspaceError> {
         let Some(record) = self.record(user.id).await? else { return Ok(()) };
-        self.check_free_space(&self.spec_for(user, &record)?)
+        self.check_free_space(&self.spec_for(user, &record).await?)
     }
 
     /// Removes the container and creates it afresh; homes and other directories are kept.
@@ -544,7 +589,7 @@ impl Workspaces {
     async fn start_steps(self: &Arc<Self>, user: &User, fresh: bool) -> Result<(), WorkspaceError> {
         let username = user.username.as_str();
         let record = self.ensure_record(user).await?;
-        let spec = self.spec_for(user, &record)?;
+        let spec = self.spec_for(user, &record).await?;
         // Asked once, under the user's lock; an engine that does not answer fails the network
         // step below, where the dashboard shows it.
         let existing = self.engine.inspect(&spec.container_name).await;
@@ -616,7 +661,9 @@ impl Workspaces {
     }
 
     fn prepare_directories(&self, spec: &WorkspaceSpec) -> Result<(), WorkspaceError> {
-        for (path, owned_by_user) in &spec.directories {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in &spec.directories {
+            let path = &dir.path;
             let storage = |source: std::io::Error| {
                 if source.raw_os_error() == Some(libc::ENOSPC) {
                     tracing::error!(path = %path.display(), "workspace storage is full");
@@ -628,10 +675,14 @@ impl Workspaces {
             };
             let existed = path.exists();
             std::fs::create_dir_all(path).map_err(storage)?;
-            // Only a directory Berth just made gets chowned: never walk a user's files.
-            if *owned_by_user && !existed {
-                if let Err(e) = chown(path, Some(spec.uid), Some(spec.uid)) {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot hand directory to the workspace user");
+            // Only a directory Berth just made gets its mode and owner: never walk a user's files.
+            if !existed {
+                // Set explicitly: the process umask must not decide who can read a home.
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(dir.mode)).map_err(storage)?;
+                if let Some(uid) = dir.owner {
+                    if let Err(e) = chown(path, Some(uid), Some(uid)) {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot hand directory to the workspace user");
+                    }
                 }
             }
         }
@@ -701,6 +752,8 @@ impl Workspaces {
             code: p.code,
             jupyter: p.jupyter,
             tensorboard: p.tensorboard,
+            vnc_public: self.settings.ports.public.iter().any(|s| s == "vnc"),
+            rdp_public: self.settings.ports.public.iter().any(|s| s == "rdp"),
             web_published: self.settings.ports.publish_web,
         })
     }
@@ -724,8 +777,10 @@ impl Workspaces {
         let progress = self.progress.lock().expect("progress").get(username).cloned().unwrap_or_default();
         let (state, started_at, drift) = match &inspected {
             Ok(info) => {
+                // The engine answers: the mode can be known (the card says what it allows).
+                self.isolation().await?;
                 let expected = match &record {
-                    Some(r) => Some(self.spec_for(&user, r)?.hash),
+                    Some(r) => Some(self.spec_for(&user, r).await?.hash),
                     None => None,
                 };
                 let drift = info.is_some() && expected.is_some() && spec_label(info.as_ref()) != expected.as_deref();
@@ -748,6 +803,7 @@ impl Workspaces {
             engine_problem: inspected.err().map(|e| e.to_string()),
             apps: self.app_links(username),
             guacamole: self.links.guacamole && record_exists,
+            isolation: self.isolation_view(),
         })
     }
 
@@ -779,7 +835,7 @@ impl Workspaces {
         let containers = match listed {
             Ok(c) => c,
             Err(EngineError::Unavailable(why)) => {
-                return Ok(WorkspacesOverview { rows: Vec::new(), foreign: Vec::new(), engine_problem: Some(why) })
+                return Ok(WorkspacesOverview { rows: Vec::new(), foreign: Vec::new(), engine_problem: Some(why), isolation: self.isolation_view() })
             }
             Err(e) => return Err(e.into()),
         };
@@ -828,7 +884,7 @@ impl Workspaces {
             let usage = usages.get(&owner).copied();
             let expected = match self.accounts.find_by_name(&owner).await {
                 Ok(user) => match self.record(user.id).await? {
-                    Some(r) => Some(self.spec_for(&user, &r)?.hash),
+                    Some(r) => Some(self.spec_for(&user, &r).await?.hash),
                     None => None,
                 },
                 Err(_) => None,
@@ -866,7 +922,9 @@ impl Workspaces {
             .filter_map(|c| c.names.and_then(|n| n.first().cloned()))
             .map(|n| n.trim_start_matches('/').to_string())
             .collect();
-        Ok(WorkspacesOverview { rows, foreign, engine_problem: None })
+        // Known by now (the rows' drift needed it) unless no workspace exists yet.
+        let _ = self.isolation().await;
+        Ok(WorkspacesOverview { rows, foreign, engine_problem: None, isolation: self.isolation_view() })
     }
 
     // ----- reconciliation ------------------------------------------------------------------

@@ -10,7 +10,7 @@ use bollard::models::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, PortPlanConfig, WorkspaceDefaults};
+use crate::config::{Config, Isolation, PortPlanConfig, WorkspaceDefaults};
 
 pub const LABEL_MANAGED: &str = "io.berth.managed";
 pub const LABEL_USER: &str = "io.berth.user";
@@ -22,6 +22,8 @@ const GIB: i64 = 1 << 30;
 pub enum SpecError {
     #[error("slot {slot} puts the port block past 65535 (base {base}, stride {stride})")]
     PortsExhausted { slot: u32, base: u16, stride: u16 },
+    #[error("workspace.isolation = auto is not resolved yet (the engine has not been asked for its runtimes)")]
+    IsolationUnresolved,
 }
 
 /// What every workspace shares, read from the configuration.
@@ -31,6 +33,9 @@ pub struct WorkspaceSettings {
     pub storage_root: PathBuf,
     pub ports: PortPlanConfig,
     pub defaults: WorkspaceDefaults,
+    /// The mode workspaces are created in: `defaults.isolation` with `auto` resolved against
+    /// the engine (see `Workspaces::isolation`).
+    pub isolation: Isolation,
 }
 
 impl WorkspaceSettings {
@@ -40,6 +45,7 @@ impl WorkspaceSettings {
             storage_root: config.storage_root.clone(),
             ports: config.ports.clone(),
             defaults: config.workspace.clone(),
+            isolation: config.workspace.isolation,
         }
     }
 
@@ -154,6 +160,16 @@ impl GpuRequest {
     }
 }
 
+/// A host directory a workspace mounts, made before the container starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDir {
+    pub path: PathBuf,
+    /// Owner of a directory Berth creates: the workspace user's uid, or None for root.
+    pub owner: Option<u32>,
+    /// Mode of a directory Berth creates (existing ones are never changed).
+    pub mode: u32,
+}
+
 /// Everything Berth creates for one workspace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkspaceSpec {
@@ -164,8 +180,8 @@ pub struct WorkspaceSpec {
     pub body: ContainerCreateBody,
     /// Hash of `body` without the hash label itself; stored as the `io.berth.spec` label.
     pub hash: String,
-    /// Host directories to create before the container starts: (path, owned by the user).
-    pub directories: Vec<(PathBuf, bool)>,
+    /// Host directories to create before the container starts.
+    pub directories: Vec<HostDir>,
     /// The directories mounted writable: a start needs free space on each.
     pub writable: Vec<PathBuf>,
 }
@@ -188,28 +204,27 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
     let d = &settings.defaults;
     let o = &user.overrides;
 
+    let plan = &settings.ports;
+    // SSH, VNC and RDP on the public address only when the admin listed them; otherwise on
+    // loopback, for Guacamole, noVNC and SSH tunnels.
+    let address = |service: &str| if plan.public.iter().any(|p| p == service) { plan.host_ip.clone() } else { "127.0.0.1".to_string() };
     let mut published = vec![
-        (ports.ssh, container_port::SSH),
-        (ports.vnc, container_port::VNC),
-        (ports.rdp, container_port::RDP),
+        (ports.ssh, container_port::SSH, address("ssh")),
+        (ports.vnc, container_port::VNC, address("vnc")),
+        (ports.rdp, container_port::RDP, address("rdp")),
     ];
-    if settings.ports.publish_web {
+    if plan.publish_web {
         published.extend([
-            (ports.novnc, container_port::NOVNC),
-            (ports.code, container_port::CODE),
-            (ports.jupyter, container_port::JUPYTER),
-            (ports.tensorboard, container_port::TENSORBOARD),
+            (ports.novnc, container_port::NOVNC, plan.web_ip.clone()),
+            (ports.code, container_port::CODE, plan.web_ip.clone()),
+            (ports.jupyter, container_port::JUPYTER, plan.web_ip.clone()),
+            (ports.tensorboard, container_port::TENSORBOARD, plan.web_ip.clone()),
         ]);
     }
-    let exposed: Vec<String> = published.iter().map(|(_, c)| format!("{c}/tcp")).collect();
+    let exposed: Vec<String> = published.iter().map(|(_, c, _)| format!("{c}/tcp")).collect();
     let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = published
-        .iter()
-        .map(|(host, c)| {
-            (
-                format!("{c}/tcp"),
-                Some(vec![PortBinding { host_ip: Some(settings.ports.host_ip.clone()), host_port: Some(host.to_string()) }]),
-            )
-        })
+        .into_iter()
+        .map(|(host, c, ip)| (format!("{c}/tcp"), Some(vec![PortBinding { host_ip: Some(ip), host_port: Some(host.to_string()) }])))
         .collect();
 
     let home = root.join("homes").join(u);
@@ -248,15 +263,19 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
             ..Default::default()
         }]),
     };
-    // An alternative runtime (sysbox-runc) gives Docker-in-Docker without privileged mode.
-    let (privileged, runtime) = match &d.runtime {
-        Some(runtime) => (false, Some(runtime.clone())),
-        None => (d.privileged, None),
-    };
-    let all_caps = !privileged && runtime.is_none() && d.all_capabilities;
+    let isolation = settings.isolation;
+    let privileged = isolation == Isolation::Privileged;
+    let runtime = (isolation == Isolation::Sysbox).then(|| d.sysbox_runtime.clone());
+    let all_caps = isolation == Isolation::Capabilities;
+    if isolation == Isolation::Auto {
+        return Err(SpecError::IsolationUnresolved);
+    }
 
     let host_config = HostConfig {
         binds: Some(binds),
+        // Hides the other users' TensorBoard directories that the read-only /shared would
+        // show; the user's own is mounted on top.
+        tmpfs: Some(HashMap::from([("/shared/tensorboard".to_string(), "size=64k,mode=0755".to_string())])),
         port_bindings: Some(port_bindings),
         memory: Some(memory_limit),
         memory_reservation: Some(memory_reservation),
@@ -294,7 +313,7 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
     if let Some((k, v)) = settings.extra_label() {
         labels.insert(k, v);
     }
-    let env = vec![
+    let mut env = vec![
         format!("BERTH_USER={u}"),
         format!("BERTH_UID={uid}"),
         format!("BERTH_GID={uid}"),
@@ -302,6 +321,10 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
         format!("BERTH_VNC_PASSWORD={}", user.secrets.vnc_password),
         format!("BERTH_JUPYTER_TOKEN={}", user.secrets.jupyter_token),
     ];
+    if !isolation.docker_inside() {
+        // Without privileges the inner dockerd can only fail and restart forever.
+        env.push("BERTH_DISABLE_SERVICES=dockerd".to_string());
+    }
     let mut body = ContainerCreateBody {
         image: Some(settings.image.clone()),
         hostname: Some(name.clone()),
@@ -326,7 +349,16 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
         body,
         hash,
         writable: vec![home.clone(), workspace.clone(), tensorboard.clone(), state.clone(), docker_data.clone()],
-        directories: vec![(home, true), (workspace, true), (tensorboard, true), (state, false), (shared, false), (docker_data, false)],
+        directories: vec![
+            // Parents first, so each gets its own mode.
+            HostDir { path: shared.clone(), owner: None, mode: 0o755 },
+            HostDir { path: shared.join("tensorboard"), owner: None, mode: 0o755 },
+            HostDir { path: tensorboard, owner: Some(uid), mode: 0o700 },
+            HostDir { path: home, owner: Some(uid), mode: 0o700 },
+            HostDir { path: workspace, owner: Some(uid), mode: 0o700 },
+            HostDir { path: state, owner: None, mode: 0o700 },
+            HostDir { path: docker_data, owner: None, mode: 0o700 },
+        ],
     })
 }
 
@@ -369,7 +401,9 @@ mod tests {
     use super::*;
 
     fn settings() -> WorkspaceSettings {
-        WorkspaceSettings::from_config(&Config::default())
+        let mut settings = WorkspaceSettings::from_config(&Config::default());
+        settings.isolation = Isolation::Privileged;
+        settings
     }
 
     fn alice(slot: u32) -> WorkspaceUser {
@@ -425,23 +459,39 @@ mod tests {
         );
     }
 
+    fn binding_ip(spec: &WorkspaceSpec, container: &str) -> Option<String> {
+        let bindings = host_config(spec).port_bindings.as_ref().unwrap();
+        bindings.get(container).map(|b| b.as_ref().unwrap()[0].host_ip.clone().unwrap())
+    }
+
     #[test]
-    fn only_ssh_vnc_rdp_published_by_default() {
+    fn ssh_public_vnc_and_rdp_on_loopback_by_default() {
         let spec = build_spec(&alice(3), &settings()).unwrap();
         assert_eq!(binding(&spec, "22/tcp").as_deref(), Some("10322"));
         assert_eq!(binding(&spec, "5901/tcp").as_deref(), Some("10300"));
         assert_eq!(binding(&spec, "3389/tcp").as_deref(), Some("10305"));
+        assert_eq!(binding_ip(&spec, "22/tcp").as_deref(), Some("0.0.0.0"));
+        assert_eq!(binding_ip(&spec, "5901/tcp").as_deref(), Some("127.0.0.1"), "VNC's DES challenge stays off the network");
+        assert_eq!(binding_ip(&spec, "3389/tcp").as_deref(), Some("127.0.0.1"));
         for web in ["6080/tcp", "8443/tcp", "8888/tcp", "6006/tcp"] {
             assert_eq!(binding(&spec, web), None, "{web} must not be published");
         }
+
+        let mut s = settings();
+        s.ports.public = vec!["ssh".into(), "rdp".into()];
+        let spec = build_spec(&alice(3), &s).unwrap();
+        assert_eq!(binding_ip(&spec, "3389/tcp").as_deref(), Some("0.0.0.0"), "published when the admin says so");
+        assert_eq!(binding_ip(&spec, "5901/tcp").as_deref(), Some("127.0.0.1"));
+
         let mut s = settings();
         s.ports.publish_web = true;
-        s.ports.host_ip = "127.0.0.1".into();
         let spec = build_spec(&alice(3), &s).unwrap();
         assert_eq!(binding(&spec, "8888/tcp").as_deref(), Some("10303"));
         assert_eq!(binding(&spec, "6080/tcp").as_deref(), Some("10301"));
-        let b = &host_config(&spec).port_bindings.as_ref().unwrap()["22/tcp"].as_ref().unwrap()[0];
-        assert_eq!(b.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding_ip(&spec, "8888/tcp").as_deref(), Some("127.0.0.1"), "web ports on web_ip, loopback by default");
+        s.ports.web_ip = "192.0.2.10".into();
+        let spec = build_spec(&alice(3), &s).unwrap();
+        assert_eq!(binding_ip(&spec, "6006/tcp").as_deref(), Some("192.0.2.10"));
     }
 
     #[test]
@@ -458,7 +508,15 @@ mod tests {
             "/srv/berth/state/alice:/var/lib/state:rw",
             "/srv/berth/docker/alice:/var/lib/docker:rw",
         ]);
-        assert!(spec.directories.contains(&(PathBuf::from("/srv/berth/homes/alice"), true)));
+        assert!(spec.directories.contains(&HostDir { path: PathBuf::from("/srv/berth/homes/alice"), owner: Some(10000), mode: 0o700 }));
+        assert!(spec.directories.contains(&HostDir { path: PathBuf::from("/srv/berth/shared/tensorboard/alice"), owner: Some(10000), mode: 0o700 }));
+        assert!(spec.directories.contains(&HostDir { path: PathBuf::from("/srv/berth/state/alice"), owner: None, mode: 0o700 }));
+        let shared_at = spec.directories.iter().position(|d| d.path == PathBuf::from("/srv/berth/shared")).unwrap();
+        let tb_at = spec.directories.iter().position(|d| d.path == PathBuf::from("/srv/berth/shared/tensorboard/alice")).unwrap();
+        assert!(shared_at < tb_at, "parents are made first, with their own mode");
+        // The other users' TensorBoard directories are hidden under a tmpfs; the user's own is on top.
+        let tmpfs = host_config(&spec).tmpfs.clone().unwrap();
+        assert_eq!(tmpfs.get("/shared/tensorboard").map(String::as_str), Some("size=64k,mode=0755"));
         // Free space is needed where the workspace writes, not on the read-only shared root.
         assert!(spec.writable.contains(&PathBuf::from("/srv/berth/homes/alice")));
         assert!(spec.writable.contains(&PathBuf::from("/srv/berth/docker/alice")));
@@ -507,28 +565,37 @@ mod tests {
     }
 
     #[test]
-    fn privileged_by_default_or_an_alternative_runtime() {
-        let spec = build_spec(&alice(0), &settings()).unwrap();
-        assert_eq!(host_config(&spec).privileged, Some(true));
-        assert_eq!(host_config(&spec).runtime, None);
-        let mut s = settings();
-        s.defaults.runtime = Some("sysbox-runc".into());
-        let spec = build_spec(&alice(0), &s).unwrap();
-        assert_eq!(host_config(&spec).privileged, Some(false));
-        assert_eq!(host_config(&spec).runtime.as_deref(), Some("sysbox-runc"));
-        assert_eq!(host_config(&spec).cap_add, None);
+    fn each_isolation_mode_renders_its_privileges() {
+        let with = |mode: Isolation| {
+            let mut s = settings();
+            s.isolation = mode;
+            build_spec(&alice(0), &s)
+        };
+        let spec = with(Isolation::Privileged).unwrap();
+        let h = host_config(&spec);
+        assert_eq!((h.privileged, h.runtime.as_deref(), h.cap_add.clone()), (Some(true), None, None));
 
-        let mut s = settings();
-        s.defaults.privileged = false;
-        s.defaults.all_capabilities = true;
-        let spec = build_spec(&alice(0), &s).unwrap();
+        let spec = with(Isolation::Sysbox).unwrap();
+        let h = host_config(&spec);
+        assert_eq!((h.privileged, h.runtime.as_deref(), h.cap_add.clone()), (Some(false), Some("sysbox-runc"), None));
+
+        let spec = with(Isolation::Capabilities).unwrap();
         let h = host_config(&spec);
         assert_eq!(h.privileged, Some(false));
         assert_eq!(h.cap_add, Some(vec!["ALL".to_string()]));
         assert_eq!(h.cap_drop, Some(vec!["SYS_RESOURCE".to_string()]));
         assert!(h.security_opt.as_ref().unwrap().contains(&"seccomp=unconfined".to_string()));
-        s.defaults.privileged = true;
-        assert_eq!(host_config(&build_spec(&alice(0), &s).unwrap()).cap_add, None, "privileged wins");
+
+        let spec = with(Isolation::Plain).unwrap();
+        let h = host_config(&spec);
+        assert_eq!((h.privileged, h.runtime.as_deref()), (Some(false), None));
+        assert_eq!((h.cap_add.clone(), h.security_opt.clone(), h.device_cgroup_rules.clone(), h.devices.clone()), (None, None, None, None));
+        assert!(spec.body.env.as_ref().unwrap().contains(&"BERTH_DISABLE_SERVICES=dockerd".to_string()), "no Docker inside");
+        for mode in [Isolation::Privileged, Isolation::Sysbox, Isolation::Capabilities] {
+            assert!(!with(mode).unwrap().body.env.unwrap().iter().any(|e| e.starts_with("BERTH_DISABLE_SERVICES")), "{mode:?}");
+        }
+        assert_eq!(with(Isolation::Auto), Err(SpecError::IsolationUnresolved), "auto is resolved against the engine first");
+        assert_ne!(with(Isolation::Plain).unwrap().hash, with(Isolation::Capabilities).unwrap().hash, "a mode change is drift");
     }
 
     #[test]

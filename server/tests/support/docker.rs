@@ -82,7 +82,7 @@ pub fn config(cleanup: &Cleanup, storage: &std::path::Path, port_base: u16) -> C
     config.workspace.gpus = "none".into();
     config.workspace.stop_timeout_seconds = 5;
     // This machine's engine refuses --privileged (nested sandbox): tests run unprivileged.
-    config.workspace.privileged = false;
+    config.workspace.isolation = berth::config::Isolation::Plain;
     config.workspace.extra_label = Some(cleanup.label.clone());
     config
 }
@@ -96,7 +96,7 @@ pub fn env(cleanup: &Cleanup, storage: &std::path::Path, port_base: u16) -> Vec<
         ("BERTH_PORTS__HOST_IP".into(), "127.0.0.1".into()),
         ("BERTH_WORKSPACE__GPUS".into(), "none".into()),
         ("BERTH_WORKSPACE__STOP_TIMEOUT_SECONDS".into(), "5".into()),
-        ("BERTH_WORKSPACE__PRIVILEGED".into(), "false".into()),
+        ("BERTH_WORKSPACE__ISOLATION".into(), "plain".into()),
         ("BERTH_WORKSPACE__EXTRA_LABEL".into(), cleanup.label.clone()),
     ]
 }
