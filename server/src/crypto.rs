@@ -2,7 +2,7 @@
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -21,6 +21,23 @@ impl SecretBox {
 
     /// base64(nonce ‖ ciphertext+tag), a fresh random nonce each time.
     pub fn seal(&self, plaintext: &str) -> String {
+        STANDARD.encode(self.seal_bytes(plaintext))
+    }
+
+    pub fn open(&self, sealed: &str) -> Result<String, OpenError> {
+        self.open_bytes(&STANDARD.decode(sealed).map_err(|_| OpenError)?)
+    }
+
+    /// Like `seal`, in URL- and cookie-safe base64 (no `+`, `/` or `=`).
+    pub fn seal_token(&self, plaintext: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.seal_bytes(plaintext))
+    }
+
+    pub fn open_token(&self, token: &str) -> Result<String, OpenError> {
+        self.open_bytes(&URL_SAFE_NO_PAD.decode(token).map_err(|_| OpenError)?)
+    }
+
+    fn seal_bytes(&self, plaintext: &str) -> Vec<u8> {
         let nonce: [u8; 12] = rand::random();
         let sealed = self
             .cipher
@@ -28,11 +45,10 @@ impl SecretBox {
             .expect("AES-GCM encryption does not fail for short inputs");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
-        STANDARD.encode(out)
+        out
     }
 
-    pub fn open(&self, sealed: &str) -> Result<String, OpenError> {
-        let bytes = STANDARD.decode(sealed).map_err(|_| OpenError)?;
+    fn open_bytes(&self, bytes: &[u8]) -> Result<String, OpenError> {
         if bytes.len() < 12 + 16 {
             return Err(OpenError);
         }
@@ -66,6 +82,18 @@ mod tests {
         let mut tampered = STANDARD.decode(&a).unwrap();
         *tampered.last_mut().unwrap() ^= 1;
         assert_eq!(b.open(&STANDARD.encode(tampered)), Err(OpenError));
+    }
+
+    #[test]
+    fn tokens_are_url_and_cookie_safe() {
+        let b = SecretBox::new(&[7; 32]);
+        for _ in 0..50 {
+            let t = b.seal_token("{\"s\":\"session\",\"o\":\"alice\"}");
+            assert!(t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{t}");
+            assert_eq!(b.open_token(&t).unwrap(), "{\"s\":\"session\",\"o\":\"alice\"}");
+        }
+        assert_eq!(b.open_token("not-a-token"), Err(OpenError));
+        assert_eq!(SecretBox::new(&[8; 32]).open_token(&b.seal_token("x")), Err(OpenError));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod cli;
 pub mod config;
+pub mod cookies;
 pub mod crypto;
 pub mod db;
 pub mod disk;

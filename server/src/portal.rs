@@ -121,8 +121,8 @@ impl PortalServices for Portal {
         self.sso.logout_url(provider, id_token).await
     }
 
-    fn safe_return(&self, url: &str) -> bool {
-        self.gateway.is_safe_return(url)
+    fn return_path(&self, url: &str) -> Option<String> {
+        self.gateway.return_path(url)
     }
 
     async fn workspace(&self, user: &CurrentUser) -> Result<WorkspaceView, AppError> {

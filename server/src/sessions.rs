@@ -37,9 +37,18 @@ impl SqlSessionStore {
 }
 
 pub async fn end_sessions_of(db: &Db, cache: &SessionCache, user_id: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&db.pool).await?;
+    let mut tx = db.pool.begin().await?;
+    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    bump_revocations(&mut tx).await?;
+    tx.commit().await?;
     cache.forget_user(user_id);
     Ok(done.rows_affected())
+}
+
+/// Tells every Berth process's forwardAuth cache that sessions ended (see `SessionCache::follow_revocations`).
+async fn bump_revocations(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE revocations SET counter = counter + 1 WHERE id = 1").execute(conn).await?;
+    Ok(())
 }
 
 fn backend(e: impl std::fmt::Display) -> session_store::Error {
@@ -109,11 +118,18 @@ impl SessionStore for SqlSessionStore {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         self.cache.forget(&id.to_string());
-        sqlx::query("DELETE FROM sessions WHERE id = $1")
+        let mut tx = self.db.pool.begin().await.map_err(backend)?;
+        let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.db.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        // Login cycles a fresh, never-stored id through here too: that ends nothing, and must
+        // not need a write (a full disk still lets the login say why it cannot be recorded).
+        if done.rows_affected() > 0 {
+            bump_revocations(&mut tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 }
@@ -142,6 +158,8 @@ pub struct SessionCache {
     /// `touch_every`, however many requests it makes.
     touched: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     touch_every: std::time::Duration,
+    /// The revocation counter last seen in the database (-1: not read yet).
+    revocations: std::sync::atomic::AtomicI64,
 }
 
 const CACHE_MAX_ENTRIES: usize = 100_000;
@@ -156,7 +174,20 @@ impl SessionCache {
             touched: std::sync::Mutex::new(HashMap::new()),
             // A quarter of the idle window keeps a busy session from lapsing between writes.
             touch_every: std::time::Duration::from_secs((idle_seconds as u64 / 4).clamp(1, 60)),
+            revocations: std::sync::atomic::AtomicI64::new(-1),
         }
+    }
+
+    /// Reads the revocation counter; when another process (or the CLI) ended sessions since the
+    /// last read, every cached answer is dropped. `serve` runs this once a second, off the hot path.
+    pub async fn follow_revocations(&self, db: &Db) -> Result<(), sqlx::Error> {
+        use std::sync::atomic::Ordering;
+        let counter: i64 = sqlx::query("SELECT counter FROM revocations WHERE id = 1").fetch_one(&db.pool).await?.try_get("counter")?;
+        let seen = self.revocations.swap(counter, Ordering::SeqCst);
+        if seen != counter && seen != -1 {
+            self.entries.write().expect("session cache").clear();
+        }
+        Ok(())
     }
 
     /// The idle deadline for a session used now, never past `latest` (the record's own expiry).

@@ -31,7 +31,18 @@ use crate::workspace::spec::WorkspaceSettings;
 use crate::workspace::{Engine, Workspaces};
 use app::model::AdminAction;
 
+/// The portal's session cookie on http; host-only.
 pub const SESSION_COOKIE: &str = "berth_session";
+/// On https: the `__Host-` prefix makes browsers refuse it from any other host, or with a Domain.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-berth_session";
+
+pub fn session_cookie_name(config: &Config) -> &'static str {
+    if config.secure_cookies() {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -123,15 +134,15 @@ impl Backend {
             hosts: config.hosts.clone(),
             guacamole: guacamole.is_some(),
         };
-        let gateway = Arc::new(Gateway {
-            db: db.clone(),
-            cache: sessions.clone(),
-            hosts: config.hosts.clone(),
-            domain: config.domain.clone(),
+        let gateway = Arc::new(Gateway::new(
+            db.clone(),
+            sessions.clone(),
+            config.hosts.clone(),
+            config.domain.clone(),
             public_url,
-            cookie_name: SESSION_COOKIE,
-            absolute_seconds: config.session_absolute_hours as i64 * 3600,
-        });
+            config.session_absolute_hours as i64 * 3600,
+            key,
+        ));
         let sso = Arc::new(Sso::new(config.oidc(), config.public_url(), db.clone(), accounts.clone()));
         Backend { db, accounts, workspaces: Arc::new(workspaces), sessions, gateway, guacamole, sso }
     }
@@ -169,17 +180,16 @@ pub fn router(config: Arc<Config>, backend: Backend) -> Router {
         password_login: config.password_login,
     }));
 
-    let mut sessions = SessionManagerLayer::new(SqlSessionStore::new(db, session_cache))
-        .with_name(SESSION_COOKIE)
+    // Host-only: the portal's session never travels to an app host (they get their own cookie,
+    // see routes/verify.rs).
+    let sessions = SessionManagerLayer::new(SqlSessionStore::new(db, session_cache))
+        .with_name(session_cookie_name(&config))
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(config.secure_cookies())
         .with_path("/")
         // The cookie lasts the absolute lifetime; idle expiry is the store's (see sessions.rs).
         .with_expiry(Expiry::OnInactivity(time::Duration::hours(config.session_absolute_hours as i64)));
-    if let Some(domain) = &config.cookie_domain {
-        sessions = sessions.with_domain(domain.trim_start_matches('.').to_string());
-    }
 
     let routes = generate_route_list(App);
     // forwardAuth sits outside the session layers: it must not touch the database per request.
@@ -187,6 +197,7 @@ pub fn router(config: Arc<Config>, backend: Backend) -> Router {
     let portal = Router::new()
         .route("/healthz", get(healthz))
         .route("/desktop/guacamole", get(guacamole_launch))
+        .route("/auth/app", get(app_hop))
         .route("/auth/oidc/{provider}/login", get(oidc_login))
         .route("/auth/oidc/{provider}/callback", get(oidc_callback))
         .route("/auth/oidc/username", axum::routing::post(oidc_username))
@@ -202,9 +213,55 @@ pub fn router(config: Arc<Config>, backend: Backend) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn_with_state(state.clone(), identify))
         .layer(sessions)
+        .layer(middleware::from_fn_with_state(state.clone(), one_session_cookie))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_cross_site))
         .with_state(state);
     verify.merge(portal)
+}
+
+/// Two session cookies in one request (one planted from a sibling host, or left from an older
+/// Berth that scoped it to the domain) mean no session, for every layer alike, and the browser
+/// is told to forget them so the next login works.
+async fn one_session_cookie(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let name = session_cookie_name(&state.config);
+    if !crate::cookies::drop_if_ambiguous(request.headers_mut(), name) {
+        return next.run(request).await;
+    }
+    tracing::warn!(path = request.uri().path(), "two session cookies in one request: treated as none");
+    let mut response = next.run(request).await;
+    let mut forget = vec![format!("{name}=; Max-Age=0; Path=/")];
+    if let Some(domain) = state.config.cookie_domain.as_deref().filter(|_| name == SESSION_COOKIE) {
+        forget.push(format!("{name}=; Max-Age=0; Path=/; Domain={}", domain.trim_start_matches('.')));
+    }
+    for cookie in forget {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// The portal's half of the app hop: the owner, logged in here, is sent back to the app host
+/// with a one-time code that forwardAuth turns into that host's own cookie.
+async fn app_hop(
+    State(state): State<AppState>,
+    session: Session,
+    axum::extract::Query(query): axum::extract::Query<ReturnQuery>,
+    request: Request,
+) -> Response {
+    let Some(rd) = query.rd.and_then(|rd| state.gateway.normalized_return(&rd)) else {
+        return Redirect::to("/dashboard").into_response();
+    };
+    let user = request.extensions().get::<RequestIdentity>().and_then(|i| i.user.clone());
+    let (Some(user), Some(id)) = (user, session.id()) else {
+        // Log in, then come back here through the login page's return address.
+        return Redirect::to(&format!("/login?rd={}", urlencoding::encode(&rd))).into_response();
+    };
+    match state.gateway.hop(&rd, &user.username, &id.to_string()) {
+        // Built from a parsed URL and encoded parts: a valid header value.
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => (StatusCode::FORBIDDEN, format!("Berth cannot open this: {e}.\n")).into_response(),
+    }
 }
 
 /// "Desktop in browser": a Guacamole session for the caller's own workspace desktop.
@@ -293,8 +350,8 @@ async fn identify(State(state): State<AppState>, session: Session, mut request: 
             let rd = request.uri().query().and_then(|q| {
                 url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "rd").map(|(_, v)| v.to_string())
             });
-            if let Some(rd) = rd.filter(|rd| state.gateway.is_safe_return(rd)) {
-                return Redirect::to(&rd).into_response();
+            if let Some(back) = rd.and_then(|rd| state.gateway.return_path(&rd)) {
+                return Redirect::to(&back).into_response();
             }
         }
         let target = match (path, &user) {
@@ -383,6 +440,27 @@ pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> 
         }
     });
     tokio::spawn(backend.workspaces.clone().watch_events());
+    // Sessions ended by another process (the CLI's `user disable`) leave this one's forwardAuth
+    // cache within about a second.
+    let (cache, revocation_db) = (backend.sessions.clone(), db.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = cache.follow_revocations(&revocation_db).await {
+                tracing::debug!(error = %e, "could not read the revocation counter");
+            }
+        }
+    });
+    // Said once at start (a WARN line when users can become host root); with the engine down,
+    // the first workspace operation asks again.
+    let workspaces = backend.workspaces.clone();
+    tokio::spawn(async move {
+        if let Err(e) = workspaces.isolation().await {
+            tracing::warn!(error = %e, "isolation mode not known yet: the engine did not answer");
+        }
+    });
     let sso = backend.sso.clone();
     tokio::spawn(async move { sso.warm_up().await });
     let app = router(config.clone(), backend);
@@ -519,7 +597,7 @@ async fn sso_outcome(state: &AppState, session: &Session, outcome: Outcome) -> R
             }
             tracing::info!(user_id = user.id, "login through single sign-on");
             let target = rd
-                .filter(|rd| state.gateway.is_safe_return(rd))
+                .and_then(|rd| state.gateway.return_path(&rd))
                 .unwrap_or_else(|| if user.is_admin { "/admin".into() } else { "/dashboard".into() });
             Redirect::to(&target).into_response()
         }

@@ -138,7 +138,8 @@ async fn app_use_keeps_a_session_alive_and_idleness_ends_it(backend: Backend) {
     assert!(idle.log_in("alice", ALICE_PW).await.status().is_success());
 
     // For 75 s, longer than the idle window, only the app is used: forwardAuth every 10 s.
-    let cookie = working.session_cookie().unwrap();
+    let portal = format!("berth_session={}", working.session_cookie().unwrap());
+    let app = support::app_cookie(&server.base, &portal, "alice", "alice-code.localhost", "http").await;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(75) {
@@ -147,7 +148,7 @@ async fn app_use_keeps_a_session_alive_and_idleness_ends_it(backend: Backend) {
             .header("X-Forwarded-Host", "alice-code.localhost")
             .header("X-Forwarded-Method", "GET")
             .header("Accept", "application/json")
-            .header("Cookie", format!("berth_session={cookie}"))
+            .header("Cookie", &app)
             .send()
             .await
             .unwrap();

@@ -101,7 +101,8 @@ impl TraefikWriter {
                     "address": format!("{}/auth/verify?owner={user}", self.settings.portal_internal_url.trim_end_matches('/')),
                     "trustForwardHeader": false,
                     "authRequestHeaders": ["Cookie", "Accept", "Origin", "X-Requested-With"],
-                    "authResponseHeaders": ["X-Berth-User"],
+                    // Cookie: forwardAuth's copy without Berth's cookies replaces the browser's.
+                    "authResponseHeaders": ["X-Berth-User", "Cookie"],
                     "maxResponseBodySize": 65536,
                 }},
                 jupyter_token_mw: { "headers": { "customRequestHeaders": {
@@ -136,6 +137,10 @@ impl TraefikWriter {
         }
         if http["middlewares"][&auth]["forwardAuth"]["trustForwardHeader"] != json!(false) {
             return unsafe_(format!("{auth} must not trust client X-Forwarded headers"));
+        }
+        let replaced = http["middlewares"][&auth]["forwardAuth"]["authResponseHeaders"].as_array();
+        if !replaced.is_some_and(|h| h.iter().any(|v| v.as_str().is_some_and(|v| v.eq_ignore_ascii_case("cookie")))) {
+            return unsafe_(format!("{auth} must replace the Cookie header (Berth's cookies never reach a workspace)"));
         }
         let Some(routers) = http["routers"].as_object().filter(|r| !r.is_empty()) else {
             return unsafe_(format!("no routers for {user}"));

@@ -1,8 +1,16 @@
 //! `GET /auth/verify`: Traefik's forwardAuth. Called on every request to every workspace app,
 //! so it answers from memory (the session cache) and never trusts what the client says about
 //! where the request is going beyond what Traefik rebuilt.
+//!
+//! App hosts never see the portal's session cookie. Each app host gets its own cookie
+//! (`berth_app`), issued through a hop via the portal, like an OAuth redirect: the app host's
+//! first page load is sent to `/auth/app` on the portal, which (for the owner, logged in there)
+//! sends the browser back to `https://<app host>/.berth/auth?code=…` with a one-time code
+//! sealed with Berth's key; forwardAuth redeems it for a host-only cookie bound to that host,
+//! its owner and the portal session. What reaches the workspace carries no Berth cookie.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -10,8 +18,16 @@ use axum::response::{IntoResponse, Response};
 use url::Url;
 
 use super::hosts::HostTemplates;
+use crate::cookies;
+use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::sessions::SessionCache;
+
+/// The path on every app host where forwardAuth redeems a one-time code. Traefik sends it to
+/// forwardAuth like any other path; the workspace never sees it.
+pub const APP_AUTH_PATH: &str = "/.berth/auth";
+/// How long a one-time code from the portal may take to come back.
+const CODE_SECONDS: i64 = 60;
 
 pub struct Gateway {
     pub db: Db,
@@ -19,8 +35,27 @@ pub struct Gateway {
     pub hosts: HostTemplates,
     pub domain: String,
     pub public_url: Url,
-    pub cookie_name: &'static str,
     pub absolute_seconds: i64,
+    /// Seals codes and app cookies: nobody without Berth's key can make or read one.
+    pub sealer: SecretBox,
+    /// `__Host-berth_app` on https (no sibling host can plant or shadow it), else `berth_app`.
+    pub app_cookie: &'static str,
+    pub secure_cookies: bool,
+    /// Codes already redeemed (until they expire): each works once.
+    redeemed: Mutex<HashMap<String, i64>>,
+}
+
+/// What a one-time code and an app cookie say, sealed.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AppGrant {
+    /// The portal session the grant lives and dies with.
+    s: String,
+    /// Owner and host it is good for.
+    o: String,
+    h: String,
+    /// Expiry (codes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<i64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -37,29 +72,130 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 impl Gateway {
-    /// Whether `url` may be a post-login return address: only hosts Berth generated.
-    pub fn is_safe_return(&self, url: &str) -> bool {
-        let Ok(url) = Url::parse(url) else { return false };
-        if !matches!(url.scheme(), "http" | "https") || url.username() != "" || url.password().is_some() {
-            return false;
-        }
-        match url.host_str() {
-            Some(host) => self.hosts.owner_of(host, &self.domain).is_some(),
-            None => false,
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        db: Db,
+        cache: Arc<SessionCache>,
+        hosts: HostTemplates,
+        domain: String,
+        public_url: Url,
+        absolute_seconds: i64,
+        key: &[u8; 32],
+    ) -> Gateway {
+        let secure_cookies = public_url.scheme() == "https";
+        Gateway {
+            db,
+            cache,
+            hosts,
+            domain,
+            app_cookie: if secure_cookies { "__Host-berth_app" } else { "berth_app" },
+            public_url,
+            absolute_seconds,
+            sealer: SecretBox::new(key),
+            secure_cookies,
+            redeemed: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn session_user(&self, headers: &HeaderMap) -> Option<crate::sessions::GatewaySession> {
-        let id = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix(self.cookie_name).and_then(|rest| rest.strip_prefix('=')))?
-            .to_string();
-        if id.is_empty() || id.len() > 64 {
+    /// Whether `url` may be a post-login return address: only hosts Berth generated.
+    pub fn is_safe_return(&self, url: &str) -> bool {
+        self.return_target(url).is_some()
+    }
+
+    /// `url` parsed, when it is an app host Berth generated (no user info, http or https).
+    fn return_target(&self, url: &str) -> Option<(Url, String)> {
+        let url = Url::parse(url).ok()?;
+        if !matches!(url.scheme(), "http" | "https") || url.username() != "" || url.password().is_some() {
             return None;
         }
+        let (owner, _) = self.hosts.owner_of(url.host_str()?, &self.domain)?;
+        Some((url, owner))
+    }
+
+    /// `url` as the URL parser writes it back, when it is an app host Berth generated.
+    pub fn normalized_return(&self, url: &str) -> Option<String> {
+        Some(self.return_target(url)?.0.to_string())
+    }
+
+    /// The portal path that takes a browser back to `url` through the app hop, when `url` is an
+    /// app host Berth generated. The address is encoded, so no byte of it reaches a header raw.
+    pub fn return_path(&self, url: &str) -> Option<String> {
+        Some(format!("/auth/app?rd={}", urlencoding::encode(&self.normalized_return(url)?)))
+    }
+
+    /// The redirect that hands `username` a one-time code for the app host of `rd`, or why not.
+    pub fn hop(&self, rd: &str, username: &str, session_id: &str) -> Result<String, HopError> {
+        let (url, owner) = self.return_target(rd).ok_or(HopError::NotAnAppHost)?;
+        if owner != username {
+            return Err(HopError::NotTheOwner);
+        }
+        let host = url.host_str().ok_or(HopError::NotAnAppHost)?.to_string();
+        let grant = AppGrant { s: session_id.to_string(), o: owner, h: host.clone(), e: Some(crate::db::now() + CODE_SECONDS) };
+        let code = self.sealer.seal_token(&serde_json::to_string(&grant).expect("grant serializes"));
+        let back = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        Ok(format!(
+            "{}://{host}{port}{APP_AUTH_PATH}?code={code}&rd={}",
+            url.scheme(),
+            urlencoding::encode(&back)
+        ))
+    }
+
+    /// Redeems a code at `APP_AUTH_PATH` on `host`: a redirect to where the user was going,
+    /// with this host's cookie.
+    fn redeem(&self, owner: &str, host: &str, proto: &str, query: &str) -> Response {
+        let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        let now = crate::db::now();
+        let grant = params
+            .get("code")
+            .and_then(|code| self.sealer.open_token(code).ok())
+            .and_then(|text| serde_json::from_str::<AppGrant>(&text).ok())
+            .filter(|g| g.o == owner && g.h == host && g.e.is_some_and(|e| e >= now));
+        let Some(grant) = grant else { return status(StatusCode::FORBIDDEN) };
+        {
+            let mut redeemed = self.redeemed.lock().expect("redeemed codes");
+            redeemed.retain(|_, expires| *expires >= now);
+            let code = params.get("code").expect("checked above").clone();
+            if redeemed.insert(code, grant.e.unwrap_or(now)).is_some() {
+                return status(StatusCode::FORBIDDEN);
+            }
+        }
+        // Only a path on this same host: never a way to another site.
+        let back = params.get("rd").filter(|rd| rd.starts_with('/') && !rd.starts_with("//") && !rd.starts_with("/\\")).map(String::as_str).unwrap_or("/");
+        let cookie = AppGrant { e: None, ..grant };
+        let value = self.sealer.seal_token(&serde_json::to_string(&cookie).expect("grant serializes"));
+        let set_cookie = format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Lax{}",
+            self.app_cookie,
+            if self.secure_cookies { "; Secure" } else { "" }
+        );
+        let location = format!("{proto}://{host}{back}");
+        match (HeaderValue::from_str(&location), HeaderValue::from_str(&set_cookie)) {
+            (Ok(location), Ok(set_cookie)) => {
+                let mut response = status(StatusCode::FOUND);
+                response.headers_mut().insert(header::LOCATION, location);
+                response.headers_mut().insert(header::SET_COOKIE, set_cookie);
+                response
+            }
+            _ => status(StatusCode::BAD_REQUEST),
+        }
+    }
+
+    /// The session behind this host's app cookie, when it is one Berth sealed for this owner and
+    /// host and its portal session is still alive.
+    async fn app_session(&self, headers: &HeaderMap, owner: &str, host: &str) -> Option<crate::sessions::GatewaySession> {
+        let token = cookies::single(headers, self.app_cookie).value()?;
+        if token.len() > 4096 {
+            return None;
+        }
+        let grant: AppGrant = serde_json::from_str(&self.sealer.open_token(token).ok()?).ok()?;
+        if grant.o != owner || grant.h != host {
+            return None;
+        }
+        let id = grant.s;
         if let Some(hit) = self.cache.get(&id) {
             return hit;
         }
@@ -74,6 +210,14 @@ impl Gateway {
             }
         }
     }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HopError {
+    #[error("that address is not a workspace app of this Berth")]
+    NotAnAppHost,
+    #[error("that app belongs to another user's workspace")]
+    NotTheOwner,
 }
 
 pub async fn verify(State(gw): State<Arc<Gateway>>, Query(query): Query<VerifyQuery>, headers: HeaderMap) -> Response {
@@ -94,34 +238,45 @@ pub async fn verify(State(gw): State<Arc<Gateway>>, Query(query): Query<VerifyQu
             return status(StatusCode::FORBIDDEN);
         }
     }
-    // 3. Who is asking.
-    let Some(session) = gw.session_user(&headers).await else {
+    let proto = match header_str(&headers, "x-forwarded-proto") {
+        Some("http") => "http",
+        _ => "https",
+    };
+    let uri = header_str(&headers, "x-forwarded-uri").filter(|u| u.starts_with('/')).unwrap_or("/");
+    // 3. Coming back from the portal with a code.
+    if let Some(rest) = uri.strip_prefix(APP_AUTH_PATH) {
+        if rest.is_empty() || rest.starts_with('?') {
+            return gw.redeem(&owner, &host, proto, rest.trim_start_matches('?'));
+        }
+    }
+    // 4. Who is asking: this host's cookie, for this owner, while the portal session lives.
+    let Some(session) = gw.app_session(&headers, &owner, &host).await else {
         let accept = header_str(&headers, "accept").unwrap_or_default();
         let method = header_str(&headers, "x-forwarded-method").unwrap_or("GET");
         if accept.contains("text/html") && method.eq_ignore_ascii_case("GET") {
-            let proto = match header_str(&headers, "x-forwarded-proto") {
-                Some("http") => "http",
-                _ => "https",
-            };
-            let uri = header_str(&headers, "x-forwarded-uri").filter(|u| u.starts_with('/')).unwrap_or("/");
             let back = format!("{proto}://{host}{uri}");
-            let mut login = gw.public_url.join("/login").expect("static path");
-            login.query_pairs_mut().append_pair("rd", &back);
+            let mut hop = gw.public_url.join("/auth/app").expect("static path");
+            hop.query_pairs_mut().append_pair("rd", &back);
             return (
                 StatusCode::FOUND,
-                [(header::LOCATION, login.to_string()), (header::CACHE_CONTROL, "no-store".to_string())],
+                [(header::LOCATION, hop.to_string()), (header::CACHE_CONTROL, "no-store".to_string())],
             )
                 .into_response();
         }
         return status(StatusCode::UNAUTHORIZED);
     };
-    // 4. Only the owner, admins included: their browser would run the user's code on a same-site origin.
+    // 5. Only the owner, admins included: their browser would run the user's code on a same-site origin.
     if session.username != owner {
         return status(StatusCode::FORBIDDEN);
     }
     let mut response = status(StatusCode::OK);
     if let Ok(value) = HeaderValue::from_str(&owner) {
         response.headers_mut().insert("x-berth-user", value);
+    }
+    // Traefik replaces the request's Cookie header with this one (authResponseHeaders), or
+    // removes it when this has none: the workspace never holds a Berth cookie.
+    if let Some(kept) = cookies::without_berth(&headers) {
+        response.headers_mut().insert(header::COOKIE, kept);
     }
     response
 }

@@ -228,6 +228,37 @@ impl Browser {
     }
 }
 
+/// Goes through the app hop as a browser does: the portal (with the portal cookie `portal`,
+/// `name=value`) hands out a one-time code for `host`, forwardAuth redeems it. Returns the app
+/// host's cookie as `name=value`.
+pub async fn app_cookie(base: &str, portal: &str, owner: &str, host: &str, proto: &str) -> String {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http
+        .get(format!("{base}/auth/app"))
+        .query(&[("rd", format!("{proto}://{host}/lab?x=1"))])
+        .header("Cookie", portal)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "hop: {}", r.status());
+    let to = url::Url::parse(&location(&r).unwrap()).unwrap();
+    assert_eq!((to.scheme(), to.host_str(), to.path()), (proto, Some(host), "/.berth/auth"), "{to}");
+    let r = http
+        .get(format!("{base}/auth/verify?owner={owner}"))
+        .header("X-Forwarded-Host", host)
+        .header("X-Forwarded-Proto", proto)
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Uri", format!("{}?{}", to.path(), to.query().unwrap()))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "redeem");
+    assert_eq!(location(&r).unwrap(), format!("{proto}://{host}/lab?x=1"), "back where the user was going");
+    let set_cookie = r.headers().get("set-cookie").expect("the app host's cookie").to_str().unwrap();
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
 pub fn location(response: &reqwest::Response) -> Option<String> {
     response.headers().get("location").map(|v| v.to_str().unwrap().to_string())
 }
