@@ -58,6 +58,9 @@ mod ssr {
                 http::StatusCode::from_u16(error.status_code()),
             ) {
                 options.set_status(code);
+                if let Some(seconds) = error.retry_after() {
+                    options.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+                }
             }
         }
         error
@@ -105,7 +108,8 @@ pub async fn log_in(username: String, password: String, rd: Option<String>) -> R
     session.insert(SESSION_LOGIN_AT, now).await.map_err(|_| AppError::Internal)?;
     // Saved here, not only after the response is built, so a refused write gets a clear answer.
     session.save().await.map_err(|_| ssr::fail(AppError::Unavailable(LOGIN_NOT_SAVED.into())))?;
-    match rd.filter(|rd| ssr::services().safe_return(rd)) {
+    // The normalised form: what the browser sent may hold characters a header cannot.
+    match rd.and_then(|rd| ssr::services().safe_return(&rd)) {
         Some(rd) => leptos_axum::redirect(&rd),
         None => leptos_axum::redirect(if user.is_admin { "/admin" } else { "/dashboard" }),
     }

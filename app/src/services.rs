@@ -47,8 +47,8 @@ pub trait PortalServices: Send + Sync + 'static {
     fn login_options(&self) -> crate::model::LoginOptions;
     /// The provider's end-session URL for an SSO login, if it has one.
     async fn sso_logout_url(&self, provider: &str, id_token: &str) -> Option<String>;
-    /// Whether a post-login return address points at a host Berth generated.
-    fn safe_return(&self, url: &str) -> bool;
+    /// A post-login return address, normalised, when it points at a host Berth generated.
+    fn safe_return(&self, url: &str) -> Option<String>;
     /// The caller's own workspace card.
     async fn workspace(&self, user: &CurrentUser) -> Result<WorkspaceView, AppError>;
     /// Starts, stops, restarts or resets `owner`'s workspace in the background; the card

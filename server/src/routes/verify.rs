@@ -37,16 +37,16 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 impl Gateway {
-    /// Whether `url` may be a post-login return address: only hosts Berth generated.
-    pub fn is_safe_return(&self, url: &str) -> bool {
-        let Ok(url) = Url::parse(url) else { return false };
+    /// `url` as a post-login return address, when it points at a host Berth generated. The
+    /// answer is the parsed URL, never the text given: parsing drops tabs and newlines and
+    /// percent-encodes other control characters, so it always makes a valid `Location` header.
+    pub fn safe_return(&self, url: &str) -> Option<Url> {
+        let url = Url::parse(url).ok()?;
         if !matches!(url.scheme(), "http" | "https") || url.username() != "" || url.password().is_some() {
-            return false;
+            return None;
         }
-        match url.host_str() {
-            Some(host) => self.hosts.owner_of(host, &self.domain).is_some(),
-            None => false,
-        }
+        self.hosts.owner_of(url.host_str()?, &self.domain)?;
+        Some(url)
     }
 
     async fn session_user(&self, headers: &HeaderMap) -> Option<crate::sessions::GatewaySession> {
