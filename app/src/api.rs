@@ -58,6 +58,9 @@ mod ssr {
                 http::StatusCode::from_u16(error.status_code()),
             ) {
                 options.set_status(code);
+                if let Some(seconds) = error.retry_after() {
+                    options.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+                }
             }
         }
         error

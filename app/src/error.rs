@@ -26,6 +26,9 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Too much work in flight (password hashing); nothing was done.
+    #[error("Berth is busy right now. Try again in {0} seconds.")]
+    Busy(u64),
     #[error("Something went wrong on the server; the administrator can find details in its log.")]
     Internal,
     #[error("The request failed: {0}")]
@@ -40,8 +43,16 @@ impl AppError {
             AppError::Invalid(_) => 422,
             AppError::TooManyAttempts(_) => 429,
             AppError::Conflict(_) => 409,
-            AppError::Unavailable(_) => 503,
+            AppError::Unavailable(_) | AppError::Busy(_) => 503,
             AppError::Internal | AppError::Transport(_) => 500,
+        }
+    }
+
+    /// Seconds a client should wait before trying again, for a `Retry-After` header.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AppError::TooManyAttempts(s) | AppError::Busy(s) => Some(*s),
+            _ => None,
         }
     }
 }

@@ -9,9 +9,10 @@ use app::model::{AccountStatus, AdminAction, CurrentUser, UserSummary};
 use sqlx::Row as _;
 use tracing::instrument;
 
-use crate::db::{now, Db, Row};
-use crate::passwords::{self, PasswordError};
-use crate::ratelimit::{AttemptLimiter, RetryAfter};
+use crate::db::{now, Db, DbKind, Row};
+use crate::passwords::{self, HashingGate, PasswordError};
+use crate::ratelimit::{address_key, AttemptLimiter, Quota, RetryAfter};
+use crate::routes::hosts::HostRules;
 use crate::username::Username;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum AccountError {
     InvalidEmail,
     #[error("That username is taken.")]
     UsernameTaken,
+    /// Free as a name, but one of its app hosts is another user's or the portal's.
+    #[error("That username is not available.")]
+    UsernameUnavailable,
     #[error("No such user: {0}")]
     NotFound(String),
     #[error("Wrong username or password.")]
@@ -102,22 +106,41 @@ pub struct NewUser<'a> {
     pub is_admin: bool,
 }
 
+/// How accounts are created and guarded; from the configuration.
+pub struct AccountSettings {
+    /// Failed logins per (username, client address) in `window`.
+    pub attempts_per_window: u32,
+    pub window: Duration,
+    pub hashing_concurrency: usize,
+    pub hosts: HostRules,
+}
+
+/// Failed logins (and sign-ups) one client address may make, in units of `attempts_per_window`.
+const PER_ADDRESS_FACTOR: u32 = 3;
+/// Failed logins for one username from every address together: high enough that one attacker
+/// cannot lock the owner out, low enough that a spread-out guessing run still stops.
+const PER_USERNAME_FACTOR: u32 = 10;
+
 #[derive(Clone)]
 pub struct Accounts {
     db: Db,
-    per_username: Arc<AttemptLimiter>,
-    per_client: Arc<AttemptLimiter>,
+    limiter: Arc<AttemptLimiter>,
+    attempts: u32,
+    hashing: HashingGate,
+    hosts: Arc<HostRules>,
     /// Verified against when the user is unknown, so both cases cost one argon2 run.
     dummy_hash: Arc<String>,
     sessions: Arc<crate::sessions::SessionCache>,
 }
 
 impl Accounts {
-    pub fn new(db: Db, attempts_per_window: u32, window: Duration, sessions: Arc<crate::sessions::SessionCache>) -> Accounts {
+    pub fn new(db: Db, settings: AccountSettings, sessions: Arc<crate::sessions::SessionCache>) -> Accounts {
         Accounts {
             db,
-            per_username: Arc::new(AttemptLimiter::new(attempts_per_window, window)),
-            per_client: Arc::new(AttemptLimiter::new(attempts_per_window.saturating_mul(3), window)),
+            limiter: Arc::new(AttemptLimiter::new(settings.window)),
+            attempts: settings.attempts_per_window,
+            hashing: HashingGate::new(settings.hashing_concurrency),
+            hosts: Arc::new(settings.hosts),
             dummy_hash: Arc::new(passwords::hash("berth-dummy-password-for-timing").expect("hashing works")),
             sessions,
         }
@@ -146,21 +169,19 @@ impl Accounts {
             None => None,
         };
         let hash = match new.password {
-            Some(password) => {
-                passwords::check_policy(password)?;
-                let password = password.to_string();
-                Some(
-                    tokio::task::spawn_blocking(move || passwords::hash(&password))
-                        .await
-                        .map_err(|e| AccountError::Internal(e.to_string()))??,
-                )
-            }
+            Some(password) => Some(self.hashing.hash(password).await?),
             None => None,
         };
         let now = now();
         // An explicit transaction: on SQLite, an autocommitted INSERT … RETURNING hands back its
         // row before the commit, and a failed commit (a full disk) would go unreported.
         let mut tx = self.db.pool.begin().await?;
+        // The host check below reads every username: no other account may be created between
+        // that read and the commit. SQLite's INSERT takes the database's write lock for that;
+        // PostgreSQL needs the table locked against concurrent inserts.
+        if self.db.kind == DbKind::Postgres {
+            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+        }
         let row = sqlx::query(&format!(
             "INSERT INTO users (username, email, password_hash, status, is_admin, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (username) DO NOTHING RETURNING {USER_COLUMNS}"
@@ -175,6 +196,17 @@ impl Accounts {
         .await?;
         let Some(row) = row else { return Err(AccountError::UsernameTaken) };
         let user = User::from_row(&row)?;
+        let others: Vec<String> = sqlx::query("SELECT username FROM users WHERE id <> $1")
+            .bind(user.id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("username"))
+            .collect::<Result<_, _>>()?;
+        if let Some(host) = self.hosts.clash(username.as_str(), others.iter().map(String::as_str)) {
+            tracing::info!(%host, "username refused: its app host is taken or reserved");
+            return Err(AccountError::UsernameUnavailable);
+        }
         if let Some(identity) = identity {
             sqlx::query(
                 "INSERT INTO oidc_identities (issuer, subject, user_id, email, created_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $5)",
@@ -195,9 +227,8 @@ impl Accounts {
     /// Self-service sign-up: a pending account, limited per client address.
     #[instrument(skip_all, fields(%client))]
     pub async fn sign_up(&self, username: &str, email: &str, password: &str, client: IpAddr) -> Result<User, AccountError> {
-        let client_key = format!("signup:{client}");
-        self.per_client.check(&client_key).map_err(throttled)?;
-        self.per_client.record(&client_key);
+        let quota = Quota::new(format!("signup:{}", address_key(client)), self.attempts.saturating_mul(PER_ADDRESS_FACTOR));
+        self.limiter.reserve(&[quota]).map_err(throttled)?.spend();
         if email.trim().is_empty() {
             return Err(AccountError::InvalidEmail);
         }
@@ -213,40 +244,50 @@ impl Accounts {
 
     /// Checks a password login. Unknown users and wrong passwords take the same time and
     /// give the same error; only a caller who knows the password learns the account's state.
+    ///
+    /// The attempt is counted before argon2 runs, so concurrent guesses cannot slip past the
+    /// limit together; it is given back when the password was right or was never checked.
+    /// Failures count per (username, address) — someone guessing at a name from elsewhere
+    /// cannot lock its owner out — per address across names, and per username across every
+    /// address with a ceiling ten times higher.
     #[instrument(skip_all, fields(%client))]
     pub async fn log_in(&self, username: &str, password: &str, client: IpAddr) -> Result<User, AccountError> {
-        let user_key = format!("user:{}", username.to_ascii_lowercase());
-        let client_key = format!("login:{client}");
-        self.per_client.check(&client_key).map_err(throttled)?;
-        self.per_username.check(&user_key).map_err(throttled)?;
+        let name = Username::parse(username).ok();
+        let address = address_key(client);
+        let per_pair = name.as_ref().map(|n| format!("login:{n}@{address}"));
+        let mut quotas = vec![Quota::new(format!("login:{address}"), self.attempts.saturating_mul(PER_ADDRESS_FACTOR))];
+        if let (Some(name), Some(pair)) = (&name, &per_pair) {
+            quotas.push(Quota::new(pair.clone(), self.attempts));
+            quotas.push(Quota::new(format!("user:{name}"), self.attempts.saturating_mul(PER_USERNAME_FACTOR)));
+        }
+        let reservation = self.limiter.reserve(&quotas).map_err(throttled)?;
 
-        let found = match Username::parse(username) {
-            Ok(name) => sqlx::query(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1"))
+        let found = match &name {
+            Some(name) => sqlx::query(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1"))
                 .bind(name.as_str())
                 .fetch_optional(&self.db.pool)
                 .await?
                 .map(|row| Ok::<_, sqlx::Error>((User::from_row(&row)?, row.try_get::<Option<String>, _>("password_hash")?)))
                 .transpose()?,
-            Err(_) => None,
+            None => None,
         };
         let (user, hash) = match found {
             Some((user, Some(hash))) => (Some(user), hash),
             Some((_, None)) | None => (None, self.dummy_hash.as_ref().clone()),
         };
-        let password = password.to_string();
-        let matches = tokio::task::spawn_blocking(move || passwords::verify(&password, &hash))
-            .await
-            .map_err(|e| AccountError::Internal(e.to_string()))?;
+        let matches = self.hashing.verify(password, &hash).await?;
         let user = match (user, matches) {
             (Some(user), true) => user,
             _ => {
-                self.per_client.record(&client_key);
-                self.per_username.record(&user_key);
+                reservation.spend();
                 tracing::info!("login refused: bad credentials");
                 return Err(AccountError::BadCredentials);
             }
         };
-        self.per_username.clear(&user_key);
+        drop(reservation);
+        if let Some(pair) = &per_pair {
+            self.limiter.clear(pair);
+        }
         match user.status {
             AccountStatus::Approved => {
                 tracing::info!(user_id = user.id, "login");

@@ -64,9 +64,13 @@ pub struct Config {
     pub session_idle_minutes: u64,
     /// A session ends this long after login, active or not.
     pub session_absolute_hours: u64,
-    /// Failed logins allowed per username (and sign-ups/logins ×3 per client address) per window.
+    /// Failed logins allowed per (username, client address) per window; ×3 per client address
+    /// (logins, and sign-ups apart), ×10 per username from all addresses together.
     pub login_attempts_per_window: u32,
     pub login_window_seconds: u64,
+    /// Password hashes (login, sign-up, new accounts) computed at once; beyond it Berth answers
+    /// 503 with Retry-After. Unset: the number of cores.
+    pub password_hashing_concurrency: Option<u32>,
     /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_proxy_headers: bool,
     pub log_format: LogFormat,
@@ -351,6 +355,7 @@ impl Default for Config {
             session_absolute_hours: 7 * 24,
             login_attempts_per_window: 10,
             login_window_seconds: 300,
+            password_hashing_concurrency: None,
             trust_proxy_headers: false,
             log_format: LogFormat::Text,
             ssh_host: None,
@@ -460,6 +465,9 @@ impl Config {
         }
         if self.login_attempts_per_window == 0 || self.login_window_seconds == 0 {
             return Err(invalid("login_attempts_per_window", "attempts and window must be at least 1"));
+        }
+        if self.password_hashing_concurrency == Some(0) {
+            return Err(invalid("password_hashing_concurrency", "must be at least 1"));
         }
         if let Some(host) = &self.docker_host {
             if !(host.starts_with("unix://") || host.starts_with("tcp://")) {
@@ -584,6 +592,13 @@ impl Config {
         self.public_url().origin().ascii_serialization()
     }
 
+    pub fn hashing_concurrency(&self) -> usize {
+        match self.password_hashing_concurrency {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
+    }
+
     pub fn secure_cookies(&self) -> bool {
         self.public_url().scheme() == "https"
     }
@@ -600,7 +615,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 use std::io::Write;
                 use std::os::unix::fs::OpenOptionsExt;
-                std::fs::create_dir_all(&self.data_dir).map_err(io)?;
+                crate::disk::create_private_dir(&self.data_dir).map_err(io)?;
                 let key: [u8; 32] = rand::random();
                 let mut file = std::fs::OpenOptions::new()
                     .write(true)
@@ -782,6 +797,7 @@ mod tests {
                 ("BERTH_DOMAIN", "Bad_Domain", "domain"),
                 ("BERTH_SECRET_KEY", "abc", "secret_key"),
                 ("BERTH_SESSION_IDLE_MINUTES", "-3", "session_idle_minutes"),
+                ("BERTH_PASSWORD_HASHING_CONCURRENCY", "0", "password_hashing_concurrency"),
                 ("BERTH_STORAGE_ROOT", "relative/dir", "storage_root"),
                 ("BERTH_DOCKER_HOST", "http://x", "docker_host"),
                 ("BERTH_PORTS__SSH", "200", "ports"),

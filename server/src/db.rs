@@ -18,6 +18,8 @@ pub enum DbError {
     DiskFull { path: String, source: sqlx::Error },
     #[error("database: cannot create directory {path}: {source}")]
     Directory { path: String, source: std::io::Error },
+    #[error("database: cannot create file {path}: {source}")]
+    File { path: String, source: std::io::Error },
     #[error("database: migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database: {0}")]
@@ -111,15 +113,21 @@ fn sqlite_path(url: &str) -> &str {
     rest.split('?').next().unwrap_or_default()
 }
 
-/// Makes `sqlite://path` create the file (and its directory) when missing.
+/// Makes `sqlite://path` create the file (and its directory) when missing, private to Berth's
+/// user: the database holds password hashes and sessions.
 fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
     let path = sqlite_path(url);
     if path != ":memory:" && !path.is_empty() {
         if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| DbError::Directory {
+            crate::disk::create_private_dir(parent).map_err(|source| DbError::Directory {
                 path: parent.display().to_string(),
                 source,
             })?;
+        }
+        // Only where SQLite itself would create it (no `mode=`, or `mode=rwc`).
+        if !url.contains("mode=") || url.contains("mode=rwc") {
+            crate::disk::create_private_file(Path::new(path))
+                .map_err(|source| DbError::File { path: path.to_string(), source })?;
         }
     }
     Ok(if url.contains("mode=") {

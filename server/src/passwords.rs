@@ -20,6 +20,49 @@ pub enum PasswordError {
     TooLong,
     #[error("password hashing failed")]
     Hashing,
+    /// Every hashing slot is taken; the caller should come back in [`BUSY_RETRY_SECONDS`].
+    #[error("The server is busy checking other passwords; try again in a moment.")]
+    Busy,
+}
+
+/// What a caller turned away by a full [`HashingGate`] is told to wait.
+pub const BUSY_RETRY_SECONDS: u64 = 1;
+
+/// Bounds how many argon2 computations run at once. Each one holds 19 MiB and a core for tens of
+/// milliseconds; a burst beyond the cores would only queue (and hold memory for) work that
+/// finishes no sooner, so a caller who finds every slot taken is refused at once instead.
+#[derive(Debug, Clone)]
+pub struct HashingGate {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl HashingGate {
+    pub fn new(concurrency: usize) -> HashingGate {
+        HashingGate { permits: std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))) }
+    }
+
+    /// [`hash`] on a blocking thread, if a slot is free.
+    pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
+        check_policy(password)?;
+        let password = password.to_string();
+        self.run(move || hash(&password)).await?
+    }
+
+    /// [`verify`] on a blocking thread, if a slot is free.
+    pub async fn verify(&self, password: &str, phc: &str) -> Result<bool, PasswordError> {
+        let (password, phc) = (password.to_string(), phc.to_string());
+        self.run(move || verify(&password, &phc)).await
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+        let permit = self.permits.clone().try_acquire_owned().map_err(|_| PasswordError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let _held_while_hashing = permit;
+            work()
+        })
+        .await
+        .map_err(|_| PasswordError::Hashing)
+    }
 }
 
 fn hasher() -> Argon2<'static> {
@@ -78,6 +121,17 @@ mod tests {
         assert_eq!(check_policy(&"a".repeat(1025)), Err(PasswordError::TooLong));
         assert!(check_policy(&"a".repeat(1024)).is_ok());
         assert!(!verify(&"a".repeat(5000), "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"));
+    }
+
+    #[tokio::test]
+    async fn a_full_gate_refuses_instead_of_queueing() {
+        let gate = HashingGate::new(1);
+        let phc = hash("correct horse battery").unwrap();
+        let (a, b) = tokio::join!(gate.verify("correct horse battery", &phc), gate.verify("correct horse battery", &phc));
+        let mut outcomes = [a, b];
+        outcomes.sort_by_key(|o| o.is_ok());
+        assert_eq!(outcomes, [Err(PasswordError::Busy), Ok(true)]);
+        assert_eq!(gate.verify("correct horse battery", &phc).await, Ok(true), "the slot is free again");
     }
 
     #[test]

@@ -53,12 +53,16 @@ fn workspace_error(error: WorkspaceError) -> AppError {
 fn to_app_error(error: AccountError) -> AppError {
     match error {
         AccountError::InvalidUsername(m) => AppError::Invalid(m),
+        AccountError::Password(crate::passwords::PasswordError::Busy) => {
+            tracing::warn!("every password hashing slot is busy; request refused");
+            AppError::Busy(crate::passwords::BUSY_RETRY_SECONDS)
+        }
         AccountError::Password(crate::passwords::PasswordError::Hashing) => {
             tracing::error!("password hashing failed");
             AppError::Internal
         }
         e @ (AccountError::Password(_) | AccountError::InvalidEmail) => AppError::Invalid(e.to_string()),
-        e @ AccountError::UsernameTaken => AppError::Conflict(e.to_string()),
+        e @ (AccountError::UsernameTaken | AccountError::UsernameUnavailable) => AppError::Conflict(e.to_string()),
         AccountError::NotFound(_) => AppError::Invalid("No such user.".into()),
         AccountError::BadCredentials => AppError::BadCredentials,
         AccountError::PendingApproval => AppError::PendingApproval,

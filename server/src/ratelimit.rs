@@ -1,13 +1,16 @@
-//! In-memory attempt limiter for login and sign-up: per username and per client address.
+//! In-memory attempt limiter for login and sign-up.
+//!
+//! An attempt is reserved (counted) before the expensive work it guards runs, under one lock for
+//! every key it touches: concurrent guesses cannot all pass a check that is only recorded later.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Counts events per key inside a sliding window.
+/// Counts events per key inside a sliding window; each caller names the limit of each key.
 #[derive(Debug)]
 pub struct AttemptLimiter {
-    limit: usize,
     window: Duration,
     events: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
@@ -16,30 +19,77 @@ pub struct AttemptLimiter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
 
+/// One key and how many events it may hold in the window.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    pub key: String,
+    pub limit: usize,
+}
+
+impl Quota {
+    pub fn new(key: impl Into<String>, limit: u32) -> Quota {
+        Quota { key: key.into(), limit: limit.max(1) as usize }
+    }
+}
+
+/// Attempts counted by [`AttemptLimiter::reserve`]. Dropping it gives them back (the attempt did
+/// not happen: a correct password, a busy server, a database error); [`Reservation::spend`]
+/// keeps them (a failed guess).
+#[must_use]
+pub struct Reservation<'a> {
+    limiter: &'a AttemptLimiter,
+    keys: Vec<String>,
+    at: Instant,
+    spent: bool,
+}
+
+impl Reservation<'_> {
+    pub fn spend(mut self) {
+        self.spent = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.spent {
+            return;
+        }
+        let mut events = self.limiter.events.lock().expect("limiter lock");
+        for key in &self.keys {
+            if let Some(queue) = events.get_mut(key) {
+                if let Some(i) = queue.iter().rposition(|t| *t == self.at) {
+                    queue.remove(i);
+                }
+            }
+        }
+    }
+}
+
 const PRUNE_ABOVE_KEYS: usize = 10_000;
 
 impl AttemptLimiter {
-    pub fn new(limit: u32, window: Duration) -> Self {
-        AttemptLimiter { limit: limit.max(1) as usize, window, events: Mutex::new(HashMap::new()) }
+    pub fn new(window: Duration) -> Self {
+        AttemptLimiter { window, events: Mutex::new(HashMap::new()) }
     }
 
-    /// Fails when `key` already used up its attempts in the window.
-    pub fn check(&self, key: &str) -> Result<(), RetryAfter> {
+    /// Counts one attempt against every quota, or none when any is used up: then the answer is
+    /// the longest wait among the exhausted ones.
+    pub fn reserve(&self, quotas: &[Quota]) -> Result<Reservation<'_>, RetryAfter> {
         let now = Instant::now();
         let mut events = self.events.lock().expect("limiter lock");
-        let Some(queue) = events.get_mut(key) else { return Ok(()) };
-        Self::expire(queue, now, self.window);
-        if queue.len() >= self.limit {
-            let oldest = *queue.front().expect("non-empty");
-            let wait = self.window.saturating_sub(now - oldest);
-            return Err(RetryAfter(wait.as_secs().max(1)));
+        let mut wait = None;
+        for quota in quotas {
+            let Some(queue) = events.get_mut(&quota.key) else { continue };
+            Self::expire(queue, now, self.window);
+            if queue.len() >= quota.limit {
+                let oldest = queue[queue.len() - quota.limit];
+                let seconds = self.window.saturating_sub(now - oldest).as_secs().max(1);
+                wait = Some(wait.map_or(seconds, |w: u64| w.max(seconds)));
+            }
         }
-        Ok(())
-    }
-
-    pub fn record(&self, key: &str) {
-        let now = Instant::now();
-        let mut events = self.events.lock().expect("limiter lock");
+        if let Some(seconds) = wait {
+            return Err(RetryAfter(seconds));
+        }
         if events.len() > PRUNE_ABOVE_KEYS {
             let window = self.window;
             events.retain(|_, q| {
@@ -47,7 +97,10 @@ impl AttemptLimiter {
                 !q.is_empty()
             });
         }
-        events.entry(key.to_string()).or_default().push_back(now);
+        for quota in quotas {
+            events.entry(quota.key.clone()).or_default().push_back(now);
+        }
+        Ok(Reservation { limiter: self, keys: quotas.iter().map(|q| q.key.clone()).collect(), at: now, spent: false })
     }
 
     pub fn clear(&self, key: &str) {
@@ -61,30 +114,81 @@ impl AttemptLimiter {
     }
 }
 
+/// The part of a client address that names one client: an IPv4 address whole, an IPv6 address
+/// by its /64 (one subscriber usually gets a whole /64 and can pick any address in it).
+pub fn address_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn throttles_after_limit_and_recovers_after_window() {
-        let limiter = AttemptLimiter::new(3, Duration::from_millis(200));
+        let limiter = AttemptLimiter::new(Duration::from_millis(200));
+        let alice = [Quota::new("alice", 3)];
         for _ in 0..3 {
-            assert!(limiter.check("alice").is_ok());
-            limiter.record("alice");
+            limiter.reserve(&alice).unwrap().spend();
         }
-        let RetryAfter(wait) = limiter.check("alice").unwrap_err();
-        assert!(wait >= 1);
-        assert!(limiter.check("bob").is_ok(), "keys are independent");
+        let RetryAfter(wait) = limiter.reserve(&alice).err().unwrap();
+        assert_eq!(wait, 1);
+        assert!(limiter.reserve(&[Quota::new("bob", 3)]).is_ok(), "keys are independent");
         std::thread::sleep(Duration::from_millis(250));
-        assert!(limiter.check("alice").is_ok());
+        assert!(limiter.reserve(&alice).is_ok());
+    }
+
+    #[test]
+    fn a_dropped_reservation_gives_its_attempt_back() {
+        let limiter = AttemptLimiter::new(Duration::from_secs(60));
+        let quota = [Quota::new("alice", 2)];
+        for _ in 0..10 {
+            drop(limiter.reserve(&quota).unwrap());
+        }
+        limiter.reserve(&quota).unwrap().spend();
+        limiter.reserve(&quota).unwrap().spend();
+        assert!(limiter.reserve(&quota).is_err());
+    }
+
+    #[test]
+    fn all_quotas_or_none_are_counted() {
+        let limiter = AttemptLimiter::new(Duration::from_secs(60));
+        limiter.reserve(&[Quota::new("narrow", 1)]).unwrap().spend();
+        // "narrow" is used up, so "wide" must not be charged for the refused attempt.
+        for _ in 0..5 {
+            assert!(limiter.reserve(&[Quota::new("wide", 2), Quota::new("narrow", 1)]).is_err());
+        }
+        limiter.reserve(&[Quota::new("wide", 2)]).unwrap().spend();
+        limiter.reserve(&[Quota::new("wide", 2)]).unwrap().spend();
+        assert!(limiter.reserve(&[Quota::new("wide", 2)]).is_err());
     }
 
     #[test]
     fn clear_resets_a_key() {
-        let limiter = AttemptLimiter::new(1, Duration::from_secs(60));
-        limiter.record("alice");
-        assert!(limiter.check("alice").is_err());
+        let limiter = AttemptLimiter::new(Duration::from_secs(60));
+        limiter.reserve(&[Quota::new("alice", 1)]).unwrap().spend();
+        assert!(limiter.reserve(&[Quota::new("alice", 1)]).is_err());
         limiter.clear("alice");
-        assert!(limiter.check("alice").is_ok());
+        assert!(limiter.reserve(&[Quota::new("alice", 1)]).is_ok());
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let key = |s: &str| address_key(s.parse().unwrap());
+        assert_eq!(key("198.51.100.7"), "198.51.100.7");
+        assert_eq!(key("198.51.100.8"), "198.51.100.8");
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+        assert_eq!(key("::ffff:198.51.100.7"), "198.51.100.7", "IPv4 seen through a dual-stack socket");
     }
 }

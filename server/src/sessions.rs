@@ -5,6 +5,10 @@
 //! forward whenever the session is used, on the portal or through `/auth/verify` (a user
 //! working all day in VS Code or Jupyter never touches the portal). The cookie itself lives
 //! for the absolute lifetime, which `identify` and the gateway check against the login time.
+//!
+//! Rows are keyed by the SHA-256 of the session id, never the id itself: a copy of the database
+//! (a backup, a leaked dump) holds no cookie anyone could present. The id is 128 random bits, so
+//! a plain hash is enough; there is nothing to brute-force.
 
 use std::collections::HashMap;
 
@@ -51,6 +55,12 @@ async fn bump_revocations(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Er
     Ok(())
 }
 
+/// What the `sessions.id` column holds for the session id `id`: lowercase hex SHA-256.
+pub fn stored_id(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
 fn backend(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
@@ -69,7 +79,7 @@ impl SessionStore for SqlSessionStore {
             let inserted = sqlx::query(
                 "INSERT INTO sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
             )
-            .bind(record.id.to_string())
+            .bind(stored_id(&record.id.to_string()))
             .bind(user_of(record))
             .bind(&data)
             .bind(expires_at)
@@ -90,7 +100,7 @@ impl SessionStore for SqlSessionStore {
             "INSERT INTO sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, data = excluded.data, expires_at = excluded.expires_at",
         )
-        .bind(record.id.to_string())
+        .bind(stored_id(&record.id.to_string()))
         .bind(user_of(record))
         .bind(data)
         .bind(self.cache.idle_deadline(record.expiry_date.unix_timestamp()))
@@ -102,7 +112,7 @@ impl SessionStore for SqlSessionStore {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let row = sqlx::query("SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2")
-            .bind(id.to_string())
+            .bind(stored_id(&id.to_string()))
             .bind(crate::db::now())
             .fetch_optional(&self.db.pool)
             .await
@@ -120,7 +130,7 @@ impl SessionStore for SqlSessionStore {
         self.cache.forget(&id.to_string());
         let mut tx = self.db.pool.begin().await.map_err(backend)?;
         let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
-            .bind(id.to_string())
+            .bind(stored_id(&id.to_string()))
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -195,8 +205,8 @@ impl SessionCache {
         (crate::db::now() + self.idle_seconds).min(latest)
     }
 
-    /// Moves a live session's idle deadline forward (throttled per session); an expired one
-    /// stays expired. Best effort: a failed write (a full disk) must not end a working session.
+    /// Moves a live session's idle deadline forward (throttled per session; `id` as the cookie
+    /// holds it); an expired one stays expired. Best effort: a failed write (a full disk) must not end a working session.
     pub fn touch(&self, db: &Db, id: &str) {
         let now = std::time::Instant::now();
         {
@@ -213,7 +223,7 @@ impl SessionCache {
             touched.insert(id.to_string(), now);
         }
         // Off the request: a busy database must not slow a page or an app request down.
-        let (db, id, deadline) = (db.clone(), id.to_string(), crate::db::now() + self.idle_seconds);
+        let (db, id, deadline) = (db.clone(), stored_id(id), crate::db::now() + self.idle_seconds);
         tokio::spawn(async move {
             let moved = sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2 AND expires_at > $3 AND expires_at < $1")
                 .bind(deadline)
@@ -266,7 +276,7 @@ impl SessionCache {
              JOIN users u ON u.id = s.user_id
              WHERE s.id = $1 AND s.expires_at > $2 AND u.status = 'approved'",
         )
-        .bind(id)
+        .bind(stored_id(id))
         .bind(crate::db::now())
         .fetch_optional(&db.pool)
         .await?;

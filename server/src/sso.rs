@@ -17,12 +17,14 @@ use openidconnect::{
     UserInfoClaims,
 };
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use sqlx::Row as _;
 use tokio::sync::RwLock;
 use url::Url;
 
 use crate::accounts::{AccountError, Accounts, NewUser, SsoIdentity, User};
 use crate::config::OidcProviderConfig;
+use crate::crypto::SecretBox;
 use crate::db::{now, Db};
 use crate::username::Username;
 
@@ -95,7 +97,8 @@ impl SsoError {
     }
 }
 
-/// Kept in the browser's session between the redirect to the provider and the callback.
+/// Kept between the redirect to the provider and the callback, sealed in a cookie of the browser
+/// (not in a session row: anyone may start a sign-in, and each start would store one).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingLogin {
     pub provider: String,
@@ -103,7 +106,11 @@ pub struct PendingLogin {
     pub nonce: String,
     pub verifier: String,
     pub rd: Option<String>,
+    pub issued_at: i64,
 }
+
+/// How long a sign-in may take at the provider.
+pub const PENDING_LOGIN_SECONDS: i64 = 600;
 
 /// Kept in the session while a new SSO user picks a username.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,12 +150,13 @@ pub struct Sso {
     public_url: Url,
     db: Db,
     accounts: Accounts,
+    sealer: SecretBox,
 }
 
 const REDISCOVER_AFTER: Duration = Duration::from_secs(3600);
 
 impl Sso {
-    pub fn new(configs: Vec<OidcProviderConfig>, public_url: Url, db: Db, accounts: Accounts) -> Sso {
+    pub fn new(configs: Vec<OidcProviderConfig>, public_url: Url, db: Db, accounts: Accounts, key: &[u8; 32]) -> Sso {
         let http = reqwest::Client::builder()
             // The crate's SSRF advice: never follow redirects from the provider.
             .redirect(reqwest::redirect::Policy::none())
@@ -156,7 +164,25 @@ impl Sso {
             .build()
             .expect("HTTP client");
         let providers = configs.into_iter().map(|config| Provider { config, discovered: RwLock::new(None) }).collect();
-        Sso { providers, http, public_url, db, accounts }
+        // A key of its own: a sealed workspace secret must never open as a pending login.
+        let pending_key: [u8; 32] =
+            Sha256::new_with_prefix(b"berth: sealed OpenID pending login\0").chain_update(key).finalize().into();
+        Sso { providers, http, public_url, db, accounts, sealer: SecretBox::new(&pending_key) }
+    }
+
+    /// A pending login as a cookie value: encrypted and authenticated with Berth's key.
+    pub fn seal_pending(&self, pending: &PendingLogin) -> String {
+        self.sealer.seal(&serde_json::to_string(pending).expect("a pending login serializes"))
+    }
+
+    /// The pending login a cookie holds, if Berth sealed it and it has not expired.
+    pub fn open_pending(&self, sealed: &str) -> Result<PendingLogin, SsoError> {
+        let json = self.sealer.open(sealed).map_err(|_| SsoError::State)?;
+        let pending: PendingLogin = serde_json::from_str(&json).map_err(|_| SsoError::State)?;
+        if !(0..=PENDING_LOGIN_SECONDS).contains(&(now() - pending.issued_at)) {
+            return Err(SsoError::State);
+        }
+        Ok(pending)
     }
 
     pub fn provider(&self, id: &str) -> Result<&Provider, SsoError> {
@@ -215,6 +241,7 @@ impl Sso {
             nonce: nonce.secret().clone(),
             verifier: verifier.secret().clone(),
             rd,
+            issued_at: now(),
         };
         Ok((url, pending))
     }
@@ -331,8 +358,9 @@ impl Sso {
                     .await;
                 let user = match created {
                     Ok(user) => user,
-                    // Taken (or invalid after all): never someone else's account; ask for a name.
-                    Err(AccountError::UsernameTaken | AccountError::InvalidUsername(_)) if chosen.is_none() => {
+                    // Taken, clashing with another user's hosts, or invalid after all: never someone
+                    // else's account; ask for a (another) name.
+                    Err(AccountError::UsernameTaken | AccountError::UsernameUnavailable | AccountError::InvalidUsername(_)) => {
                         return Ok(Outcome::ChooseUsername(signup))
                     }
                     Err(e) => return Err(SsoError::Internal(e.to_string())),

@@ -17,15 +17,16 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
-use crate::accounts::Accounts;
+use crate::accounts::{AccountSettings, Accounts};
 use crate::config::Config;
 use crate::db::Db;
 use crate::portal::Portal;
 use crate::routes::guacamole::GuacamoleSettings;
+use crate::routes::hosts::HostRules;
 use crate::routes::traefik::{TraefikSettings, TraefikWriter};
 use crate::routes::verify::Gateway;
 use crate::sessions::{SessionCache, SqlSessionStore};
-use crate::sso::{Outcome, PendingLogin, PendingSignup, Sso, SsoError};
+use crate::sso::{Outcome, PendingSignup, Sso, SsoError};
 use crate::workspace::service::LinkSettings;
 use crate::workspace::spec::WorkspaceSettings;
 use crate::workspace::{Engine, Workspaces};
@@ -92,8 +93,12 @@ impl Backend {
         let sessions = Arc::new(SessionCache::new(GATEWAY_CACHE_TTL, idle));
         let accounts = Accounts::new(
             db.clone(),
-            config.login_attempts_per_window,
-            std::time::Duration::from_secs(config.login_window_seconds),
+            AccountSettings {
+                attempts_per_window: config.login_attempts_per_window,
+                window: std::time::Duration::from_secs(config.login_window_seconds),
+                hashing_concurrency: config.hashing_concurrency(),
+                hosts: HostRules::from_config(config),
+            },
             sessions.clone(),
         );
         let engine = Arc::new(Engine::new(config.docker_host.clone(), config.docker_tls_dir.clone()));
@@ -143,7 +148,7 @@ impl Backend {
             config.session_absolute_hours as i64 * 3600,
             key,
         ));
-        let sso = Arc::new(Sso::new(config.oidc(), config.public_url(), db.clone(), accounts.clone()));
+        let sso = Arc::new(Sso::new(config.oidc(), config.public_url(), db.clone(), accounts.clone(), key));
         Backend { db, accounts, workspaces: Arc::new(workspaces), sessions, gateway, guacamole, sso }
     }
 
@@ -489,8 +494,9 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-const SESSION_SSO_PENDING: &str = "oidc_pending";
 const SESSION_SSO_SIGNUP: &str = "oidc_signup";
+/// Holds the sealed pending login between the redirect to the provider and the callback.
+const PENDING_COOKIE: &str = "berth_oidc";
 
 #[derive(serde::Deserialize)]
 struct ReturnQuery {
@@ -502,20 +508,37 @@ fn sso_failed(error: SsoError) -> Response {
     Redirect::to(&format!("/auth/error?reason={}", error.code())).into_response()
 }
 
-/// Sends the browser to the provider, remembering state, nonce and PKCE verifier in the session.
+/// The `Set-Cookie` for the pending-login cookie; an empty value with no lifetime removes it.
+fn pending_cookie(value: String, lifetime: time::Duration, secure: bool) -> HeaderValue {
+    let cookie = tower_sessions::cookie::Cookie::build((PENDING_COOKIE, value))
+        .path("/auth/oidc")
+        .http_only(true)
+        // Lax: the provider sends the browser back with a top-level GET, which carries it.
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(lifetime)
+        .build();
+    HeaderValue::from_str(&cookie.to_string()).expect("base64 and fixed attributes make a valid header")
+}
+
+/// Sends the browser to the provider, remembering state, nonce and PKCE verifier in a sealed
+/// cookie: nothing is stored server-side for a sign-in that may never come back.
 async fn oidc_login(
     State(state): State<AppState>,
     axum::extract::Path(provider): axum::extract::Path<String>,
     axum::extract::Query(query): axum::extract::Query<ReturnQuery>,
-    session: Session,
 ) -> Response {
-    let rd = query.rd.filter(|rd| state.gateway.is_safe_return(rd));
+    let rd = query.rd.and_then(|rd| state.gateway.normalized_return(&rd));
     match state.sso.start(&provider, rd).await {
         Ok((url, pending)) => {
-            if session.insert(SESSION_SSO_PENDING, pending).await.is_err() {
-                return sso_failed(SsoError::Internal("session store".into()));
-            }
-            Redirect::to(url.as_str()).into_response()
+            let cookie = pending_cookie(
+                state.sso.seal_pending(&pending),
+                time::Duration::seconds(crate::sso::PENDING_LOGIN_SECONDS),
+                state.config.secure_cookies(),
+            );
+            let mut response = Redirect::to(url.as_str()).into_response();
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            response
         }
         Err(e) => sso_failed(e),
     }
@@ -532,23 +555,40 @@ async fn oidc_callback(
     State(state): State<AppState>,
     axum::extract::Path(provider): axum::extract::Path<String>,
     axum::extract::Query(query): axum::extract::Query<CallbackQuery>,
+    headers: axum::http::HeaderMap,
     session: Session,
 ) -> Response {
-    // Single use: whatever happens next, this pending login is consumed.
-    let pending: Option<PendingLogin> = session.remove(SESSION_SSO_PENDING).await.ok().flatten();
+    let sealed = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(PENDING_COOKIE).and_then(|rest| rest.strip_prefix('=')))
+        .map(str::to_string);
+    let mut response = oidc_finish(&state, &provider, query, sealed, &session).await;
+    // Whatever happened, the browser drops the pending login. A copy kept elsewhere is no use: the
+    // provider's code for it is single-use and bound to the PKCE verifier sealed inside.
+    let gone = pending_cookie(String::new(), time::Duration::ZERO, state.config.secure_cookies());
+    response.headers_mut().append(header::SET_COOKIE, gone);
+    response
+}
+
+async fn oidc_finish(state: &AppState, provider: &str, query: CallbackQuery, sealed: Option<String>, session: &Session) -> Response {
     if let Some(error) = query.error {
         // Provider-chosen text: keep only an error-code shape out of the log.
         let code: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
         return sso_failed(SsoError::Denied(code));
     }
-    let (Some(pending), Some(code), Some(returned_state)) = (pending, query.code, query.state) else {
+    let (Some(sealed), Some(code), Some(returned_state)) = (sealed, query.code, query.state) else {
         return sso_failed(SsoError::State);
     };
-    if pending.provider != provider {
-        return sso_failed(SsoError::State);
-    }
+    let pending = match state.sso.open_pending(&sealed) {
+        Ok(pending) if pending.provider == provider => pending,
+        Ok(_) => return sso_failed(SsoError::State),
+        Err(e) => return sso_failed(e),
+    };
     match state.sso.finish(pending, &returned_state, &code).await {
-        Ok(outcome) => sso_outcome(&state, &session, outcome).await,
+        Ok(outcome) => sso_outcome(state, session, outcome).await,
         Err(e) => sso_failed(e),
     }
 }
@@ -571,7 +611,8 @@ async fn oidc_username(State(state): State<AppState>, session: Session, axum::Fo
         return Redirect::to("/sso/username?error=taken").into_response();
     }
     match state.sso.resolve(signup, Some(&name)).await {
-        Ok(Outcome::ChooseUsername(_)) => Redirect::to("/sso/username?error=taken").into_response(),
+        // Free as a name (checked above) yet refused: one of its hosts is someone else's.
+        Ok(Outcome::ChooseUsername(_)) => Redirect::to("/sso/username?error=unavailable").into_response(),
         Ok(outcome) => {
             let _ = session.remove::<PendingSignup>(SESSION_SSO_SIGNUP).await;
             sso_outcome(&state, &session, outcome).await

@@ -159,6 +159,48 @@ async fn app_use_keeps_a_session_alive_and_idleness_ends_it(backend: Backend) {
     assert_eq!(idle.viewer().await, serde_json::Value::Null, "an unused session ends after the idle window");
 }
 
+async fn usernames_sharing_an_app_host_are_refused(backend: Backend) {
+    let (_db, server) = start(backend).await;
+    let out = server.cli(&["user", "add", "jupyter-ml"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Both would own jupyter-ml-code.<domain>.
+    let out = server.cli(&["user", "add", "ml-code"], "");
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "berth: That username is not available.\n");
+    // The other way round, through sign-up.
+    assert!(server.cli(&["user", "add", "nb-code"], "").status.success());
+    let r = sign_up(&Browser::new(&server), "jupyter-nb", "jupyter-nb-password").await;
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("That username is not available."));
+    let out = server.cli(&["user", "list"], "");
+    let names: Vec<String> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split_whitespace().next().unwrap().to_string()).collect();
+    assert_eq!(names, ["jupyter-ml", "nb-code", "root-admin"], "nothing else was created");
+}
+
+#[tokio::test]
+async fn the_portal_and_guacamole_hosts_are_nobodys() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut env = TestServer::env_for(&db, support::free_port());
+    // With the default templates, user "lab" would own lab-code.example.org and user "remote"
+    // desktop-remote.example.org: the portal's and Guacamole's hosts here.
+    for (key, value) in [
+        ("BERTH_PUBLIC_URL", "https://lab-code.example.org"),
+        ("BERTH_DOMAIN", "example.org"),
+        ("BERTH_GUACAMOLE__PUBLIC_URL", "https://desktop-remote.example.org/guacamole"),
+        ("BERTH_GUACAMOLE__SECRET_KEY", "00112233445566778899aabbccddeeff"),
+    ] {
+        env.push((key.into(), value.into()));
+    }
+    for name in ["lab", "remote"] {
+        let out = support::cli(&env, &["user", "add", name], "");
+        assert!(!out.status.success(), "{name}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "berth: That username is not available.\n", "{name}");
+    }
+    let out = support::cli(&env, &["user", "add", "alice"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
@@ -171,4 +213,5 @@ on_both_databases!(
     disabled_user_is_refused_on_next_request,
     session_survives_server_restart,
     app_use_keeps_a_session_alive_and_idleness_ends_it,
+    usernames_sharing_an_app_host_are_refused,
 );

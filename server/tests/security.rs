@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{Backend, Browser, TestDb, TestServer};
+use support::{location, Backend, Browser, TestDb, TestServer};
 
 async fn server_with_user() -> (TestDb, TestServer) {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -39,27 +39,56 @@ async fn cross_site_posts_are_refused() {
     assert!(r.headers().get("set-cookie").is_some());
 }
 
+/// A login posted as the hydrated page does, from `address` as the trusted proxy reports it.
+async fn log_in_from(browser: &Browser, address: &str, username: &str, password: &str) -> reqwest::Response {
+    browser
+        .http
+        .post(format!("{}/api/login", browser.base))
+        .header("Origin", &browser.base)
+        .header("Accept", "application/json")
+        .header("X-Forwarded-For", address)
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .expect("request")
+}
+
+/// A server behind a (pretend) proxy, so each test can play clients at distinct addresses.
+async fn proxied_server_with_user(attempts: &str) -> (TestDb, TestServer) {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let env = [("BERTH_LOGIN_ATTEMPTS_PER_WINDOW", attempts), ("BERTH_TRUST_PROXY_HEADERS", "true")];
+    let server = TestServer::start_with(&db, &env).await;
+    let out = server.cli(&["user", "add", "carol", "--password-stdin"], "carol-password-long\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (db, server)
+}
+
 #[tokio::test]
 async fn twenty_wrong_passwords_get_throttled() {
-    let (_db, server) = server_with_user().await;
-    let browser = Browser::new(&server);
+    // Four failures per (username, address): the fifth guess from address A is refused.
+    let (_db, server) = proxied_server_with_user("4").await;
+    let attacker = Browser::new(&server);
     let mut statuses = Vec::new();
-    let mut last_body = String::new();
+    let mut last = None;
     for _ in 0..20 {
-        let r = browser.log_in("carol", "wrong-password-guess").await;
+        let r = log_in_from(&attacker, "198.51.100.1", "carol", "wrong-password-guess").await;
         statuses.push(r.status().as_u16());
-        last_body = r.text().await.unwrap();
+        last = Some(r);
     }
-    assert_eq!(statuses[0], 401);
-    assert_eq!(*statuses.last().unwrap(), 429, "statuses: {statuses:?}");
+    let expected: Vec<u16> = [401; 4].into_iter().chain([429; 16]).collect();
+    assert_eq!(statuses, expected);
+    let last = last.unwrap();
+    assert!(last.headers().get("retry-after").is_some(), "429 says when to come back");
+    let last_body = last.text().await.unwrap();
     assert!(last_body.contains("TooManyAttempts"), "{last_body}");
     // A plain HTML form post (no JavaScript) is sent back to the form, which shows the message.
-    let r = browser
+    let r = attacker
         .http
         .post(format!("{}/api/login", server.base))
         .header("Origin", &server.base)
         .header("Referer", format!("{}/login", server.base))
         .header("Accept", "text/html")
+        .header("X-Forwarded-For", "198.51.100.1")
         .form(&[("username", "carol"), ("password", "wrong-password-guess")])
         .send()
         .await
@@ -67,15 +96,100 @@ async fn twenty_wrong_passwords_get_throttled() {
     assert_eq!(r.status(), 302);
     let back = support::location(&r).unwrap();
     assert!(back.starts_with(&format!("{}/login?", server.base)), "{back}");
-    let page = browser.http.get(&back).send().await.unwrap().text().await.unwrap();
+    let page = attacker.http.get(&back).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Too many attempts. Try again in"), "the form shows a clear message");
-    // Throttled means throttled: the right password is refused too until the window passes.
-    let r = browser.log_in("carol", "carol-password-long").await;
+    // Throttled means throttled: from the failing address the right password is refused too.
+    let r = log_in_from(&attacker, "198.51.100.1", "carol", "carol-password-long").await;
     assert_eq!(r.status(), 429);
-    // Another account from another... the same address is limited per address as well.
-    let other = Browser::new(&server);
-    let r = other.log_in("carol", "carol-password-long").await;
-    assert_eq!(r.status(), 429, "per-username limit holds for every client");
+    // But whoever guesses at carol's name cannot lock carol out: from her own address she logs in.
+    let carol = Browser::new(&server);
+    let r = log_in_from(&carol, "198.51.100.2", "carol", "carol-password-long").await;
+    assert_eq!(r.status(), 200, "per-username failures are counted per address");
+    assert_eq!(carol.viewer().await["username"], "carol");
+}
+
+#[tokio::test]
+async fn a_username_guessed_at_from_many_addresses_locks_at_ten_times_the_limit() {
+    // Two failures per (username, address), so twenty per username from all addresses.
+    let (_db, server) = proxied_server_with_user("2").await;
+    assert!(server.cli(&["user", "add", "dave", "--password-stdin"], "dave-password-long\n").status.success());
+    let attacker = Browser::new(&server);
+    for i in 1..=10 {
+        let address = format!("203.0.113.{i}");
+        let mut statuses = Vec::new();
+        for _ in 0..2 {
+            statuses.push(log_in_from(&attacker, &address, "carol", "wrong-password-guess").await.status().as_u16());
+        }
+        assert_eq!(statuses, [401, 401], "from {address}: within that address's limit");
+    }
+    let carol = Browser::new(&server);
+    let r = log_in_from(&carol, "198.51.100.2", "carol", "carol-password-long").await;
+    assert_eq!(r.status(), 429, "the per-username ceiling holds for every address");
+    assert!(r.text().await.unwrap().contains("TooManyAttempts"));
+    // The fresh address itself is not throttled: it was the username's ceiling that fired.
+    let dave = Browser::new(&server);
+    assert_eq!(log_in_from(&dave, "198.51.100.2", "dave", "dave-password-long").await.status(), 200);
+}
+
+#[tokio::test]
+async fn concurrent_wrong_passwords_get_exactly_the_limit() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    // Enough hashing slots that no guess is turned away as "busy": only the limiter decides.
+    let env = [("BERTH_LOGIN_ATTEMPTS_PER_WINDOW", "5"), ("BERTH_PASSWORD_HASHING_CONCURRENCY", "64")];
+    let server = TestServer::start_with(&db, &env).await;
+    assert!(server.cli(&["user", "add", "carol", "--password-stdin"], "carol-password-long\n").status.success());
+    let browser = Browser::new(&server);
+    let guesses = (0..200).map(|_| browser.log_in("carol", "wrong-password-guess"));
+    let statuses: Vec<u16> = futures_util::future::join_all(guesses).await.iter().map(|r| r.status().as_u16()).collect();
+    let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+    assert_eq!((count(401), count(429)), (5, 195), "{statuses:?}");
+    // From that address even the correct password waits now.
+    assert_eq!(browser.log_in("carol", "carol-password-long").await.status(), 429);
+}
+
+#[tokio::test]
+async fn too_many_concurrent_hashes_get_503_with_retry_after() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let env = [("BERTH_PASSWORD_HASHING_CONCURRENCY", "1"), ("BERTH_TRUST_PROXY_HEADERS", "true")];
+    let server = TestServer::start_with(&db, &env).await;
+    assert!(server.cli(&["user", "add", "carol", "--password-stdin"], "carol-password-long\n").status.success());
+    let browser = Browser::new(&server);
+    // Each from its own address, so no login limit is anywhere near: only the hashing slots decide.
+    let logins = (0..30).map(|i| {
+        let browser = &browser;
+        async move {
+            let r = log_in_from(browser, &format!("198.51.100.{i}"), "carol", "carol-password-long").await;
+            let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), retry_after, r.text().await.unwrap())
+        }
+    });
+    let outcomes = futures_util::future::join_all(logins).await;
+    let busy: Vec<_> = outcomes.iter().filter(|(status, _, _)| *status == 503).collect();
+    let ok = outcomes.iter().filter(|(status, _, _)| *status == 200).count();
+    assert_eq!(busy.len() + ok, 30, "only logins and busy refusals: {outcomes:?}");
+    assert!(!busy.is_empty() && ok > 0, "{outcomes:?}");
+    for (_, retry_after, body) in busy {
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        assert_eq!(body, "{\"Busy\":1}");
+    }
+}
+
+#[tokio::test]
+async fn correct_passwords_give_their_attempts_back() {
+    // Two failures per (username, address), six per address.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start_with(&db, &[("BERTH_LOGIN_ATTEMPTS_PER_WINDOW", "2")]).await;
+    assert!(server.cli(&["user", "add", "carol", "--password-stdin"], "carol-password-long\n").status.success());
+    let browser = Browser::new(&server);
+    let mut statuses = vec![browser.log_in("carol", "wrong-password-guess").await.status().as_u16()];
+    // Were these counted, the address's six attempts would run out at the sixth.
+    for _ in 0..8 {
+        statuses.push(browser.log_in("carol", "carol-password-long").await.status().as_u16());
+    }
+    for _ in 0..3 {
+        statuses.push(browser.log_in("carol", "wrong-password-guess").await.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 200, 200, 200, 200, 200, 200, 200, 200, 401, 401, 429]);
 }
 
 /// Failed logins with a different made-up `X-Forwarded-For` each time, until the per-address
@@ -105,7 +219,8 @@ async fn guess_with_forged_addresses(server: &TestServer, proxy_adds: Option<&st
 
 #[tokio::test]
 async fn forged_forwarded_for_headers_do_not_escape_the_address_limit() {
-    // Three failures per username, nine per address: the tenth guess is refused.
+    // Three failures per (username, address), nine per address over all names: each guess names
+    // another user, so the tenth is refused by the per-address limit.
     let limits = [("BERTH_LOGIN_ATTEMPTS_PER_WINDOW", "3")];
     let db = TestDb::new(Backend::Sqlite).await;
     let direct = TestServer::start_with(&db, &limits).await;
@@ -260,5 +375,76 @@ async fn healthz_answers_and_debug_logs_hold_no_secrets() {
     assert!(text.contains("login"), "the log is being written at debug level: {text}");
     for secret in [password, "frank-wrong-guess-xyz", cookie.as_str(), "$argon2id$"] {
         assert!(!text.contains(secret), "log contains a secret {secret:?}");
+    }
+}
+
+#[tokio::test]
+async fn return_addresses_with_control_characters_are_normalised_not_fatal() {
+    let (_db, server) = server_with_user().await;
+    let browser = Browser::new(&server);
+    assert_eq!(browser.log_in("carol", "carol-password-long").await.status(), 200);
+    let cases = [
+        ("https://alice-code.localhost/%0a", "https://alice-code.localhost/"),
+        ("https://alice-code.localhost/x%0d%0aSet-Cookie:%20a=b", "https://alice-code.localhost/xSet-Cookie:%20a=b"),
+        ("https://alice-code.localhost/%01%7f", "https://alice-code.localhost/%01%7F"),
+    ];
+    for (rd, expected) in cases {
+        let r = browser.get(&format!("/login?rd={rd}")).await;
+        assert_eq!(r.status(), 303, "{rd}");
+        assert_eq!(location(&r).as_deref(), Some(expected), "{rd}");
+    }
+    // The login form's own return address goes the same way.
+    let r = browser
+        .call("login", &[("username", "carol"), ("password", "carol-password-long"), ("rd", "https://alice-code.localhost/\n\u{1}x")])
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(location(&r).as_deref(), Some("https://alice-code.localhost/%01x"));
+    // The server is still there.
+    assert_eq!(browser.viewer().await["username"], "carol");
+}
+
+#[tokio::test]
+async fn the_database_holds_only_hashes_of_session_ids() {
+    use sha2::{Digest, Sha256};
+    let (db, server) = server_with_user().await;
+    let browser = Browser::new(&server);
+    assert_eq!(browser.log_in("carol", "carol-password-long").await.status(), 200);
+    let cookie = browser.session_cookie().expect("session cookie");
+    let pool = support::sqlite_pool(&db).await;
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions").fetch_all(&pool).await.unwrap();
+    assert_eq!(ids, [hex::encode(Sha256::digest(cookie.as_bytes()))]);
+    assert!(!ids.contains(&cookie));
+    assert_eq!(browser.viewer().await["username"], "carol", "the cookie still works");
+    // So does forwardAuth, which looks sessions up by itself.
+    let r = browser
+        .http
+        .get(format!("{}/auth/verify?owner=carol", server.base))
+        .header("X-Forwarded-Host", "carol-code.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Logout deletes the row it names.
+    browser.call("logout", &[]).await;
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions").fetch_one(&pool).await.unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn data_dir_and_sqlite_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let data = db.dir.path().join("data");
+    let url = format!("sqlite://{}/berth.db", data.display());
+    // The most permissive mask: every mode below comes from Berth, not from the mask.
+    let server = TestServer::start_with_umask(&db, &[("BERTH_DATABASE_URL", &url)], 0).await;
+    let out = server.cli(&["user", "add", "carol", "--password-stdin"], "carol-password-long\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let browser = Browser::new(&server);
+    assert_eq!(browser.log_in("carol", "carol-password-long").await.status(), 200);
+    let mode = |name: &str| std::fs::metadata(data.join(name)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(""), 0o700, "data_dir");
+    for file in ["berth.db", "berth.db-wal", "berth.db-shm", "secret.key"] {
+        assert_eq!(mode(file), 0o600, "{file}");
     }
 }

@@ -208,6 +208,52 @@ async fn a_taken_name_is_never_someone_elses_account() {
 }
 
 #[tokio::test]
+async fn a_name_whose_hosts_clash_is_refused_for_sso_users_too() {
+    let provider = MockProvider::start(&[json!({"sub": "u-ml", "preferred_username": "ml-code"})]).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = server_with(&db, &provider, "", &[]).await;
+    // jupyter-ml owns jupyter-ml-code.<domain>, which would be ml-code's Jupyter host.
+    assert!(server.cli(&["user", "add", "jupyter-ml"], "").status.success());
+
+    let (b, end) = sso_login(&server, &provider, "sso", "u-ml").await;
+    assert_eq!(end, "/sso/username", "the provider's name is not available: pick another");
+    let post = |name: &'static str| {
+        let b = &b;
+        async move {
+            let r = b.http.post(format!("{}/auth/oidc/username", b.base)).header("Origin", &b.base).form(&[("username", name)]).send().await.unwrap();
+            location(&r).unwrap()
+        }
+    };
+    assert_eq!(post("ml-code").await, "/sso/username?error=unavailable");
+    let page = b.get("/sso/username?error=unavailable").await.text().await.unwrap();
+    assert!(page.contains("That username is not available; pick another."));
+    assert_eq!(post("ml-lab").await, "/pending");
+    let out = server.cli(&["user", "list"], "");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("ml-lab") && !listing.contains("ml-code"), "{listing}");
+}
+
+#[tokio::test]
+async fn starting_sign_ins_stores_nothing_server_side() {
+    let provider = MockProvider::start(&[json!({"sub": "u-sam", "preferred_username": "sam", "groups": ["staff"]})]).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = server_with(&db, &provider, &toml_provider(&provider.issuer, "auto_approve_groups = [\"staff\"]"), &[]).await;
+    // One address, fifty clients that never send a cookie back (as a script would).
+    for _ in 0..50 {
+        let r = Browser::new(&server).get("/auth/oidc/mock/login").await;
+        assert!(location(&r).unwrap().starts_with(&provider.issuer));
+    }
+    let pool = support::sqlite_pool(&db).await;
+    let count = || async { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions").fetch_one(&pool).await.unwrap() };
+    assert_eq!(count().await, 0, "fifty sign-ins started, no session rows");
+    // A sign-in still goes through; only then is a session stored.
+    let (sam, end) = sso_login(&server, &provider, "mock", "u-sam").await;
+    assert_eq!(end, "/dashboard");
+    assert_eq!(sam.viewer().await["username"], "sam");
+    assert_eq!(count().await, 1);
+}
+
+#[tokio::test]
 async fn sso_only_sites_refuse_password_login() {
     let provider = MockProvider::start(&[]).await;
     let db = TestDb::new(Backend::Sqlite).await;

@@ -130,6 +130,7 @@ pub fn SsoUsernamePage() -> impl IntoView {
     let query = leptos_router::hooks::use_query_map();
     let error = move || query.read().get("error").map(|e| match e.as_str() {
         "taken" => "That username is taken; pick another.",
+        "unavailable" => "That username is not available; pick another.",
         "invalid" => "Usernames are 2–31 lowercase letters, digits or '-', starting with a letter, and not reserved.",
         _ => "Please start the sign-in again.",
     });

@@ -107,9 +107,84 @@ impl HostTemplates {
     }
 }
 
+/// Which hosts a username would own, and the hosts no user may own (the portal's, Guacamole's).
+/// Two users must never share a host: forwardAuth would let either of them into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRules {
+    pub templates: HostTemplates,
+    pub domain: String,
+    pub reserved: Vec<String>,
+}
+
+impl HostRules {
+    pub fn from_config(config: &crate::config::Config) -> HostRules {
+        let guacamole = config.guacamole.public_url.as_deref().and_then(|u| url::Url::parse(u).ok());
+        let reserved = [Some(config.public_url()), guacamole]
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.host_str().map(str::to_ascii_lowercase))
+            .collect();
+        HostRules { templates: config.hosts.clone(), domain: config.domain.clone(), reserved }
+    }
+
+    /// A host `candidate` would own that is reserved or owned by one of `existing`, if any.
+    pub fn clash<'a>(&self, candidate: &str, existing: impl IntoIterator<Item = &'a str>) -> Option<String> {
+        let wanted: Vec<String> = self.templates.hosts(candidate, &self.domain).into_iter().map(|(_, h)| h).collect();
+        if let Some(host) = wanted.iter().find(|h| self.reserved.contains(h)) {
+            return Some(host.clone());
+        }
+        existing.into_iter().filter(|other| *other != candidate).find_map(|other| {
+            let theirs = self.templates.hosts(other, &self.domain);
+            theirs.into_iter().map(|(_, h)| h).find(|h| wanted.contains(h))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rules() -> HostRules {
+        HostRules {
+            templates: HostTemplates::default(),
+            domain: "lab.org".into(),
+            reserved: vec!["berth.lab.org".into(), "guacamole.lab.org".into()],
+        }
+    }
+
+    #[test]
+    fn names_whose_hosts_collide_clash() {
+        let r = rules();
+        assert_eq!(r.clash("ml-code", ["jupyter-ml"]), Some("jupyter-ml-code.lab.org".into()));
+        assert_eq!(r.clash("jupyter-ml", ["ml-code"]), Some("jupyter-ml-code.lab.org".into()));
+        assert_eq!(r.clash("desktop-x", ["x-code"]), Some("desktop-x-code.lab.org".into()));
+        assert_eq!(r.clash("alice", ["bob", "alice-code", "jupyter-alice"]), None, "no shared host");
+        assert_eq!(r.clash("alice", ["alice"]), None, "the same name is the database's to refuse");
+        assert_eq!(r.clash("ml-code", []), None);
+    }
+
+    #[test]
+    fn reserved_hosts_are_nobodys() {
+        let mut r = rules();
+        r.templates.code = "{user}.{domain}".into();
+        assert_eq!(r.clash("berth", []), Some("berth.lab.org".into()));
+        assert_eq!(r.clash("guacamole", []), Some("guacamole.lab.org".into()));
+        assert_eq!(r.clash("alice", []), None);
+    }
+
+    #[test]
+    fn reserved_hosts_come_from_the_public_urls() {
+        let config = crate::config::Config {
+            public_url: Some("https://Berth.lab.org:8443/portal".parse().unwrap()),
+            domain: "lab.org".into(),
+            guacamole: crate::config::GuacamoleConfig {
+                public_url: Some("https://guac.lab.org/guacamole".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(HostRules::from_config(&config).reserved, ["berth.lab.org", "guac.lab.org"]);
+    }
 
     #[test]
     fn default_hosts_follow_the_design() {

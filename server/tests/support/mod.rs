@@ -103,6 +103,15 @@ impl TestServer {
 
     /// Like `start_with`, sending the server's log (stderr) to `log` when given.
     pub async fn start_logging(db: &TestDb, extra: &[(&str, &str)], log: Option<&std::path::Path>) -> TestServer {
+        Self::spawn(db, extra, log, None).await
+    }
+
+    /// Like `start_with`, with the server's file-creation mask set to `umask`.
+    pub async fn start_with_umask(db: &TestDb, extra: &[(&str, &str)], umask: u32) -> TestServer {
+        Self::spawn(db, extra, None, Some(umask)).await
+    }
+
+    async fn spawn(db: &TestDb, extra: &[(&str, &str)], log: Option<&std::path::Path>, umask: Option<u32>) -> TestServer {
         let port = free_port();
         let mut env = Self::env_for(db, port);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -110,13 +119,19 @@ impl TestServer {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
             None => Stdio::inherit(),
         };
-        let child = Command::new(BERTH)
-            .arg("serve")
-            .envs(env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn berth");
+        let mut command = Command::new(BERTH);
+        command.arg("serve").envs(env.iter().cloned()).stdout(Stdio::null()).stderr(stderr);
+        if let Some(mask) = umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask(2) is async-signal-safe and touches only the child's own mask.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::umask(mask as libc::mode_t);
+                    Ok(())
+                });
+            }
+        }
+        let child = command.spawn().expect("spawn berth");
         let server = TestServer { base: format!("http://127.0.0.1:{port}"), port, child, env };
         server.wait_healthy().await;
         server
@@ -257,6 +272,11 @@ pub async fn app_cookie(base: &str, portal: &str, owner: &str, host: &str, proto
     assert_eq!(location(&r).unwrap(), format!("{proto}://{host}/lab?x=1"), "back where the user was going");
     let set_cookie = r.headers().get("set-cookie").expect("the app host's cookie").to_str().unwrap();
     set_cookie.split(';').next().unwrap().to_string()
+}
+
+/// The test's SQLite database, opened beside the running server (WAL lets both read).
+pub async fn sqlite_pool(db: &TestDb) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&db.url).await.expect("open the test's SQLite database")
 }
 
 pub fn location(response: &reqwest::Response) -> Option<String> {
