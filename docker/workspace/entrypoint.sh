@@ -4,8 +4,10 @@
 #
 # Contract (see README.md):
 #   BERTH_USER (^[a-z][a-z0-9-]{1,30}$), BERTH_UID, BERTH_GID (numeric, >= 1000),
-#   BERTH_PASSWORD (SSH/sudo/xrdp), BERTH_VNC_PASSWORD, BERTH_JUPYTER_TOKEN.
-#   Optional: BERTH_DISABLE_SERVICES (comma list, e.g. "xrdp,xrdp-sesman,dockerd").
+#   BERTH_PASSWORD (SSH/sudo/xrdp), BERTH_VNC_PASSWORD, BERTH_JUPYTER_TOKEN,
+#   BERTH_APP_SECRET (hex; the app gate in front of code-server and TensorBoard).
+#   Optional: BERTH_DISABLE_SERVICES (comma list, e.g. "xrdp,xrdp-sesman,dockerd"),
+#   BERTH_TENSORBOARD_PORT, BERTH_CODE_SERVER_PORT (their loopback ports behind the gate).
 #   Mounts: /home/$BERTH_USER (persistent), /workspace, /shared (ro),
 #   /shared/tensorboard/$BERTH_USER (rw), /var/lib/state (persistent, root's).
 # Any other command given to the container runs instead of supervisord, after the setup.
@@ -25,6 +27,23 @@ GID_="${BERTH_GID:-}"
 case "${BERTH_PASSWORD:-}${BERTH_VNC_PASSWORD:-}${BERTH_JUPYTER_TOKEN:-}" in
     *$'\n'*|*$'\r'*) die "passwords and tokens must not contain line breaks" ;;
 esac
+APP_SECRET="${BERTH_APP_SECRET:-}"
+# It goes verbatim into nginx's configuration: hex cannot break out of the quoted string.
+if [ -n "$APP_SECRET" ] && ! [[ "$APP_SECRET" =~ ^[0-9a-fA-F]{32,128}$ ]]; then
+    die "BERTH_APP_SECRET must be 32 to 128 hex digits (got ${#APP_SECRET} characters that are not)"
+fi
+# The app gate owns the public ports; the services behind it listen on loopback ports.
+GATE_TENSORBOARD=6006 GATE_CODE=8443
+BERTH_TENSORBOARD_PORT="${BERTH_TENSORBOARD_PORT:-16006}"
+BERTH_CODE_SERVER_PORT="${BERTH_CODE_SERVER_PORT:-18443}"
+for var in BERTH_TENSORBOARD_PORT BERTH_CODE_SERVER_PORT; do
+    p="${!var}"
+    [[ "$p" =~ ^[0-9]+$ ]] && [ "$p" -ge 1024 ] && [ "$p" -le 65535 ] \
+        && [ "$p" != "$GATE_TENSORBOARD" ] && [ "$p" != "$GATE_CODE" ] \
+        || die "$var must be a port from 1024 to 65535 other than $GATE_TENSORBOARD and $GATE_CODE (got '$p')"
+done
+[ "$BERTH_TENSORBOARD_PORT" != "$BERTH_CODE_SERVER_PORT" ] \
+    || die "BERTH_TENSORBOARD_PORT and BERTH_CODE_SERVER_PORT must differ (both $BERTH_CODE_SERVER_PORT)"
 HOME_DIR="/home/$U"
 STATE=/var/lib/state
 
@@ -56,11 +75,16 @@ for g in docker audio video plugdev fuse; do
 done
 usermod -a -G "$extra_groups" "$U"
 
-if [ -n "${BERTH_PASSWORD:-}" ]; then
-    printf '%s:%s\n' "$U" "$BERTH_PASSWORD" | chpasswd
-else
-    log "warning: BERTH_PASSWORD is empty: password login and sudo are disabled (SSH keys still work)"
-    usermod -p '!' "$U"
+# berth-set-credentials is also what Berth runs when a password changes while the container
+# runs; --restore keeps such a change across a restart of this same container.
+set_credentials=/usr/local/lib/berth/berth-set-credentials
+if ! "$set_credentials" --restore ssh; then
+    if [ -n "${BERTH_PASSWORD:-}" ]; then
+        printf '%s\n' "$BERTH_PASSWORD" | "$set_credentials" ssh
+    else
+        log "warning: BERTH_PASSWORD is empty: password login and sudo are disabled (SSH keys still work)"
+        usermod -p '!' "$U"
+    fi
 fi
 
 as_user() { setpriv --reuid="$UID_" --regid="$GID_" --init-groups env HOME="$HOME_DIR" USER="$U" "$@"; }
@@ -81,9 +105,7 @@ fi
 
 # --- VNC password, written by the user into ~/.vnc/passwd -------------------------------------
 if [ -n "${BERTH_VNC_PASSWORD:-}" ] && command -v vncpasswd >/dev/null; then
-    [ "${#BERTH_VNC_PASSWORD}" -le 8 ] || log "note: VNC uses only the first 8 characters of BERTH_VNC_PASSWORD"
-    printf '%s\n' "$BERTH_VNC_PASSWORD" | as_user sh -c \
-        'umask 077; mkdir -p "$HOME/.vnc" && vncpasswd -f > "$HOME/.vnc/passwd.new" && mv -f "$HOME/.vnc/passwd.new" "$HOME/.vnc/passwd"'
+    "$set_credentials" --restore vnc || printf '%s\n' "$BERTH_VNC_PASSWORD" | "$set_credentials" vnc
 fi
 
 # --- persistent per-user state: SSH host keys, xrdp TLS key, machine id ----------------------
@@ -136,6 +158,64 @@ if [ -f /sys/fs/cgroup/cgroup.controllers ] && [ -w /sys/fs/cgroup/cgroup.subtre
         > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
 fi
 
+# --- the app gate in front of code-server and TensorBoard -------------------------------------
+# Neither has auth of its own (code-server runs --auth none), and anything that reaches a port
+# could use them: other containers on a network with this one, say. So they listen on loopback,
+# and nginx on the public ports passes a request on only when it carries the user's app secret,
+# which only the user's Traefik routes add (after the portal's forwardAuth). Without a secret
+# the gate refuses everything. Root-only: the user could read it with sudo, but it only has to
+# keep out the others.
+gate_server() { # PUBLIC_PORT LOOPBACK_PORT
+    local check='return 403;'
+    [ -z "$APP_SECRET" ] || check="if (\$http_x_berth_app_secret != \"$APP_SECRET\") { return 403; }"
+    cat <<CONF
+    server {
+        listen $1;
+        $check
+        location / {
+            proxy_pass http://127.0.0.1:$2;
+            proxy_set_header Host \$http_host;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$berth_connection;
+            # The secret stops here; the service and its logs never see it.
+            proxy_set_header X-Berth-App-Secret "";
+        }
+    }
+CONF
+}
+[ -n "$APP_SECRET" ] || log "warning: BERTH_APP_SECRET is empty: the app gate refuses every request to code-server and TensorBoard"
+gate_conf=/etc/berth/app-gate.conf
+(
+    umask 077
+    cat > "$gate_conf.new" <<CONF
+# Rendered by berth-entrypoint at every start from BERTH_APP_SECRET. Do not edit.
+user www-data;
+worker_processes 1;
+daemon off;
+pid /run/berth-app-gate.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    server_tokens off;
+    # code-server uploads have no size limit, and go straight through instead of to disk.
+    client_max_body_size 0;
+    proxy_request_buffering off;
+    proxy_buffering off;
+    # Websockets (code-server's whole UI) need HTTP/1.1 and the upgrade headers, and stay open.
+    proxy_http_version 1.1;
+    proxy_read_timeout 1d;
+    proxy_send_timeout 1d;
+    map \$http_upgrade \$berth_connection { default upgrade; "" close; }
+$(gate_server "$GATE_CODE" "$BERTH_CODE_SERVER_PORT")
+$(gate_server "$GATE_TENSORBOARD" "$BERTH_TENSORBOARD_PORT")
+}
+CONF
+)
+chown root:root "$gate_conf.new"
+chmod 0600 "$gate_conf.new"
+mv -f "$gate_conf.new" "$gate_conf"
+
 # --- enable the services that are installed ---------------------------------------------------
 disabled=",${BERTH_DISABLE_SERVICES:-},"
 mkdir -p /etc/supervisor/conf.d
@@ -155,10 +235,10 @@ for conf in /etc/berth/supervisor/*.conf; do
 done
 log "user $U ($UID_:$GID_), services: ${enabled[*]}"
 
-# The services need only BERTH_USER/UID/GID and the Jupyter token; keep the passwords out of
-# their environment.
-unset BERTH_PASSWORD BERTH_VNC_PASSWORD
-export BERTH_USER BERTH_UID BERTH_GID
+# The services need only BERTH_USER/UID/GID, their ports and the Jupyter token; keep the
+# passwords and the app secret out of their environment.
+unset BERTH_PASSWORD BERTH_VNC_PASSWORD BERTH_APP_SECRET APP_SECRET
+export BERTH_USER BERTH_UID BERTH_GID BERTH_TENSORBOARD_PORT BERTH_CODE_SERVER_PORT
 if [ "$#" -gt 0 ]; then
     exec "$@"
 fi

@@ -1,9 +1,12 @@
-//! Sealing per-user secrets (SSH/VNC passwords, Jupyter token) at rest with Berth's key.
+//! Sealing per-user secrets (SSH/VNC passwords, Jupyter token) at rest with Berth's key, and
+//! deriving the per-user app secret from it.
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("a stored secret could not be opened (was the secret key changed?)")]
@@ -58,6 +61,37 @@ impl SecretBox {
     }
 }
 
+/// The label that separates app secrets from anything else ever derived from Berth's key.
+const APP_SECRET_CONTEXT: &[u8] = b"berth-app-secret\0";
+
+/// Derives per-user app secrets: HMAC-SHA256(key, "berth-app-secret\0" + username), as hex.
+/// Derived rather than stored, so there is nothing to migrate or leak from the database, and
+/// Berth and the workspace agree on it for as long as the key stays the same.
+#[derive(Clone)]
+pub struct AppSecrets {
+    mac: Hmac<Sha256>,
+}
+
+impl AppSecrets {
+    pub fn new(key: &[u8; 32]) -> AppSecrets {
+        AppSecrets { mac: <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length") }
+    }
+
+    /// The secret the workspace's app gate (code-server, TensorBoard) requires from Traefik.
+    pub fn for_user(&self, username: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(APP_SECRET_CONTEXT);
+        mac.update(username.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+impl std::fmt::Debug for AppSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppSecrets(<key>)")
+    }
+}
+
 /// A random password of `len` characters from an alphabet without look-alikes.
 pub fn random_password(len: usize) -> String {
     use rand::Rng;
@@ -94,6 +128,23 @@ mod tests {
         }
         assert_eq!(b.open_token("not-a-token"), Err(OpenError));
         assert_eq!(SecretBox::new(&[8; 32]).open_token(&b.seal_token("x")), Err(OpenError));
+    }
+
+    #[test]
+    fn app_secret_known_answer() {
+        // The expected values come from an independent implementation:
+        //   printf 'berth-app-secret\0alice' | openssl dgst -sha256 -mac HMAC -macopt hexkey:000102…1f
+        let key: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let secrets = AppSecrets::new(&key);
+        assert_eq!(secrets.for_user("alice"), "d182779b3dce5f8ff0bbcce5ec24c12d3783d0c850a8fd4d7c8b8db7eaa0c6b6");
+        assert_eq!(secrets.for_user("bob"), "d1c97d93104965876a51ec82c1b4489f3c9957886ef4565ce51c33c738cabcc0");
+        // The same user under another key gets another secret.
+        assert_eq!(
+            AppSecrets::new(&[42; 32]).for_user("alice"),
+            "12269e3f53b132ac185333abe5cfc397a0590753aa36b49f4ff61aface639e81"
+        );
+        assert_eq!(secrets.for_user("alice"), secrets.for_user("alice"), "the keyed state is reused, not consumed");
+        assert_eq!(format!("{secrets:?}"), "AppSecrets(<key>)", "Debug shows no key material");
     }
 
     #[test]

@@ -31,6 +31,11 @@ fn workspace_error(error: WorkspaceError) -> AppError {
         }
         e @ WorkspaceError::Engine(_) => AppError::Unavailable(e.to_string()),
         e @ WorkspaceError::Lock(_) => AppError::Conflict(e.to_string()),
+        // The detail (engine text, the script's output) went to the log where it arose.
+        WorkspaceError::CredentialNotApplied { credential, .. } => AppError::Unavailable(format!(
+            "Your new {credential} is saved and takes effect when the workspace next starts, but it could not be \
+             applied to the running workspace now."
+        )),
         WorkspaceError::NoSuchUser(_) => AppError::Invalid("No such user.".into()),
         e @ WorkspaceError::NotApproved(_) => AppError::Refused(e.to_string()),
         e @ WorkspaceError::StorageFull { .. } => AppError::Unavailable(format!("Sorry: {e}. Your files are untouched.")),
@@ -158,7 +163,7 @@ impl PortalServices for Portal {
             "vnc" => Credential::VncPassword,
             _ => return Err(AppError::Invalid("unknown credential".into())),
         };
-        self.workspaces.regenerate_credential(&user.username, which).await.map_err(workspace_error)
+        self.workspaces.regenerate_credential(&user.username, which).await.map(|_| ()).map_err(workspace_error)
     }
 
     async fn workspaces_overview(&self, _admin: &CurrentUser) -> Result<WorkspacesOverview, AppError> {

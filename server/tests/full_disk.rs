@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth::routes::hosts::HostTemplates;
-use berth::routes::traefik::{TraefikSettings, TraefikWriter};
+use berth::routes::traefik::{RouteSecrets, TraefikSettings, TraefikWriter};
 use support::{Backend, Browser, TestDb, TestServer};
 
 struct SmallDisk {
@@ -54,6 +54,10 @@ impl Drop for SmallDisk {
     }
 }
 
+fn secrets(jupyter_token: &str) -> RouteSecrets {
+    RouteSecrets { jupyter_token: jupyter_token.into(), app_secret: "ab".into() }
+}
+
 fn writer(dir: &Path) -> TraefikWriter {
     TraefikWriter::new(TraefikSettings {
         dir: dir.to_path_buf(),
@@ -80,15 +84,15 @@ fn traefik_files_stay_whole_when_the_disk_is_full() {
     let routes = disk.path.join("traefik");
     std::fs::create_dir(&routes).unwrap();
     let w = writer(&routes);
-    w.write_user("alice", "token-one").expect("write with room to spare");
+    w.write_user("alice", &secrets("token-one")).expect("write with room to spare");
     let alice = routes.join("user-alice.yml");
     let before = std::fs::read_to_string(&alice).unwrap();
     assert!(before.contains("token-one"));
 
     let filler = disk.fill();
-    let error = w.write_user("alice", "token-two").expect_err("no room for the new file");
+    let error = w.write_user("alice", &secrets("token-two")).expect_err("no room for the new file");
     assert!(error.to_string().to_lowercase().contains("space"), "the error says why: {error}");
-    assert!(w.write_user("bob", "token-bob").is_err());
+    assert!(w.write_user("bob", &secrets("token-bob")).is_err());
     // The old file is untouched and valid, and no half-written temporary is left behind.
     assert_eq!(std::fs::read_to_string(&alice).unwrap(), before);
     serde_json::from_str::<serde_json::Value>(&before).expect("still valid");
@@ -97,7 +101,7 @@ fn traefik_files_stay_whole_when_the_disk_is_full() {
     assert!(!names.contains(&"user-bob.yml".to_string()));
 
     std::fs::remove_file(filler).unwrap();
-    w.write_user("alice", "token-two").expect("room again");
+    w.write_user("alice", &secrets("token-two")).expect("room again");
     assert!(std::fs::read_to_string(&alice).unwrap().contains("token-two"));
 }
 

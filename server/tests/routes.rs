@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use berth::routes::hosts::HostTemplates;
-use berth::routes::traefik::{TraefikSettings, TraefikWriter};
+use berth::routes::traefik::{RouteSecrets, TraefikSettings, TraefikWriter};
 use serde_json::Value;
 use support::{location, Backend, Browser, TestDb, TestServer};
 
@@ -31,6 +31,10 @@ fn writer(dir: &Path, cert_resolver: Option<&str>) -> TraefikWriter {
     })
 }
 
+fn secrets(jupyter_token: &str, app_secret: &str) -> RouteSecrets {
+    RouteSecrets { jupyter_token: jupyter_token.into(), app_secret: app_secret.into() }
+}
+
 fn read(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).expect("file is complete JSON (YAML)")
 }
@@ -44,7 +48,7 @@ fn every_generated_file_validates_and_every_router_is_authenticated() {
     for resolver in [Some("le"), None] {
         let dir = tempfile::tempdir().unwrap();
         let w = writer(dir.path(), resolver);
-        let users = [("alice".to_string(), "tok-a".to_string()), ("bob-2".to_string(), "tok-b".to_string())];
+        let users = [("alice".to_string(), secrets("tok-a", "0a0a")), ("bob-2".to_string(), secrets("tok-b", "0b0b"))];
         w.reconcile(&users).unwrap();
         let mut routers_seen = 0;
         for entry in std::fs::read_dir(dir.path()).unwrap() {
@@ -66,6 +70,12 @@ fn every_generated_file_validates_and_every_router_is_authenticated() {
                 let mw = &value["http"]["middlewares"][first]["forwardAuth"];
                 assert_eq!(mw["address"], format!("http://berth:3000/auth/verify?owner={owner}"));
                 assert_eq!(mw["trustForwardHeader"], false);
+                if router_name.ends_with("-code") || router_name.ends_with("-tensorboard") {
+                    let gate = router["middlewares"][1].as_str().unwrap_or_default();
+                    assert_eq!(gate, format!("berth-app-secret-{owner}"), "{name}: {router_name}");
+                    let expected = if owner == "alice" { "0a0a" } else { "0b0b" };
+                    assert_eq!(value["http"]["middlewares"][gate]["headers"]["customRequestHeaders"]["X-Berth-App-Secret"], expected);
+                }
             }
         }
         assert_eq!(routers_seen, 9, "4 routers per user plus the portal's");
@@ -76,7 +86,7 @@ fn every_generated_file_validates_and_every_router_is_authenticated() {
 fn readers_never_see_a_partial_file_during_ten_thousand_rewrites() {
     let dir = tempfile::tempdir().unwrap();
     let w = writer(dir.path(), Some("le"));
-    w.write_user("alice", "token-0").unwrap();
+    w.write_user("alice", &secrets("token-0", "ab")).unwrap();
     let path = dir.path().join("user-alice.yml");
     let done = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicUsize::new(0));
@@ -94,7 +104,7 @@ fn readers_never_see_a_partial_file_during_ten_thousand_rewrites() {
         })
         .collect();
     for i in 0..10_000 {
-        w.write_user("alice", &format!("token-{i}")).unwrap();
+        w.write_user("alice", &secrets(&format!("token-{i}"), "ab")).unwrap();
     }
     done.store(true, Ordering::Relaxed);
     for r in readers {

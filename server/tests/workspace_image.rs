@@ -1,17 +1,29 @@
 //! The real workspace image (slim profile, `make image`) started through Berth itself: SSH with
-//! the user's password, VNC, Jupyter with and without its token, TensorBoard, Docker inside,
-//! and a home that survives stop, reset and start.
+//! the user's password, VNC, Jupyter with and without its token, the app gate in front of
+//! TensorBoard and code-server, passwords regenerated while it runs, Docker inside, and a home
+//! that survives stop, reset and start.
+//!
+//! `BERTH_TEST_WORKSPACE_IMAGE` picks another tag of the image (default `berth/workspace:slim`).
 
 mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use app::model::StepState;
+use berth::workspace::{Credential, CredentialApplied};
 use support::docker::{approved_user, backend, config, docker, username, Cleanup};
 use support::{Backend as DbBackend, TestDb};
 use tokio::io::AsyncReadExt;
 
-const IMAGE: &str = "berth/workspace:slim";
+fn image() -> String {
+    std::env::var("BERTH_TEST_WORKSPACE_IMAGE").unwrap_or_else(|_| "berth/workspace:slim".into())
+}
+
+/// The secret key `support::docker::backend` gives Berth.
+const KEY: [u8; 32] = [42; 32];
+/// sshpass's exit status for a password the server refused.
+const SSHPASS_WRONG_PASSWORD: i32 = 5;
 
 struct Ssh {
     port: u16,
@@ -53,6 +65,35 @@ async fn http_status(url: &str, token: Option<&str>) -> Option<u16> {
     request.send().await.ok().map(|r| r.status().as_u16())
 }
 
+/// A request as it reaches the app gate, with or without `X-Berth-App-Secret`.
+async fn gate_status(url: &str, secret: Option<&str>) -> Option<u16> {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(5)).build().unwrap();
+    let mut request = http.get(url);
+    if let Some(s) = secret {
+        request = request.header("X-Berth-App-Secret", s);
+    }
+    request.send().await.ok().map(|r| r.status().as_u16())
+}
+
+async fn until_gate_status(url: &str, secret: Option<&str>, want: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = gate_status(url, secret).await;
+        if got == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url}: wanted {want}, got {got:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The obfuscated VNC password file as base64, and what `vncpasswd -f` makes of `password`.
+fn vnc_file_and_expected(container: &str, user: &str, password: Option<&str>) -> (String, Option<String>) {
+    let file = docker(&["exec", container, "base64", &format!("/home/{user}/.vnc/passwd")]);
+    let expected = password.map(|p| docker(&["exec", container, "sh", "-c", &format!("printf '%s\\n' '{p}' | vncpasswd -f | base64")]));
+    (file, expected)
+}
+
 async fn until_status(url: &str, token: Option<&str>, want: u16, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
@@ -67,14 +108,15 @@ async fn until_status(url: &str, token: Option<&str>, want: u16, within: Duratio
 
 #[tokio::test]
 async fn slim_workspace_image_through_berth() {
+    let image = image();
     assert!(
-        !docker(&["image", "inspect", "-f", "{{.Id}}", IMAGE]).is_empty(),
-        "{IMAGE} missing: run `make image` (make test does)"
+        !docker(&["image", "inspect", "-f", "{{.Id}}", &image]).is_empty(),
+        "{image} missing: run `make image` (make test does)"
     );
     let cleanup = Cleanup::new();
     let db = TestDb::new(DbBackend::Sqlite).await;
     let mut config = config(&cleanup, &db.dir.path().join("storage"), 32000);
-    config.workspace_image = IMAGE.into();
+    config.workspace_image = image.clone();
     // This engine refuses --privileged; the image's Docker-in-Docker runs with all capabilities.
     config.workspace.isolation = berth::config::Isolation::Capabilities;
     config.workspace.stop_timeout_seconds = 10;
@@ -115,7 +157,87 @@ async fn slim_workspace_image_through_berth() {
     until_status(&format!("http://{ip}:8888/api/contents"), Some(token), 200, Duration::from_secs(180)).await;
     assert_eq!(http_status(&format!("http://{ip}:8888/api/contents"), None).await, Some(403), "no token, no API");
     assert_eq!(http_status(&format!("http://{ip}:8888/api/contents"), Some("wrong-token")).await, Some(403));
-    until_status(&format!("http://{ip}:6006/"), None, 200, Duration::from_secs(120)).await;
+
+    // The app gate: TensorBoard and code-server only for requests with the user's app secret,
+    // which Berth derives from its key and only the user's Traefik routes send.
+    let app_secret = berth::crypto::AppSecrets::new(&KEY).for_user(&user);
+    assert_eq!(record.secrets.app_secret, app_secret);
+    assert_eq!(app_secret.len(), 64);
+    let tensorboard = format!("http://{ip}:6006/");
+    until_gate_status(&tensorboard, Some(&app_secret), 200, Duration::from_secs(120)).await;
+    assert_eq!(gate_status(&tensorboard, None).await, Some(403), "no secret, no TensorBoard");
+    assert_eq!(gate_status(&tensorboard, Some(&"0".repeat(64))).await, Some(403), "a wrong secret");
+    assert_eq!(gate_status(&tensorboard, Some(&app_secret[..63])).await, Some(403), "a prefix of the secret");
+    let code = format!("http://{ip}:8443/");
+    assert_eq!(gate_status(&code, None).await, Some(403), "no secret, no code-server");
+    assert_eq!(gate_status(&code, Some(&app_secret)).await, Some(502), "let through, but slim has no code-server behind");
+    // The dashboard's probes ask through the gate: TensorBoard answers there, and the gate
+    // alone does not pass for slim's missing code-server.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let steps = w.view(&user).await.unwrap().steps;
+        let state = |name: &str| steps.iter().find(|s| s.name == name).map(|s| s.state);
+        if state("TensorBoard answering") == Some(StepState::Done) {
+            assert_ne!(state("VS Code answering"), Some(StepState::Done), "{steps:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "TensorBoard never reported answering: {steps:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Behind the gate, TensorBoard listens on loopback only: not on the user's network.
+    let direct = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect((ip.as_str(), 16006))).await;
+    assert!(matches!(direct, Ok(Err(_))), "TensorBoard's own port answers from outside: {direct:?}");
+    let container = format!("workspace-{user}");
+    assert_eq!(docker(&["exec", &container, "stat", "-c", "%U %a", "/etc/berth/app-gate.conf"]), "root 600");
+
+    // A new SSH password applies to the running workspace at once: the old one stops working.
+    let started_at = docker(&["inspect", "-f", "{{.State.StartedAt}}", &container]);
+    let old_password = record.secrets.ssh_password.clone();
+    let applied = w.regenerate_credential(&user, Credential::SshPassword).await.expect("regenerate the SSH password");
+    assert_eq!(applied, CredentialApplied::Now);
+    let record = w.record(account.id).await.unwrap().unwrap();
+    assert_ne!(record.secrets.ssh_password, old_password);
+    let ssh = Ssh { port: ports.ssh, user: user.clone(), password: record.secrets.ssh_password.clone() };
+    let old_ssh = Ssh { port: ports.ssh, user: user.clone(), password: old_password };
+    let out = ssh.run("id -un");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), user, "new password: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(old_ssh.run("true").status.code(), Some(SSHPASS_WRONG_PASSWORD), "the old password is refused");
+    // Given on stdin: neither the container's nor any exec's configuration holds it.
+    let inspected = docker(&["inspect", &container]);
+    assert!(!inspected.contains(&record.secrets.ssh_password), "the new password shows in docker inspect");
+    assert_eq!(docker(&["inspect", "-f", "{{.State.StartedAt}}", &container]), started_at, "no restart");
+
+    // The same for VNC: ~/.vnc/passwd now holds the new password.
+    let (vnc_before, _) = vnc_file_and_expected(&container, &user, None);
+    assert_eq!(w.regenerate_credential(&user, Credential::VncPassword).await.expect("regenerate VNC"), CredentialApplied::Now);
+    let record = w.record(account.id).await.unwrap().unwrap();
+    let (vnc_after, expected) = vnc_file_and_expected(&container, &user, Some(&record.secrets.vnc_password));
+    assert_eq!(Some(vnc_after.clone()), expected, "~/.vnc/passwd is vncpasswd -f of the new password");
+    assert_ne!(vnc_after, vnc_before);
+    assert_eq!(docker(&["exec", &container, "stat", "-c", "%U %a", &format!("/home/{user}/.vnc/passwd")]), format!("{user} 600"));
+
+    // Docker restarting this same container (its restart policy, a reboot) brings back the
+    // environment with the old passwords; the new ones must survive that too.
+    docker(&["restart", "-t", "10", &container]);
+    // The entrypoint sets the passwords before supervisord starts sshd: once sshd greets, they
+    // are what they will be.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut banner = [0u8; 4];
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", ports.ssh)).await {
+            if tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut banner)).await.is_ok_and(|r| r.is_ok())
+                && &banner == b"SSH-"
+            {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "sshd never came back after the restart");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let out = ssh.run("true");
+    assert!(out.status.success(), "the new password after a restart: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(old_ssh.run("true").status.code(), Some(SSHPASS_WRONG_PASSWORD), "the old password is still refused");
+    assert_eq!(vnc_file_and_expected(&container, &user, None).0, vnc_after, "the new VNC password survives the restart");
 
     // Docker-in-Docker.
     let driver = ssh.until_ok("docker info --format '{{.Driver}}'", Duration::from_secs(120));

@@ -274,6 +274,41 @@ async fn drift_is_shown_and_applied_at_the_next_start() {
 }
 
 #[tokio::test]
+async fn a_regenerated_password_is_kept_when_the_running_workspace_cannot_take_it() {
+    use berth::workspace::{Credential, CredentialApplied, WorkspaceError};
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let config = config(&cleanup, &db.dir.path().join("storage"), 27500);
+    let b = backend(&config, &db.url).await;
+    let user = username("cred");
+    approved_user(&b, &user).await;
+    let w = b.workspaces.clone();
+    let account = b.accounts.find_by_name(&user).await.unwrap();
+
+    // Nothing running: storing it is all there is to do; the next start applies it.
+    assert_eq!(w.regenerate_credential(&user, Credential::SshPassword).await.unwrap(), CredentialApplied::AtNextStart);
+
+    // The busybox stand-in lacks the image's berth-set-credentials, so the exec fails.
+    w.start(&user).await.unwrap();
+    let before = w.record(account.id).await.unwrap().unwrap().secrets.ssh_password;
+    let error = w.regenerate_credential(&user, Credential::SshPassword).await.expect_err("the exec cannot work here");
+    let text = error.to_string();
+    assert!(
+        text.starts_with("the new SSH password is saved and takes effect when the workspace next starts, but it could not be applied to the running workspace now: "),
+        "{text}"
+    );
+    assert!(text.contains("/usr/local/lib/berth/berth-set-credentials"), "says what failed: {text}");
+    assert!(text.contains("no such file or directory"), "and why: {text}");
+    assert!(matches!(error, WorkspaceError::CredentialNotApplied { credential: "SSH password", .. }));
+    let after = w.record(account.id).await.unwrap().unwrap().secrets.ssh_password;
+    assert_ne!(after, before, "the new password is stored all the same");
+    assert_eq!(after.len(), 20);
+
+    w.stop(&user).await.unwrap();
+    assert_eq!(w.regenerate_credential(&user, Credential::VncPassword).await.unwrap(), CredentialApplied::AtNextStart);
+}
+
+#[tokio::test]
 async fn reconcile_adopts_and_reports_orphans_and_foreign_containers() {
     let cleanup = Cleanup::new();
     let db = TestDb::new(DbBackend::Sqlite).await;

@@ -272,7 +272,8 @@ fn Credentials() -> impl IntoView {
                 <input type="hidden" name="which" value="vnc"/>
                 <button type="submit" class="small">"New VNC password"</button>
             </ActionForm>
-            <p class="muted">"New passwords apply when the workspace next starts from a stopped state."</p>
+            {move || regenerate.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error">{e.to_string()}</p> })}
+            <p class="muted">"A new password applies at once; a stopped workspace gets it when it starts."</p>
         </details>
     }
 }

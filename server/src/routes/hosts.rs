@@ -45,6 +45,12 @@ impl App {
         }
     }
 
+    /// Whether the image's app gate fronts this app: code-server and TensorBoard have no auth of
+    /// their own, so the gate lets through only requests carrying the user's app secret.
+    pub fn gated(self) -> bool {
+        matches!(self, App::Code | App::TensorBoard)
+    }
+
     /// The port inside the workspace container.
     pub fn port(self) -> u16 {
         use crate::workspace::spec::container_port;

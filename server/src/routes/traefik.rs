@@ -40,6 +40,22 @@ pub struct TraefikWriter {
     pub settings: TraefikSettings,
 }
 
+/// The header the workspace image's app gate requires (see docker/workspace/README.md).
+pub const APP_SECRET_HEADER: &str = "X-Berth-App-Secret";
+
+/// What a user's routers inject on the way in; the browser never sees either.
+#[derive(Clone, PartialEq)]
+pub struct RouteSecrets {
+    pub jupyter_token: String,
+    pub app_secret: String,
+}
+
+impl std::fmt::Debug for RouteSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouteSecrets(<redacted>)")
+    }
+}
+
 pub fn auth_middleware(user: &str) -> String {
     format!("berth-auth-{user}")
 }
@@ -74,10 +90,12 @@ impl TraefikWriter {
     }
 
     /// One user's routers: every one carries the owner's forwardAuth first; Jupyter also gets
-    /// its token injected so the browser never sees it.
-    pub fn render_user(&self, user: &str, jupyter_token: &str) -> Value {
+    /// its token injected, code-server and TensorBoard the app secret their gate requires, so
+    /// the browser never sees either and a request that bypasses Traefik has neither.
+    pub fn render_user(&self, user: &str, secrets: &RouteSecrets) -> Value {
         let auth = auth_middleware(user);
         let jupyter_token_mw = format!("berth-jupyter-token-{user}");
+        let app_secret_mw = format!("berth-app-secret-{user}");
         let mut routers = Map::new();
         let mut services = Map::new();
         for (app, host) in self.settings.hosts.hosts(user, &self.settings.domain) {
@@ -85,6 +103,9 @@ impl TraefikWriter {
             let mut middlewares = vec![auth.clone()];
             if app == App::Jupyter {
                 middlewares.push(jupyter_token_mw.clone());
+            }
+            if app.gated() {
+                middlewares.push(app_secret_mw.clone());
             }
             routers.insert(name.clone(), self.router(format!("Host(`{host}`)"), middlewares, &name));
             services.insert(
@@ -106,7 +127,10 @@ impl TraefikWriter {
                     "maxResponseBodySize": 65536,
                 }},
                 jupyter_token_mw: { "headers": { "customRequestHeaders": {
-                    "Authorization": format!("token {jupyter_token}"),
+                    "Authorization": format!("token {}", secrets.jupyter_token),
+                }}},
+                app_secret_mw: { "headers": { "customRequestHeaders": {
+                    APP_SECRET_HEADER: secrets.app_secret,
                 }}},
             },
             "routers": routers,
@@ -157,8 +181,8 @@ impl TraefikWriter {
         Ok(())
     }
 
-    pub fn write_user(&self, user: &str, jupyter_token: &str) -> Result<(), TraefikError> {
-        let value = self.render_user(user, jupyter_token);
+    pub fn write_user(&self, user: &str, secrets: &RouteSecrets) -> Result<(), TraefikError> {
+        let value = self.render_user(user, secrets);
         Self::check_user(&value, user)?;
         self.write_atomic(&user_file(user), &value)
     }
@@ -177,12 +201,12 @@ impl TraefikWriter {
     }
 
     /// Makes the directory hold exactly the portal file and one file per listed user.
-    pub fn reconcile(&self, users: &[(String, String)]) -> Result<Vec<String>, TraefikError> {
+    pub fn reconcile(&self, users: &[(String, RouteSecrets)]) -> Result<Vec<String>, TraefikError> {
         std::fs::create_dir_all(&self.settings.dir)
             .map_err(|source| TraefikError::Io { path: self.settings.dir.clone(), source })?;
         self.write_portal()?;
-        for (user, token) in users {
-            self.write_user(user, token)?;
+        for (user, secrets) in users {
+            self.write_user(user, secrets)?;
         }
         let mut removed = Vec::new();
         let entries = std::fs::read_dir(&self.settings.dir)
@@ -251,11 +275,15 @@ mod tests {
         })
     }
 
+    fn secrets(token: &str) -> RouteSecrets {
+        RouteSecrets { jupyter_token: token.into(), app_secret: "ab12".into() }
+    }
+
     #[test]
     fn user_file_has_four_authenticated_routers() {
         let dir = tempfile::tempdir().unwrap();
         let w = writer(dir.path());
-        let v = w.render_user("alice", "tok123");
+        let v = w.render_user("alice", &secrets("tok123"));
         let routers = v["http"]["routers"].as_object().unwrap();
         assert_eq!(routers.len(), 4);
         assert_eq!(routers["alice-code"]["rule"], "Host(`alice-code.lab.org`)");
@@ -275,15 +303,38 @@ mod tests {
     }
 
     #[test]
+    fn code_and_tensorboard_get_the_app_secret_after_the_owners_auth() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(dir.path());
+        // The secret Berth derives for alice under the key 00 01 .. 1f (see crypto.rs).
+        let app_secret = crate::crypto::AppSecrets::new(&std::array::from_fn(|i| i as u8)).for_user("alice");
+        let v = w.render_user("alice", &RouteSecrets { jupyter_token: "tok123".into(), app_secret });
+        let routers = &v["http"]["routers"];
+        assert_eq!(routers["alice-code"]["middlewares"], json!(["berth-auth-alice", "berth-app-secret-alice"]));
+        assert_eq!(routers["alice-tensorboard"]["middlewares"], json!(["berth-auth-alice", "berth-app-secret-alice"]));
+        // Jupyter has its own token and noVNC its VNC password: neither gets the app secret.
+        assert_eq!(routers["alice-jupyter"]["middlewares"], json!(["berth-auth-alice", "berth-jupyter-token-alice"]));
+        assert_eq!(routers["alice-desktop"]["middlewares"], json!(["berth-auth-alice"]));
+        assert_eq!(
+            v["http"]["middlewares"]["berth-app-secret-alice"],
+            json!({ "headers": { "customRequestHeaders": {
+                "X-Berth-App-Secret": "d182779b3dce5f8ff0bbcce5ec24c12d3783d0c850a8fd4d7c8b8db7eaa0c6b6"
+            }}})
+        );
+        TraefikWriter::check_user(&v, "alice").unwrap();
+        assert!(!format!("{:?}", secrets("tok123")).contains("tok123"));
+    }
+
+    #[test]
     fn check_refuses_a_router_without_the_owners_auth() {
         let dir = tempfile::tempdir().unwrap();
         let w = writer(dir.path());
-        let mut v = w.render_user("alice", "t");
+        let mut v = w.render_user("alice", &secrets("t"));
         v["http"]["routers"]["alice-code"]["middlewares"] = json!([]);
         assert!(TraefikWriter::check_user(&v, "alice").is_err());
-        let v = w.render_user("alice", "t");
+        let v = w.render_user("alice", &secrets("t"));
         assert!(TraefikWriter::check_user(&v, "bob").is_err(), "alice's file is not bob's");
-        let mut v = w.render_user("alice", "t");
+        let mut v = w.render_user("alice", &secrets("t"));
         v["http"]["middlewares"]["berth-auth-alice"]["forwardAuth"]["address"] = json!("http://berth:3000/auth/verify?owner=bob");
         assert!(TraefikWriter::check_user(&v, "alice").is_err());
     }
@@ -292,9 +343,9 @@ mod tests {
     fn atomic_write_leaves_no_temporary_files_and_reconcile_repairs() {
         let dir = tempfile::tempdir().unwrap();
         let w = writer(dir.path());
-        w.write_user("stale", "t").unwrap();
+        w.write_user("stale", &secrets("t")).unwrap();
         std::fs::write(dir.path().join(user_file("alice")), "http: {routers: {broken").unwrap();
-        let removed = w.reconcile(&[("alice".into(), "t1".into()), ("bob".into(), "t2".into())]).unwrap();
+        let removed = w.reconcile(&[("alice".into(), secrets("t1")), ("bob".into(), secrets("t2"))]).unwrap();
         assert_eq!(removed, vec!["stale".to_string()]);
         let mut names: Vec<String> =
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();

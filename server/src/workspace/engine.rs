@@ -3,15 +3,21 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EventMessage, NetworkConnectRequest, NetworkCreateRequest};
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EventMessage, ExecConfig, NetworkConnectRequest,
+    NetworkCreateRequest,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::RwLock;
 
 use super::spec::LABEL_MANAGED;
@@ -28,6 +34,9 @@ pub enum EngineError {
     ImageMissing(String),
     #[error("docker {op} failed: {message}")]
     Operation { op: &'static str, status: u16, message: String },
+    /// The engine answered, but the attached stream broke or went quiet (no HTTP status).
+    #[error("docker {op} failed: {message}")]
+    Stream { op: &'static str, message: String },
 }
 
 /// An error with its chain of causes: hyper's "client error (Connect)" alone does not say
@@ -47,12 +56,19 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 }
 
 impl EngineError {
-    fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             EngineError::Operation { status, .. } => Some(*status),
             _ => None,
         }
     }
+}
+
+/// How a command run in a container ended, and what it printed (stdout and stderr together).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    pub exit_code: Option<i64>,
+    pub output: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +219,65 @@ impl Engine {
                 e => Err(e),
             },
         }
+    }
+
+    /// Runs `cmd` as root in the running container `name`, writes `input` to its stdin, and
+    /// waits (at most `timeout`) for it to end. Secrets go in through stdin because an exec's
+    /// argv shows in `ps` inside the container and in `docker inspect` of the exec, and its
+    /// environment in the exec's inspect data too; stdin is seen by the process alone.
+    /// A stopped container gives `Operation` with status 409.
+    pub async fn exec_with_input(&self, name: &str, cmd: &[&str], input: &[u8], timeout: Duration) -> Result<ExecOutcome, EngineError> {
+        let docker = self.client().await?;
+        let config = ExecConfig {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            cmd: Some(cmd.iter().map(|a| a.to_string()).collect()),
+            // Numeric: root by name needs an /etc/passwd entry the image may not have.
+            user: Some("0".into()),
+            ..Default::default()
+        };
+        let id = match docker.create_exec(name, config).await {
+            Ok(created) => created.id,
+            Err(e) => return Err(self.fail("exec", e).await),
+        };
+        let stream_error = |message: String| EngineError::Stream { op: "exec", message };
+        let run = async {
+            let options = StartExecOptions { detach: false, tty: false, output_capacity: None };
+            let (mut output, mut stdin) = match docker.start_exec(&id, Some(options)).await {
+                Ok(StartExecResults::Attached { output, input }) => (output, input),
+                Ok(StartExecResults::Detached) => return Err(stream_error("the engine started it detached".into())),
+                Err(e) => return Err(self.fail("exec", e).await),
+            };
+            stdin.write_all(input).await.map_err(|e| stream_error(format!("writing its input: {e}")))?;
+            stdin.flush().await.map_err(|e| stream_error(format!("writing its input: {e}")))?;
+            // End of input, for commands that read to EOF; a half-closed socket may refuse it,
+            // and the output below still tells how the command ended.
+            let _ = stdin.shutdown().await;
+            let mut text = String::new();
+            while let Some(chunk) = output.next().await {
+                match chunk {
+                    Ok(log) => text.push_str(&log.to_string()),
+                    Err(e) => return Err(stream_error(format!("reading its output: {}", with_causes(&e)))),
+                }
+            }
+            Ok(text)
+        };
+        let output = match tokio::time::timeout(timeout, run).await {
+            Ok(result) => result?,
+            Err(_) => return Err(stream_error(format!("{} did not finish within {} s", cmd.join(" "), timeout.as_secs()))),
+        };
+        // The stream ends when the process does, but the engine may record the exit code a
+        // moment later.
+        for _ in 0..20 {
+            match docker.inspect_exec(&id).await {
+                Ok(info) if info.running == Some(false) => return Ok(ExecOutcome { exit_code: info.exit_code, output }),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => return Err(self.fail("exec inspect", e).await),
+            }
+        }
+        Ok(ExecOutcome { exit_code: None, output })
     }
 
     pub async fn ensure_network(&self, name: &str, labels: HashMap<String, String>) -> Result<(), EngineError> {

@@ -6,4 +6,4 @@ pub mod service;
 pub mod spec;
 
 pub use engine::{Engine, EngineError};
-pub use service::{Credential, ReconcileReport, WorkspaceError, Workspaces};
+pub use service::{Credential, CredentialApplied, ReconcileReport, WorkspaceError, Workspaces};

@@ -15,7 +15,7 @@ use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
 use futures_util::StreamExt;
 use sqlx::Row as _;
 
-use super::engine::{Engine, EngineError, Usage};
+use super::engine::{Engine, EngineError, ExecOutcome, Usage};
 use super::lock::{LockError, UserLocks};
 use super::spec::{
     build_spec, container_name, container_port, PortBlock, ResourceOverrides, SpecError, WorkspaceSecrets,
@@ -24,8 +24,8 @@ use super::spec::{
 use crate::config::Isolation;
 use crate::accounts::{AccountError, Accounts, User};
 use crate::routes::hosts::{App, HostTemplates};
-use crate::routes::traefik::TraefikWriter;
-use crate::crypto::{random_password, SecretBox};
+use crate::routes::traefik::{RouteSecrets, TraefikWriter};
+use crate::crypto::{random_password, AppSecrets, SecretBox};
 use crate::db::{now, Db};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,9 @@ pub enum WorkspaceError {
     Database(#[from] sqlx::Error),
     #[error("routes: {0}")]
     Routes(String),
+    /// Said to the user as is: the new credential is safe in the database either way.
+    #[error("the new {credential} is saved and takes effect when the workspace next starts, but it could not be applied to the running workspace now: {why}")]
+    CredentialNotApplied { credential: &'static str, why: String },
 }
 
 impl From<AccountError> for WorkspaceError {
@@ -100,6 +103,7 @@ pub struct Workspaces {
     engine: Arc<Engine>,
     settings: WorkspaceSettings,
     sealer: SecretBox,
+    app_secrets: AppSecrets,
     locks: UserLocks,
     progress: Mutex<HashMap<String, Progress>>,
     engine_problem: Mutex<Option<String>>,
@@ -133,6 +137,7 @@ impl Workspaces {
             engine,
             settings,
             sealer: SecretBox::new(key),
+            app_secrets: AppSecrets::new(key),
             progress: Mutex::new(HashMap::new()),
             engine_problem: Mutex::new(None),
             isolation: tokio::sync::OnceCell::new(),
@@ -144,9 +149,9 @@ impl Workspaces {
     }
 
     /// Writes (or rewrites) the user's Traefik file; a failure is logged and shown, not fatal.
-    fn write_routes(&self, username: &str, jupyter_token: &str) {
+    fn write_routes(&self, username: &str, secrets: &WorkspaceSecrets) {
         if let Some(routes) = &self.routes {
-            match routes.write_user(username, jupyter_token) {
+            match routes.write_user(username, &route_secrets(secrets)) {
                 Ok(()) => self.step(username, "routes", StepState::Done, None),
                 Err(e) => {
                     tracing::error!(user = username, error = %e, "cannot write Traefik routes");
@@ -187,7 +192,12 @@ impl Workspaces {
         let mut users = Vec::new();
         for row in rows {
             let token: String = row.try_get("token")?;
-            users.push((row.try_get::<String, _>("username")?, self.sealer.open(&token).map_err(|_| WorkspaceError::Secrets)?));
+            let username: String = row.try_get("username")?;
+            let secrets = RouteSecrets {
+                jupyter_token: self.sealer.open(&token).map_err(|_| WorkspaceError::Secrets)?,
+                app_secret: self.app_secrets.for_user(&username),
+            };
+            users.push((username, secrets));
         }
         routes.reconcile(&users).map_err(|e| WorkspaceError::Routes(e.to_string()))
     }
@@ -255,8 +265,12 @@ impl Workspaces {
 
     pub async fn record(&self, user_id: i64) -> Result<Option<WorkspaceRecord>, WorkspaceError> {
         let row = sqlx::query(
-            "SELECT user_id, slot, ssh_password, vnc_password, jupyter_token, desired_state, memory_reservation_gib,
-                    memory_limit_gib, swap_gib, cpu_millis, shm_gib, gpus FROM workspaces WHERE user_id = $1",
+            "SELECT w.user_id AS user_id, w.slot AS slot, w.ssh_password AS ssh_password, w.vnc_password AS vnc_password,
+                    w.jupyter_token AS jupyter_token, w.desired_state AS desired_state,
+                    w.memory_reservation_gib AS memory_reservation_gib, w.memory_limit_gib AS memory_limit_gib,
+                    w.swap_gib AS swap_gib, w.cpu_millis AS cpu_millis, w.shm_gib AS shm_gib, w.gpus AS gpus,
+                    u.username AS username
+             FROM workspaces w JOIN users u ON u.id = w.user_id WHERE w.user_id = $1",
         )
         .bind(user_id)
         .fetch_optional(&self.db.pool)
@@ -276,6 +290,7 @@ impl Workspaces {
                 ssh_password: open("ssh_password")?,
                 vnc_password: open("vnc_password")?,
                 jupyter_token: open("jupyter_token")?,
+                app_secret: self.app_secrets.for_user(&row.try_get::<String, _>("username")?),
             },
             desired_running: row.try_get::<String, _>("desired_state")? == "running",
             overrides: ResourceOverrides {
@@ -336,23 +351,61 @@ impl Workspaces {
         Ok(())
     }
 
-    /// Replaces one of the user's service credentials; applied when the workspace is next recreated.
-    pub async fn regenerate_credential(&self, username: &str, which: Credential) -> Result<(), WorkspaceError> {
+    /// Replaces one of the user's service credentials. A running workspace gets it at once
+    /// (through `docker exec` of the image's `berth-set-credentials`); otherwise the entrypoint
+    /// applies it at the next start, from the recreated container's environment.
+    pub async fn regenerate_credential(&self, username: &str, which: Credential) -> Result<CredentialApplied, WorkspaceError> {
         let user = self.approved_user(username).await?;
         let guard = self.locks.lock(username).await?;
-        self.ensure_record(&user).await?;
+        let result = self.regenerate_locked(&user, which).await;
+        guard.release().await;
+        result
+    }
+
+    async fn regenerate_locked(&self, user: &User, which: Credential) -> Result<CredentialApplied, WorkspaceError> {
+        self.ensure_record(user).await?;
         let (column, value) = match which {
             Credential::SshPassword => ("ssh_password", random_password(20)),
             Credential::VncPassword => ("vnc_password", random_password(8)),
         };
+        // Stored before anything is tried on the container, so a failure below never loses it:
+        // the next start applies what the database holds.
         sqlx::query(&format!("UPDATE workspaces SET {column} = $1, updated_at = $2 WHERE user_id = $3"))
             .bind(self.sealer.seal(&value))
             .bind(now())
             .bind(user.id)
             .execute(&self.db.pool)
             .await?;
-        guard.release().await;
-        Ok(())
+        let not_applied = |why: String| {
+            tracing::warn!(user = %user.username, credential = which.label(), why = %why, "new credential not applied to the running workspace");
+            WorkspaceError::CredentialNotApplied { credential: which.label(), why }
+        };
+        let name = container_name(&user.username);
+        let inspected = self.engine.inspect(&name).await;
+        self.note_engine(&inspected);
+        let running = match inspected {
+            Ok(info) => matches!(info.as_ref().map(container_state), Some(ContainerStateStatusEnum::RUNNING)),
+            Err(e) => return Err(not_applied(e.to_string())),
+        };
+        if !running {
+            return Ok(CredentialApplied::AtNextStart);
+        }
+        let input = format!("{value}\n");
+        let outcome = self.engine.exec_with_input(&name, &[SET_CREDENTIALS, which.key()], input.as_bytes(), EXEC_TIMEOUT).await;
+        self.note_engine(&outcome);
+        match outcome {
+            Ok(ExecOutcome { exit_code: Some(0), .. }) => {
+                tracing::info!(user = %user.username, credential = which.label(), "new credential applied to the running workspace");
+                Ok(CredentialApplied::Now)
+            }
+            Ok(ExecOutcome { exit_code, output }) => {
+                let code = exit_code.map_or_else(|| "an unknown status".to_string(), |c| c.to_string());
+                Err(not_applied(format!("{SET_CREDENTIALS} exited with {code}: {}", output.trim())))
+            }
+            // It stopped since we looked: the next start applies the stored one.
+            Err(e) if e.status() == Some(409) => Ok(CredentialApplied::AtNextStart),
+            Err(e) => Err(not_applied(e.to_string())),
+        }
     }
 
     pub async fn set_overrides(&self, username: &str, o: &ResourceOverrides) -> Result<(), WorkspaceError> {
@@ -541,7 +594,7 @@ impl Workspaces {
             .await;
         self.note_engine(&result);
         if let Some(record) = self.record(user.id).await? {
-            self.write_routes(username, &record.secrets.jupyter_token);
+            self.write_routes(username, &record.secrets);
         }
         self.finish(username, result.as_ref().err().map(|e| e.to_string()));
         guard.release().await;
@@ -654,7 +707,7 @@ impl Workspaces {
             }
         }
         *self.engine_problem.lock().expect("engine state") = None;
-        self.write_routes(username, &record.secrets.jupyter_token);
+        self.write_routes(username, &record.secrets);
         tracing::info!(user = username, "workspace running");
         self.spawn_probes(username.to_string());
         Ok(())
@@ -719,14 +772,16 @@ impl Workspaces {
                 this.step(&username, &format!("{name} answering"), StepState::Running, None);
             }
             let deadline = tokio::time::Instant::now() + this.probe_timeout;
+            let app_secret = this.app_secrets.for_user(&username);
             let mut waiting: Vec<(&str, u16)> = PROBES.to_vec();
             while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
                 let mut still = Vec::new();
                 for (name, port) in waiting {
-                    let connect = tokio::net::TcpStream::connect((ip, port));
-                    match tokio::time::timeout(Duration::from_millis(500), connect).await {
-                        Ok(Ok(_)) => this.step(&username, &format!("{name} answering"), StepState::Done, None),
-                        _ => still.push((name, port)),
+                    let gated = App::ALL.iter().any(|app| app.gated() && app.port() == port);
+                    if answers(ip, port, gated.then_some(app_secret.as_str())).await {
+                        this.step(&username, &format!("{name} answering"), StepState::Done, None);
+                    } else {
+                        still.push((name, port));
                     }
                 }
                 waiting = still;
@@ -1025,6 +1080,37 @@ pub enum Credential {
     VncPassword,
 }
 
+impl Credential {
+    /// The argument `berth-set-credentials` takes.
+    fn key(self) -> &'static str {
+        match self {
+            Credential::SshPassword => "ssh",
+            Credential::VncPassword => "vnc",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Credential::SshPassword => "SSH password",
+            Credential::VncPassword => "VNC password",
+        }
+    }
+}
+
+/// When a regenerated credential takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialApplied {
+    /// The running workspace uses it already.
+    Now,
+    /// Nothing is running: the next start applies it.
+    AtNextStart,
+}
+
+/// The image's script that applies a password read from stdin to the running workspace.
+const SET_CREDENTIALS: &str = "/usr/local/lib/berth/berth-set-credentials";
+/// chpasswd and vncpasswd take well under a second; a hung exec must not hold the user's lock.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReconcileReport {
     pub adopted: Vec<String>,
@@ -1035,6 +1121,35 @@ pub struct ReconcileReport {
     /// Wanted running but could not be started, with why.
     pub failed: Vec<String>,
     pub stale_routes: Vec<String>,
+}
+
+/// Whether a service accepts connections. The app gate accepts them on the code-server and
+/// TensorBoard ports even when nothing runs behind it (slim has no code-server), so those are
+/// asked through the gate with the user's secret: a 502, 503 or 504 from it means the service
+/// itself is not up yet.
+async fn answers(ip: std::net::IpAddr, port: u16, gate_secret: Option<&str>) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = tokio::net::TcpStream::connect((ip, port));
+    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_millis(500), connect).await else { return false };
+    let Some(secret) = gate_secret else { return true };
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {ip}:{port}\r\n{}: {secret}\r\nConnection: close\r\n\r\n",
+        crate::routes::traefik::APP_SECRET_HEADER
+    );
+    let exchange = async {
+        stream.write_all(request.as_bytes()).await?;
+        let mut status_line = [0u8; 12];
+        stream.read_exact(&mut status_line).await?;
+        Ok::<_, std::io::Error>(status_line)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), exchange).await {
+        Ok(Ok(line)) => line.starts_with(b"HTTP/1.") && !matches!(&line[9..12], b"502" | b"503" | b"504"),
+        _ => false,
+    }
+}
+
+fn route_secrets(secrets: &WorkspaceSecrets) -> RouteSecrets {
+    RouteSecrets { jupyter_token: secrets.jupyter_token.clone(), app_secret: secrets.app_secret.clone() }
 }
 
 fn container_state(info: &ContainerInspectResponse) -> ContainerStateStatusEnum {

@@ -77,6 +77,9 @@ pub struct WorkspaceSecrets {
     pub ssh_password: String,
     pub vnc_password: String,
     pub jupyter_token: String,
+    /// What the image's app gate (code-server, TensorBoard) requires in `X-Berth-App-Secret`;
+    /// only the user's Traefik routes send it. Derived from Berth's key (`crypto::AppSecrets`).
+    pub app_secret: String,
 }
 
 impl std::fmt::Debug for WorkspaceSecrets {
@@ -320,6 +323,7 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
         format!("BERTH_PASSWORD={}", user.secrets.ssh_password),
         format!("BERTH_VNC_PASSWORD={}", user.secrets.vnc_password),
         format!("BERTH_JUPYTER_TOKEN={}", user.secrets.jupyter_token),
+        format!("BERTH_APP_SECRET={}", user.secrets.app_secret),
     ];
     if !isolation.docker_inside() {
         // Without privileges the inner dockerd can only fail and restart forever.
@@ -414,6 +418,7 @@ mod tests {
                 ssh_password: "ssh-pw".into(),
                 vnc_password: "vnc-pw".into(),
                 jupyter_token: "jt".into(),
+                app_secret: "0123abcd".into(),
             },
             overrides: ResourceOverrides::default(),
         }
@@ -603,12 +608,13 @@ mod tests {
         let spec = build_spec(&alice(2), &settings()).unwrap();
         let env = spec.body.env.clone().unwrap();
         for expected in ["BERTH_USER=alice", "BERTH_UID=10002", "BERTH_GID=10002", "BERTH_PASSWORD=ssh-pw",
-            "BERTH_VNC_PASSWORD=vnc-pw", "BERTH_JUPYTER_TOKEN=jt"] {
+            "BERTH_VNC_PASSWORD=vnc-pw", "BERTH_JUPYTER_TOKEN=jt", "BERTH_APP_SECRET=0123abcd"] {
             assert!(env.contains(&expected.to_string()), "{expected}");
         }
         let policy = host_config(&spec).restart_policy.clone().unwrap();
         assert_eq!(policy.name, Some(RestartPolicyNameEnum::UNLESS_STOPPED));
         assert!(!format!("{:?}", alice(0).secrets).contains("ssh-pw"));
+        assert!(!format!("{:?}", alice(0).secrets).contains("0123abcd"));
     }
 
     #[test]
