@@ -39,6 +39,18 @@ async def main():
 asyncio.run(main())
 "#;
 
+/// HTTP statuses of argv[1] and argv[2] without the app secret, then of argv[1] with argv[3].
+const APP_STATUS: &str = r#"
+import json, sys, urllib.request, urllib.error
+def status(url, secret=None):
+    request = urllib.request.Request(url, headers={"X-Berth-App-Secret": secret} if secret else {})
+    try:
+        return urllib.request.urlopen(request, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+print(json.dumps([status(sys.argv[1]), status(sys.argv[2]), status(sys.argv[1], sys.argv[3])]))
+"#;
+
 /// What connected, seen from inside `container` as the workspace user `uid`.
 fn open_from(container: &str, uid: u32, targets: &[String]) -> Vec<String> {
     let mut args = vec!["exec".to_string(), "-u".into(), uid.to_string(), container.into(), "python3".into(), "-c".into(), PROBE.into()];
@@ -120,6 +132,21 @@ async fn a_workspace_reaches_nothing_of_anyone_else() {
     let deadline = Instant::now() + Duration::from_secs(180);
     while open_from(&bob_c, bob_uid, &[format!("{bob_ip}:22,8888")]).len() != 2 {
         assert!(Instant::now() < deadline, "bob's services did not come up");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    // VS Code's and TensorBoard's ports answer nobody without the app secret that only the
+    // owner's Traefik route sends, not even the workspace's own user; with it, TensorBoard answers.
+    let secret = berth::crypto::AppSecrets::new(&[42; 32]).for_user(&alice);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let statuses = docker(&["exec", "-u", &alice_uid.to_string(), &alice_c, "python3", "-c", APP_STATUS,
+            &format!("http://{alice_ip}:6006/"), &format!("http://{alice_ip}:8443/"), &secret]);
+        if statuses.ends_with(", 200]") {
+            assert_eq!(statuses, "[403, 403, 200]", "TensorBoard and VS Code without the secret, TensorBoard with it");
+            break;
+        }
+        assert!(Instant::now() < deadline, "TensorBoard never answered through its gate: {statuses}");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 

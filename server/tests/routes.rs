@@ -477,7 +477,7 @@ async fn through_the_rendered_forward_auth_no_berth_cookie_reaches_the_workspace
     let dir = tempfile::tempdir().unwrap();
     let mut w = writer(dir.path(), None);
     w.settings.portal_internal_url = server.base.clone();
-    w.write_user("alice", "token-1").unwrap();
+    w.write_user("alice", &secrets("token-1", "ab12")).unwrap();
     let file = read(&dir.path().join("user-alice.yml"));
     let forward_auth = &file["http"]["middlewares"]["berth-auth-alice"]["forwardAuth"];
     let names = |key: &str| -> Vec<String> { forward_auth[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect() };
