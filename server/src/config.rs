@@ -274,6 +274,15 @@ impl Isolation {
         })
     }
 
+    /// What `auto` becomes on an engine offering `runtimes` (as `docker info` lists them).
+    pub fn resolve_auto(runtimes: &[String], sysbox_runtime: &str) -> Isolation {
+        if runtimes.iter().any(|r| r == sysbox_runtime) {
+            Isolation::Sysbox
+        } else {
+            Isolation::Privileged
+        }
+    }
+
     /// Whether Docker runs inside the workspace in this mode.
     pub fn docker_inside(self) -> bool {
         !matches!(self, Isolation::Plain)
@@ -852,6 +861,16 @@ mod tests {
             assert!(load_in_jail().unwrap_err().to_string().contains("workspace.isolation"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn auto_picks_sysbox_only_when_the_engine_offers_it() {
+        let runtimes = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        // This machine's engine, as `docker info` lists it.
+        assert_eq!(Isolation::resolve_auto(&runtimes(&["io.containerd.runc.v2", "runc"]), "sysbox-runc"), Isolation::Privileged);
+        assert_eq!(Isolation::resolve_auto(&runtimes(&["runc", "sysbox-runc"]), "sysbox-runc"), Isolation::Sysbox);
+        assert_eq!(Isolation::resolve_auto(&runtimes(&["runc", "sysbox-runc"]), "sysbox-custom"), Isolation::Privileged);
+        assert_eq!(Isolation::resolve_auto(&[], "sysbox-runc"), Isolation::Privileged);
     }
 
     #[test]

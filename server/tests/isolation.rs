@@ -66,6 +66,21 @@ fn ip_on(container: &str, network: &str) -> String {
     ip
 }
 
+/// The production stack as shipped: guacd binds the address it has when it starts (its edge
+/// address; the stand-in below does the same), and Traefik has no API entry point that a
+/// workspace on a network Traefik joins could reach.
+#[test]
+fn the_shipped_stack_leaves_no_door_open_to_workspace_networks() {
+    let docker_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker");
+    let compose = std::fs::read_to_string(docker_dir.join("compose.yaml")).unwrap();
+    assert!(
+        compose.contains(r#"exec /opt/guacamole/sbin/guacd -b "$$(hostname -i | cut -d" " -f1)""#),
+        "guacd must listen only on its edge address"
+    );
+    let traefik = std::fs::read_to_string(docker_dir.join("traefik/traefik.yml")).unwrap();
+    assert!(!traefik.lines().any(|l| l.starts_with("api:")), "no Traefik API or dashboard on any entry point");
+}
+
 /// A busybox container on `network` serving HTTP on `listen` (a shell expression).
 fn stand_in(cleanup: &Cleanup, name: &str, network: &str, listen: &str) {
     let id = docker(&["run", "-d", "--name", name, "--label", &cleanup.label, "--network", network, "--entrypoint", "/bin/sh",

@@ -230,14 +230,7 @@ impl Workspaces {
             .isolation
             .get_or_try_init(|| async {
                 let mode = match configured {
-                    Isolation::Auto => {
-                        let runtimes = self.engine.runtimes().await?;
-                        if runtimes.contains(&self.settings.defaults.sysbox_runtime) {
-                            Isolation::Sysbox
-                        } else {
-                            Isolation::Privileged
-                        }
-                    }
+                    Isolation::Auto => Isolation::resolve_auto(&self.engine.runtimes().await?, &self.settings.defaults.sysbox_runtime),
                     mode => mode,
                 };
                 match mode.host_root_warning() {
