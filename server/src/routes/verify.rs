@@ -43,7 +43,12 @@ pub struct Gateway {
     pub secure_cookies: bool,
     /// Codes already redeemed (until they expire): each works once.
     redeemed: Mutex<HashMap<String, i64>>,
+    /// App cookies already opened: AES-GCM and JSON once per cookie, not once per request (a
+    /// sealed token always opens to the same grant, so this cannot be wrong, only bounded).
+    opened: std::sync::RwLock<HashMap<String, Arc<AppGrant>>>,
 }
+
+const OPENED_MAX: usize = 100_000;
 
 /// What a one-time code and an app cookie say, sealed.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -94,7 +99,22 @@ impl Gateway {
             sealer: SecretBox::new(key),
             secure_cookies,
             redeemed: Mutex::new(HashMap::new()),
+            opened: std::sync::RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The grant sealed in an app cookie, opened at most once.
+    fn open_app_cookie(&self, token: &str) -> Option<Arc<AppGrant>> {
+        if let Some(grant) = self.opened.read().expect("opened cookies").get(token) {
+            return Some(grant.clone());
+        }
+        let grant: Arc<AppGrant> = Arc::new(serde_json::from_str(&self.sealer.open_token(token).ok()?).ok()?);
+        let mut opened = self.opened.write().expect("opened cookies");
+        if opened.len() >= OPENED_MAX {
+            opened.clear();
+        }
+        opened.insert(token.to_string(), grant.clone());
+        Some(grant)
     }
 
     /// Whether `url` may be a post-login return address: only hosts Berth generated.
@@ -191,11 +211,11 @@ impl Gateway {
         if token.len() > 4096 {
             return None;
         }
-        let grant: AppGrant = serde_json::from_str(&self.sealer.open_token(token).ok()?).ok()?;
+        let grant = self.open_app_cookie(token)?;
         if grant.o != owner || grant.h != host {
             return None;
         }
-        let id = grant.s;
+        let id = grant.s.clone();
         if let Some(hit) = self.cache.get(&id) {
             return hit;
         }
