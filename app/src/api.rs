@@ -172,7 +172,7 @@ pub async fn workspace_action(action: String, confirm: Option<String>) -> Result
     if action == WorkspaceAction::Reset && confirm.as_deref() != Some("yes") {
         return Err(ssr::fail(AppError::Invalid("Tick the box to confirm the reset.".into())));
     }
-    ssr::services().workspace_action(&user.username, action).await.map_err(ssr::fail)
+    ssr::services().workspace_action(&user, &user.username, action).await.map_err(ssr::fail)
 }
 
 #[server(endpoint = "workspace-credentials")]
@@ -197,8 +197,8 @@ pub async fn get_workspaces_overview() -> Result<WorkspacesOverview, AppError> {
 #[server(endpoint = "admin-workspace-action")]
 pub async fn admin_workspace_action(username: String, action: String) -> Result<(), AppError> {
     use crate::model::WorkspaceAction;
-    ssr::require_admin().map_err(ssr::fail)?;
+    let admin = ssr::require_admin().map_err(ssr::fail)?;
     let action = WorkspaceAction::parse(&action)
         .ok_or_else(|| ssr::fail(AppError::Invalid(format!("unknown action {action:?}"))))?;
-    ssr::services().workspace_action(&username, action).await.map_err(ssr::fail)
+    ssr::services().workspace_action(&admin, &username, action).await.map_err(ssr::fail)
 }

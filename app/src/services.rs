@@ -53,8 +53,8 @@ pub trait PortalServices: Send + Sync + 'static {
     /// The caller's own workspace card.
     async fn workspace(&self, user: &CurrentUser) -> Result<WorkspaceView, AppError>;
     /// Starts, stops, restarts or resets `owner`'s workspace in the background; the card
-    /// shows the progress. Callers authorize (owner or admin) before calling.
-    async fn workspace_action(&self, owner: &str, action: WorkspaceAction) -> Result<(), AppError>;
+    /// shows the progress. The service refuses an actor who is neither the owner nor an admin.
+    async fn workspace_action(&self, actor: &CurrentUser, owner: &str, action: WorkspaceAction) -> Result<(), AppError>;
     async fn workspace_credentials(&self, user: &CurrentUser) -> Result<WorkspaceCredentials, AppError>;
     /// `which` is `ssh` or `vnc`.
     async fn regenerate_credential(&self, user: &CurrentUser, which: &str) -> Result<(), AppError>;

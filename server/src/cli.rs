@@ -12,6 +12,7 @@ use crate::accounts::NewUser;
 use crate::config::Config;
 use crate::db::Db;
 use crate::web::Backend;
+use crate::workspace::{Actor, Owner};
 
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Berth: one VM-like workspace per user on a shared GPU server")]
@@ -264,9 +265,12 @@ async fn user_command(backend: &Backend, command: UserCommand) -> anyhow::Result
 
 async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyhow::Result<()> {
     let workspaces = &backend.workspaces;
+    // Whoever runs the command line holds the server: it acts as Berth itself.
+    let system = &Actor::System;
+    let owner = |name: String| async move { anyhow::Ok(Owner::from(&backend.accounts.find_by_name(&name).await?)) };
     match command {
         WorkspaceCommand::List { json } => {
-            let overview = workspaces.overview(false).await?;
+            let overview = workspaces.overview(system, false).await?;
             if let Some(problem) = &overview.engine_problem {
                 anyhow::bail!("{problem}");
             }
@@ -298,27 +302,27 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
             Ok(())
         }
         WorkspaceCommand::Start { user } => {
-            workspaces.start(&user).await?;
+            workspaces.start(system, &owner(user.clone()).await?).await?;
             println!("{user}: running");
             Ok(())
         }
         WorkspaceCommand::Stop { user } => {
-            workspaces.stop(&user).await?;
+            workspaces.stop(system, &owner(user.clone()).await?).await?;
             println!("{user}: stopped");
             Ok(())
         }
         WorkspaceCommand::Restart { user } => {
-            workspaces.restart(&user).await?;
+            workspaces.restart(system, &owner(user.clone()).await?).await?;
             println!("{user}: running");
             Ok(())
         }
         WorkspaceCommand::Reset { user } => {
-            workspaces.reset(&user).await?;
+            workspaces.reset(system, &owner(user.clone()).await?).await?;
             println!("{user}: reset and running");
             Ok(())
         }
         WorkspaceCommand::Status { user, json } => {
-            let view = workspaces.view(&user).await?;
+            let view = workspaces.view(system, &owner(user.clone()).await?).await?;
             if let Some(problem) = &view.engine_problem {
                 anyhow::bail!("{problem}");
             }
@@ -349,7 +353,7 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
                 shm_gib,
                 gpus,
             };
-            workspaces.set_overrides(&user, &overrides).await?;
+            workspaces.set_overrides(system, &owner(user.clone()).await?, &overrides).await?;
             println!("{user}: limits stored; applied when the workspace next starts from stopped");
             if overrides.gpus.as_deref().is_some_and(|g| g != "none" && g != "all") {
                 if let Ok(mode) = workspaces.isolation().await {
@@ -361,7 +365,7 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
             Ok(())
         }
         WorkspaceCommand::Reconcile => {
-            let report = workspaces.reconcile().await?;
+            let report = workspaces.reconcile(system).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

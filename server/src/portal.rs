@@ -9,7 +9,7 @@ use app::model::{
 use app::services::{LogInRequest, PortalServices, SignUpRequest};
 
 use crate::accounts::{AccountError, Accounts};
-use crate::workspace::{Credential, EngineError, WorkspaceError, Workspaces};
+use crate::workspace::{Actor, Credential, Owner, RuntimeError, WorkspaceError, Workspaces};
 
 pub struct Portal {
     pub accounts: Accounts,
@@ -25,18 +25,21 @@ fn password_login_off() -> AppError {
 
 fn workspace_error(error: WorkspaceError) -> AppError {
     match error {
-        WorkspaceError::Engine(EngineError::Unavailable(why)) => {
+        WorkspaceError::Runtime(RuntimeError::Unavailable(why)) => {
             tracing::warn!(why, "Docker engine unavailable");
             AppError::Unavailable("The Docker engine is not reachable right now; Berth reconnects by itself when it is back.".into())
         }
-        e @ WorkspaceError::Engine(_) => AppError::Unavailable(e.to_string()),
+        e @ WorkspaceError::Runtime(_) => AppError::Unavailable(e.to_string()),
+        WorkspaceError::Forbidden(why) => {
+            tracing::warn!(why, "workspace operation refused to this actor");
+            AppError::Forbidden
+        }
         e @ WorkspaceError::Lock(_) => AppError::Conflict(e.to_string()),
         // The detail (engine text, the script's output) went to the log where it arose.
         WorkspaceError::CredentialNotApplied { credential, .. } => AppError::Unavailable(format!(
             "Your new {credential} is saved and takes effect when the workspace next starts, but it could not be \
              applied to the running workspace now."
         )),
-        WorkspaceError::NoSuchUser(_) => AppError::Invalid("No such user.".into()),
         e @ WorkspaceError::NotApproved(_) => AppError::Refused(e.to_string()),
         e @ WorkspaceError::StorageFull { .. } => AppError::Unavailable(format!("Sorry: {e}. Your files are untouched.")),
         e @ (WorkspaceError::Storage { .. } | WorkspaceError::NoFreeSlot(_) | WorkspaceError::Spec(_)) => {
@@ -106,7 +109,10 @@ impl PortalServices for Portal {
         self.accounts.log_in(&r.username, &r.password, r.client).await.map(|u| u.current()).map_err(to_app_error)
     }
 
-    async fn list_users(&self, _actor: &CurrentUser) -> Result<Vec<UserSummary>, AppError> {
+    async fn list_users(&self, actor: &CurrentUser) -> Result<Vec<UserSummary>, AppError> {
+        if !actor.is_admin {
+            return Err(AppError::Forbidden);
+        }
         let users = self.accounts.list().await.map_err(to_app_error)?;
         Ok(users.iter().map(|u| u.summary()).collect())
     }
@@ -114,7 +120,7 @@ impl PortalServices for Portal {
     async fn apply_admin_action(&self, actor: &CurrentUser, user_id: i64, action: AdminAction) -> Result<(), AppError> {
         let user = self.accounts.apply(Some(actor), user_id, action).await.map_err(to_app_error)?;
         if matches!(action, AdminAction::Disable | AdminAction::Reject) {
-            self.workspaces.disable_user(&user.username).await.map_err(workspace_error)?;
+            self.workspaces.disable_user(&Actor::from(actor), &Owner::from(&user)).await.map_err(workspace_error)?;
         }
         Ok(())
     }
@@ -135,24 +141,21 @@ impl PortalServices for Portal {
     }
 
     async fn workspace(&self, user: &CurrentUser) -> Result<WorkspaceView, AppError> {
-        self.workspaces.view(&user.username).await.map_err(workspace_error)
+        self.workspaces.view(&Actor::from(user), &Owner::from(user)).await.map_err(workspace_error)
     }
 
-    async fn workspace_action(&self, owner: &str, action: WorkspaceAction) -> Result<(), AppError> {
-        let user = self.accounts.find_by_name(owner).await.map_err(to_app_error)?;
-        if action != WorkspaceAction::Stop && user.status != app::model::AccountStatus::Approved {
-            return Err(AppError::Refused(format!("{owner}'s account is not approved.")));
-        }
-        self.workspaces.apply_in_background(owner, action);
-        Ok(())
+    async fn workspace_action(&self, actor: &CurrentUser, owner: &str, action: WorkspaceAction) -> Result<(), AppError> {
+        let owner = if owner == actor.username {
+            Owner::from(actor)
+        } else {
+            Owner::from(&self.accounts.find_by_name(owner).await.map_err(to_app_error)?)
+        };
+        self.workspaces.apply_in_background(&Actor::from(actor), &owner, action).map_err(workspace_error)
     }
 
     async fn workspace_credentials(&self, user: &CurrentUser) -> Result<WorkspaceCredentials, AppError> {
-        match self.workspaces.record(user.id).await.map_err(workspace_error)? {
-            Some(record) => Ok(WorkspaceCredentials {
-                ssh_password: record.secrets.ssh_password,
-                vnc_password: record.secrets.vnc_password,
-            }),
+        match self.workspaces.credentials(&Actor::from(user), &Owner::from(user)).await.map_err(workspace_error)? {
+            Some(secrets) => Ok(WorkspaceCredentials { ssh_password: secrets.ssh_password, vnc_password: secrets.vnc_password }),
             None => Err(AppError::Invalid("Start your workspace once to get its passwords.".into())),
         }
     }
@@ -163,10 +166,10 @@ impl PortalServices for Portal {
             "vnc" => Credential::VncPassword,
             _ => return Err(AppError::Invalid("unknown credential".into())),
         };
-        self.workspaces.regenerate_credential(&user.username, which).await.map(|_| ()).map_err(workspace_error)
+        self.workspaces.regenerate_credential(&Actor::from(user), &Owner::from(user), which).await.map(|_| ()).map_err(workspace_error)
     }
 
-    async fn workspaces_overview(&self, _admin: &CurrentUser) -> Result<WorkspacesOverview, AppError> {
-        self.workspaces.overview(true).await.map_err(workspace_error)
+    async fn workspaces_overview(&self, admin: &CurrentUser) -> Result<WorkspacesOverview, AppError> {
+        self.workspaces.overview(&Actor::from(admin), true).await.map_err(workspace_error)
     }
 }

@@ -29,7 +29,7 @@ use crate::sessions::{SessionCache, SqlSessionStore};
 use crate::sso::{Outcome, PendingSignup, Sso, SsoError};
 use crate::workspace::service::LinkSettings;
 use crate::workspace::spec::WorkspaceSettings;
-use crate::workspace::{Engine, Workspaces};
+use crate::workspace::{Actor, DockerRuntime, DockerSettings, Engine, Owner, Workspaces};
 use app::model::AdminAction;
 
 /// The portal's session cookie on http; host-only.
@@ -102,6 +102,15 @@ impl Backend {
             sessions.clone(),
         );
         let engine = Arc::new(Engine::new(config.docker_host.clone(), config.docker_tls_dir.clone()));
+        let settings = WorkspaceSettings::from_config(config);
+        let runtime = Arc::new(DockerRuntime::new(
+            engine,
+            DockerSettings {
+                min_free_mib: config.workspace.min_free_mib,
+                extra_label: settings.extra_label(),
+                attach_containers: config.workspace.attach_containers.clone(),
+            },
+        ));
         let public_url = config.public_url();
         let ssh_host = config.ssh_host.clone().unwrap_or_else(|| public_url.host_str().unwrap_or("localhost").to_string());
         let guacamole = match (&config.guacamole.public_url, &config.guacamole.secret_key) {
@@ -113,14 +122,7 @@ impl Backend {
             }),
             _ => None,
         };
-        let mut workspaces = Workspaces::new(
-            db.clone(),
-            accounts.clone(),
-            engine,
-            WorkspaceSettings::from_config(config),
-            key,
-            ssh_host,
-        );
+        let mut workspaces = Workspaces::new(db.clone(), runtime, settings, key, ssh_host);
         workspaces.routes = config.traefik_dir.as_ref().map(|dir| {
             Arc::new(TraefikWriter::new(TraefikSettings {
                 dir: dir.clone(),
@@ -156,7 +158,7 @@ impl Backend {
     pub async fn disable_user(&self, username: &str) -> anyhow::Result<()> {
         let user = self.accounts.find_by_name(username).await?;
         self.accounts.apply(None, user.id, AdminAction::Disable).await?;
-        self.workspaces.disable_user(username).await?;
+        self.workspaces.disable_user(&Actor::System, &Owner::from(&user)).await?;
         Ok(())
     }
 }
@@ -278,17 +280,18 @@ async fn guacamole_launch(State(state): State<AppState>, request: Request) -> Re
     let Some(settings) = &state.guacamole else {
         return (StatusCode::NOT_FOUND, "Guacamole is not configured on this Berth.\n").into_response();
     };
-    let record = match state.workspaces.record(user.id).await {
-        Ok(Some(record)) => record,
+    let secrets = match state.workspaces.credentials(&Actor::from(&user), &Owner::from(&user)).await {
+        Ok(Some(secrets)) => secrets,
         Ok(None) => return (StatusCode::CONFLICT, "Start your workspace first.\n").into_response(),
         Err(e) => {
             tracing::error!(error = %e, "guacamole: cannot read workspace record");
             return (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly.\n").into_response();
         }
     };
-    let password = if settings.protocol == "rdp" { record.secrets.ssh_password } else { record.secrets.vnc_password };
+    let password = if settings.protocol == "rdp" { secrets.ssh_password } else { secrets.vnc_password };
     let now_ms = crate::db::now() * 1000;
-    match crate::routes::guacamole::launch_url(settings, &state.http, &user.username, &password, now_ms).await {
+    let host = state.workspaces.runtime().proxy_host(&user.username);
+    match crate::routes::guacamole::launch_url(settings, &state.http, &user.username, &host, &password, now_ms).await {
         Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "guacamole launch failed");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth::routes::hosts::HostTemplates;
-use berth::routes::traefik::{RouteSecrets, TraefikSettings, TraefikWriter};
+use berth::routes::traefik::{UserRoute, TraefikSettings, TraefikWriter};
 use support::{Backend, Browser, TestDb, TestServer};
 
 struct SmallDisk {
@@ -54,8 +54,8 @@ impl Drop for SmallDisk {
     }
 }
 
-fn secrets(jupyter_token: &str) -> RouteSecrets {
-    RouteSecrets { jupyter_token: jupyter_token.into(), app_secret: "ab".into() }
+fn secrets(jupyter_token: &str) -> UserRoute {
+    UserRoute { upstream_host: "workspace-alice".into(), jupyter_token: jupyter_token.into(), app_secret: "ab".into() }
 }
 
 fn writer(dir: &Path) -> TraefikWriter {

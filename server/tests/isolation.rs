@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use berth::config::Isolation;
-use support::docker::{approved_user, backend, config, docker, hex, username, Cleanup, TEST_IMAGE};
+use support::docker::{approved_user, SYSTEM, backend, config, docker, hex, username, Cleanup, TEST_IMAGE};
 use support::{Backend as DbBackend, Browser, TestDb, TestServer};
 
 fn image() -> String {
@@ -117,11 +117,11 @@ async fn a_workspace_reaches_nothing_of_anyone_else() {
     config.workspace.attach_containers = vec![guacd.clone(), guacd_open.clone()];
     let b = backend(&config, &db.url).await;
     let (alice, bob) = (username("alice"), username("bob"));
-    approved_user(&b, &alice).await;
-    approved_user(&b, &bob).await;
+    let alice_owner = approved_user(&b, &alice).await;
+    let bob_owner = approved_user(&b, &bob).await;
     let w = b.workspaces.clone();
-    w.start(&alice).await.expect("alice's workspace starts in plain isolation");
-    w.start(&bob).await.expect("bob's workspace starts");
+    w.start(SYSTEM, &alice_owner).await.expect("alice's workspace starts in plain isolation");
+    w.start(SYSTEM, &bob_owner).await.expect("bob's workspace starts");
     let (alice_c, bob_c) = (format!("workspace-{alice}"), format!("workspace-{bob}"));
     let (alice_net, bob_net) = (format!("berth-ws-{alice}"), format!("berth-ws-{bob}"));
     let (alice_uid, bob_uid) = (10000, 10001);
@@ -138,7 +138,7 @@ async fn a_workspace_reaches_nothing_of_anyone_else() {
         assert!(Instant::now() < deadline, "alice's services did not all come up: {open:?}");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let view = w.view(&alice).await.unwrap();
+    let view = w.view(SYSTEM, &alice_owner).await.unwrap();
     let isolation = view.isolation.expect("the card knows the isolation mode");
     assert_eq!((isolation.mode.as_str(), isolation.docker_inside, isolation.host_root), ("plain", false, false));
     let dockerd = std::process::Command::new("docker").args(["exec", &alice_c, "pgrep", "-x", "dockerd"]).output().unwrap();
@@ -178,7 +178,7 @@ async fn a_workspace_reaches_nothing_of_anyone_else() {
 
     // The scan, from alice's seat.
     let gateway = docker(&["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", &alice_net]);
-    let bob_ports = w.view(&bob).await.unwrap().ports.unwrap();
+    let bob_ports = w.view(SYSTEM, &bob_owner).await.unwrap().ports.unwrap();
     let guacd_on_alice = ip_on(&guacd, &alice_net);
     let guacd_open_on_alice = ip_on(&guacd_open, &alice_net);
     let targets = vec![

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use berth::routes::hosts::HostTemplates;
-use berth::routes::traefik::{RouteSecrets, TraefikSettings, TraefikWriter};
+use berth::routes::traefik::{UserRoute, TraefikSettings, TraefikWriter};
 use serde_json::Value;
 use support::{location, Backend, Browser, TestDb, TestServer};
 
@@ -31,8 +31,8 @@ fn writer(dir: &Path, cert_resolver: Option<&str>) -> TraefikWriter {
     })
 }
 
-fn secrets(jupyter_token: &str, app_secret: &str) -> RouteSecrets {
-    RouteSecrets { jupyter_token: jupyter_token.into(), app_secret: app_secret.into() }
+fn secrets(jupyter_token: &str, app_secret: &str) -> UserRoute {
+    UserRoute { upstream_host: "workspace-alice".into(), jupyter_token: jupyter_token.into(), app_secret: app_secret.into() }
 }
 
 fn read(path: &Path) -> Value {

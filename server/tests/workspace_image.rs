@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use app::model::StepState;
 use berth::workspace::{Credential, CredentialApplied};
-use support::docker::{approved_user, backend, config, docker, username, Cleanup};
+use support::docker::{approved_user, SYSTEM, backend, config, docker, username, Cleanup};
 use support::{Backend as DbBackend, TestDb};
 use tokio::io::AsyncReadExt;
 
@@ -122,14 +122,13 @@ async fn slim_workspace_image_through_berth() {
     config.workspace.stop_timeout_seconds = 10;
     let b = backend(&config, &db.url).await;
     let user = username("img");
-    approved_user(&b, &user).await;
+    let owner = approved_user(&b, &user).await;
     let w = b.workspaces.clone();
 
-    w.start(&user).await.expect("start from the real image");
-    let view = w.view(&user).await.unwrap();
+    w.start(SYSTEM, &owner).await.expect("start from the real image");
+    let view = w.view(SYSTEM, &owner).await.unwrap();
     let ports = view.ports.unwrap();
-    let account = b.accounts.find_by_name(&user).await.unwrap();
-    let record = w.record(account.id).await.unwrap().unwrap();
+    let record = w.record(&owner).await.unwrap().unwrap();
     let ssh = Ssh { port: ports.ssh, user: user.clone(), password: record.secrets.ssh_password.clone() };
 
     // SSH with the user's password; UID/GID as Berth configured (uid_base + slot 0).
@@ -175,7 +174,7 @@ async fn slim_workspace_image_through_berth() {
     // alone does not pass for slim's missing code-server.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let steps = w.view(&user).await.unwrap().steps;
+        let steps = w.view(SYSTEM, &owner).await.unwrap().steps;
         let state = |name: &str| steps.iter().find(|s| s.name == name).map(|s| s.state);
         if state("TensorBoard answering") == Some(StepState::Done) {
             assert_ne!(state("VS Code answering"), Some(StepState::Done), "{steps:?}");
@@ -193,9 +192,9 @@ async fn slim_workspace_image_through_berth() {
     // A new SSH password applies to the running workspace at once: the old one stops working.
     let started_at = docker(&["inspect", "-f", "{{.State.StartedAt}}", &container]);
     let old_password = record.secrets.ssh_password.clone();
-    let applied = w.regenerate_credential(&user, Credential::SshPassword).await.expect("regenerate the SSH password");
+    let applied = w.regenerate_credential(SYSTEM, &owner, Credential::SshPassword).await.expect("regenerate the SSH password");
     assert_eq!(applied, CredentialApplied::Now);
-    let record = w.record(account.id).await.unwrap().unwrap();
+    let record = w.record(&owner).await.unwrap().unwrap();
     assert_ne!(record.secrets.ssh_password, old_password);
     let ssh = Ssh { port: ports.ssh, user: user.clone(), password: record.secrets.ssh_password.clone() };
     let old_ssh = Ssh { port: ports.ssh, user: user.clone(), password: old_password };
@@ -209,8 +208,8 @@ async fn slim_workspace_image_through_berth() {
 
     // The same for VNC: ~/.vnc/passwd now holds the new password.
     let (vnc_before, _) = vnc_file_and_expected(&container, &user, None);
-    assert_eq!(w.regenerate_credential(&user, Credential::VncPassword).await.expect("regenerate VNC"), CredentialApplied::Now);
-    let record = w.record(account.id).await.unwrap().unwrap();
+    assert_eq!(w.regenerate_credential(SYSTEM, &owner, Credential::VncPassword).await.expect("regenerate VNC"), CredentialApplied::Now);
+    let record = w.record(&owner).await.unwrap().unwrap();
     let (vnc_after, expected) = vnc_file_and_expected(&container, &user, Some(&record.secrets.vnc_password));
     assert_eq!(Some(vnc_after.clone()), expected, "~/.vnc/passwd is vncpasswd -f of the new password");
     assert_ne!(vnc_after, vnc_before);
@@ -244,10 +243,10 @@ async fn slim_workspace_image_through_berth() {
     assert!(!driver.is_empty(), "docker info answered inside the workspace");
 
     // Stop, reset, start: the home and its owner survive.
-    w.stop(&user).await.unwrap();
-    w.reset(&user).await.unwrap();
-    w.stop(&user).await.unwrap();
-    w.start(&user).await.unwrap();
+    w.stop(SYSTEM, &owner).await.unwrap();
+    w.reset(SYSTEM, &owner).await.unwrap();
+    w.stop(SYSTEM, &owner).await.unwrap();
+    w.start(SYSTEM, &owner).await.unwrap();
     let after = ssh.until_ok("cat ~/persist; stat -c %U:%G ~/persist", Duration::from_secs(180));
     assert_eq!(after.lines().collect::<Vec<_>>(), vec!["kept".to_string(), format!("{user}:{user}")]);
 }

@@ -8,17 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app::model::{WorkspaceAction, WorkspaceState};
-use support::docker::{approved_user, backend, config, docker, env, inspect, username, Cleanup};
+use support::docker::{approved_user, SYSTEM, backend, config, docker, env, inspect, username, Cleanup};
 use support::{cli, Backend as DbBackend, TestDb};
 
-async fn wait_state(w: &berth::workspace::Workspaces, user: &str, want: WorkspaceState) -> app::model::WorkspaceView {
+async fn wait_state(w: &berth::workspace::Workspaces, user: &berth::workspace::Owner, want: WorkspaceState) -> app::model::WorkspaceView {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let view = w.view(user).await.expect("view");
+        let view = w.view(SYSTEM, user).await.expect("view");
         if view.state == want {
             return view;
         }
-        assert!(Instant::now() < deadline, "{user} never reached {want:?}; last view {view:?}");
+        assert!(Instant::now() < deadline, "{} never reached {want:?}; last view {view:?}", user.username);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -31,13 +31,13 @@ async fn create_start_stop_restart_reset_and_home_survives() {
     let config = config(&cleanup, &storage, 21000);
     let b = backend(&config, &db.url).await;
     let user = username("life");
-    approved_user(&b, &user).await;
+    let owner = approved_user(&b, &user).await;
     let w = b.workspaces.clone();
     let name = format!("workspace-{user}");
 
-    assert_eq!(w.view(&user).await.unwrap().state, WorkspaceState::Absent);
-    w.start(&user).await.expect("start");
-    let view = w.view(&user).await.unwrap();
+    assert_eq!(w.view(SYSTEM, &owner).await.unwrap().state, WorkspaceState::Absent);
+    w.start(SYSTEM, &owner).await.expect("start");
+    let view = w.view(SYSTEM, &owner).await.unwrap();
     assert_eq!(view.state, WorkspaceState::Running);
     let ports = view.ports.expect("ports");
     // Slot 0 of a block at 21000, stride 100.
@@ -63,24 +63,24 @@ async fn create_start_stop_restart_reset_and_home_survives() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(storage.join("homes").join(&user)).unwrap().uid(), 10000, "home belongs to the user");
 
-    w.stop(&user).await.expect("stop");
-    assert_eq!(w.view(&user).await.unwrap().state, WorkspaceState::Stopped);
-    w.stop(&user).await.expect("stopping a stopped workspace is fine");
+    w.stop(SYSTEM, &owner).await.expect("stop");
+    assert_eq!(w.view(SYSTEM, &owner).await.unwrap().state, WorkspaceState::Stopped);
+    w.stop(SYSTEM, &owner).await.expect("stopping a stopped workspace is fine");
 
-    w.restart(&user).await.expect("restart");
-    assert_eq!(w.view(&user).await.unwrap().state, WorkspaceState::Running);
+    w.restart(SYSTEM, &owner).await.expect("restart");
+    assert_eq!(w.view(SYSTEM, &owner).await.unwrap().state, WorkspaceState::Running);
 
     let before = inspect(&name, "{{.Id}}");
-    w.reset(&user).await.expect("reset");
+    w.reset(SYSTEM, &owner).await.expect("reset");
     let after = inspect(&name, "{{.Id}}");
     assert_ne!(before, after, "reset makes a new container");
     assert_eq!(docker(&["exec", &name, "cat", &format!("/home/{user}/persist")]), "kept", "home survives reset");
     assert_eq!(cleanup.containers().len(), 1);
 
-    w.remove(&user).await.expect("remove");
+    w.remove(SYSTEM, &owner).await.expect("remove");
     assert!(cleanup.containers().is_empty());
     assert!(host_copy.exists(), "removing the container never deletes the home");
-    w.remove(&user).await.expect("removing twice is fine");
+    w.remove(SYSTEM, &owner).await.expect("removing twice is fine");
 }
 
 #[tokio::test]
@@ -93,19 +93,19 @@ async fn fifty_concurrent_starts_give_exactly_one_container() {
     let first = backend(&config, &db.url).await;
     let second = backend(&config, &db.url).await;
     let user = username("race");
-    approved_user(&first, &user).await;
+    let owner = approved_user(&first, &user).await;
 
     let mut tasks = Vec::new();
     for i in 0..50 {
         let w = if i % 2 == 0 { first.workspaces.clone() } else { second.workspaces.clone() };
-        let user = user.clone();
-        tasks.push(tokio::spawn(async move { w.start(&user).await }));
+        let owner = owner.clone();
+        tasks.push(tokio::spawn(async move { w.start(SYSTEM, &owner).await }));
     }
     for task in tasks {
         task.await.unwrap().expect("every start succeeds");
     }
     assert_eq!(cleanup.containers().len(), 1, "exactly one container");
-    assert_eq!(first.workspaces.view(&user).await.unwrap().state, WorkspaceState::Running);
+    assert_eq!(first.workspaces.view(SYSTEM, &owner).await.unwrap().state, WorkspaceState::Running);
 }
 
 #[tokio::test]
@@ -213,19 +213,19 @@ async fn engine_unreachable_gives_clear_error_and_recovers() {
     config.docker_host = Some(format!("unix://{}", socket.display()));
     let b = backend(&config, &db.url).await;
     let user = username("down");
-    approved_user(&b, &user).await;
+    let owner = approved_user(&b, &user).await;
     let w = b.workspaces.clone();
 
-    let error = w.start(&user).await.expect_err("no engine").to_string();
+    let error = w.start(SYSTEM, &owner).await.expect_err("no engine").to_string();
     assert!(error.contains("Docker engine is not reachable"), "{error}");
-    let view = w.view(&user).await.unwrap();
+    let view = w.view(SYSTEM, &owner).await.unwrap();
     assert_eq!(view.state, WorkspaceState::Error);
     assert!(view.engine_problem.is_some());
 
     // The engine "comes back" at the configured address: no restart needed.
     std::os::unix::fs::symlink("/var/run/docker.sock", &socket).unwrap();
-    w.start(&user).await.expect("start after recovery");
-    let view = w.view(&user).await.unwrap();
+    w.start(SYSTEM, &owner).await.expect("start after recovery");
+    let view = w.view(SYSTEM, &owner).await.unwrap();
     assert_eq!(view.state, WorkspaceState::Running);
     assert_eq!(view.engine_problem, None);
 }
@@ -238,10 +238,10 @@ async fn missing_image_names_the_image_and_how_to_build_it() {
     config.workspace_image = "berth-test/not-built:nope".into();
     let b = backend(&config, &db.url).await;
     let user = username("noimg");
-    approved_user(&b, &user).await;
-    let error = b.workspaces.start(&user).await.expect_err("no image").to_string();
+    let owner = approved_user(&b, &user).await;
+    let error = b.workspaces.start(SYSTEM, &owner).await.expect_err("no image").to_string();
     assert!(error.contains("berth-test/not-built:nope") && error.contains("make image"), "{error}");
-    let view = b.workspaces.view(&user).await.unwrap();
+    let view = b.workspaces.view(SYSTEM, &owner).await.unwrap();
     assert!(view.error.unwrap_or_default().contains("berth-test/not-built:nope"));
 }
 
@@ -252,20 +252,20 @@ async fn drift_is_shown_and_applied_at_the_next_start() {
     let config = config(&cleanup, &db.dir.path().join("storage"), 27000);
     let b = backend(&config, &db.url).await;
     let user = username("drift");
-    approved_user(&b, &user).await;
+    let owner = approved_user(&b, &user).await;
     let w = b.workspaces.clone();
-    w.start(&user).await.unwrap();
-    assert!(!w.view(&user).await.unwrap().drift);
+    w.start(SYSTEM, &owner).await.unwrap();
+    assert!(!w.view(SYSTEM, &owner).await.unwrap().drift);
 
     let overrides = berth::workspace::spec::ResourceOverrides { cpus: Some(1.5), memory_limit_gib: Some(2), ..Default::default() };
-    w.set_overrides(&user, &overrides).await.unwrap();
-    assert!(w.view(&user).await.unwrap().drift, "running container no longer matches");
-    let overview = w.overview(false).await.unwrap();
+    w.set_overrides(SYSTEM, &owner, &overrides).await.unwrap();
+    assert!(w.view(SYSTEM, &owner).await.unwrap().drift, "running container no longer matches");
+    let overview = w.overview(SYSTEM, false).await.unwrap();
     assert!(overview.rows.iter().any(|r| r.username == user && r.drift));
 
-    w.stop(&user).await.unwrap();
-    w.start(&user).await.unwrap();
-    let view = w.view(&user).await.unwrap();
+    w.stop(SYSTEM, &owner).await.unwrap();
+    w.start(SYSTEM, &owner).await.unwrap();
+    let view = w.view(SYSTEM, &owner).await.unwrap();
     assert!(!view.drift);
     assert_eq!(view.limits.cpus, 1.5);
     let name = format!("workspace-{user}");
@@ -281,17 +281,16 @@ async fn a_regenerated_password_is_kept_when_the_running_workspace_cannot_take_i
     let config = config(&cleanup, &db.dir.path().join("storage"), 27500);
     let b = backend(&config, &db.url).await;
     let user = username("cred");
-    approved_user(&b, &user).await;
+    let owner = approved_user(&b, &user).await;
     let w = b.workspaces.clone();
-    let account = b.accounts.find_by_name(&user).await.unwrap();
 
     // Nothing running: storing it is all there is to do; the next start applies it.
-    assert_eq!(w.regenerate_credential(&user, Credential::SshPassword).await.unwrap(), CredentialApplied::AtNextStart);
+    assert_eq!(w.regenerate_credential(SYSTEM, &owner, Credential::SshPassword).await.unwrap(), CredentialApplied::AtNextStart);
 
     // The busybox stand-in lacks the image's berth-set-credentials, so the exec fails.
-    w.start(&user).await.unwrap();
-    let before = w.record(account.id).await.unwrap().unwrap().secrets.ssh_password;
-    let error = w.regenerate_credential(&user, Credential::SshPassword).await.expect_err("the exec cannot work here");
+    w.start(SYSTEM, &owner).await.unwrap();
+    let before = w.record(&owner).await.unwrap().unwrap().secrets.ssh_password;
+    let error = w.regenerate_credential(SYSTEM, &owner, Credential::SshPassword).await.expect_err("the exec cannot work here");
     let text = error.to_string();
     assert!(
         text.starts_with("the new SSH password is saved and takes effect when the workspace next starts, but it could not be applied to the running workspace now: "),
@@ -300,12 +299,12 @@ async fn a_regenerated_password_is_kept_when_the_running_workspace_cannot_take_i
     assert!(text.contains("/usr/local/lib/berth/berth-set-credentials"), "says what failed: {text}");
     assert!(text.contains("no such file or directory"), "and why: {text}");
     assert!(matches!(error, WorkspaceError::CredentialNotApplied { credential: "SSH password", .. }));
-    let after = w.record(account.id).await.unwrap().unwrap().secrets.ssh_password;
+    let after = w.record(&owner).await.unwrap().unwrap().secrets.ssh_password;
     assert_ne!(after, before, "the new password is stored all the same");
     assert_eq!(after.len(), 20);
 
-    w.stop(&user).await.unwrap();
-    assert_eq!(w.regenerate_credential(&user, Credential::VncPassword).await.unwrap(), CredentialApplied::AtNextStart);
+    w.stop(SYSTEM, &owner).await.unwrap();
+    assert_eq!(w.regenerate_credential(SYSTEM, &owner, Credential::VncPassword).await.unwrap(), CredentialApplied::AtNextStart);
 }
 
 #[tokio::test]
@@ -315,8 +314,8 @@ async fn reconcile_adopts_and_reports_orphans_and_foreign_containers() {
     let config = config(&cleanup, &db.dir.path().join("storage"), 28000);
     let b = backend(&config, &db.url).await;
     let user = username("adopt");
-    approved_user(&b, &user).await;
-    b.workspaces.start(&user).await.unwrap();
+    let owner = approved_user(&b, &user).await;
+    b.workspaces.start(SYSTEM, &owner).await.unwrap();
 
     // A second Berth (fresh process state) adopts the running workspace.
     let again = backend(&config, &db.url).await;
@@ -325,12 +324,12 @@ async fn reconcile_adopts_and_reports_orphans_and_foreign_containers() {
     docker(&["run", "-d", "--name", &format!("workspace-{orphan}"), "--label", "io.berth.managed=true",
         "--label", &format!("io.berth.user={orphan}"), "--label", &cleanup.label, support::docker::TEST_IMAGE]);
     docker(&["run", "-d", "--name", &format!("workspace-{foreign}"), "--label", &cleanup.label, support::docker::TEST_IMAGE]);
-    let report = again.workspaces.reconcile().await.unwrap();
+    let report = again.workspaces.reconcile(SYSTEM).await.unwrap();
     assert!(report.adopted.contains(&user), "{report:?}");
     assert!(report.orphans.contains(&orphan), "{report:?}");
     assert!(report.foreign.contains(&format!("workspace-{foreign}")), "{report:?}");
     assert!(report.restarted.is_empty(), "nothing needed restarting: {report:?}");
-    assert_eq!(again.workspaces.view(&user).await.unwrap().state, WorkspaceState::Running);
+    assert_eq!(again.workspaces.view(SYSTEM, &owner).await.unwrap().state, WorkspaceState::Running);
 }
 
 #[tokio::test]
@@ -340,13 +339,13 @@ async fn background_start_shows_progress_steps_and_services_answering() {
     let config = config(&cleanup, &db.dir.path().join("storage"), 29000);
     let b = backend(&config, &db.url).await;
     let user = username("steps");
-    approved_user(&b, &user).await;
+    let owner = approved_user(&b, &user).await;
     let w: Arc<berth::workspace::Workspaces> = b.workspaces.clone();
-    w.apply_in_background(&user, WorkspaceAction::Start);
-    assert_eq!(w.view(&user).await.unwrap().state, WorkspaceState::Starting, "starting shows at once");
+    w.apply_in_background(SYSTEM, &owner, WorkspaceAction::Start).unwrap();
+    assert_eq!(w.view(SYSTEM, &owner).await.unwrap().state, WorkspaceState::Starting, "starting shows at once");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let view = w.view(&user).await.unwrap();
+        let view = w.view(SYSTEM, &owner).await.unwrap();
         let answering = view.steps.iter().filter(|s| s.name.ends_with("answering")).collect::<Vec<_>>();
         if view.state == WorkspaceState::Running && !answering.is_empty()
             && answering.iter().all(|s| s.state == app::model::StepState::Done)
@@ -358,7 +357,7 @@ async fn background_start_shows_progress_steps_and_services_answering() {
         assert!(Instant::now() < deadline, "services never all answered: {view:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = wait_state(&w, &user, WorkspaceState::Running).await;
+    let _ = wait_state(&w, &owner, WorkspaceState::Running).await;
 }
 
 #[tokio::test]
@@ -371,25 +370,25 @@ async fn routes_follow_the_workspace_and_vanish_when_the_user_is_disabled() {
     config.domain = "lab.example.org".into();
     let b = backend(&config, &db.url).await;
     let user = username("routes");
-    approved_user(&b, &user).await;
-    b.workspaces.start(&user).await.unwrap();
+    let owner = approved_user(&b, &user).await;
+    b.workspaces.start(SYSTEM, &owner).await.unwrap();
     let file = traefik.join(format!("user-{user}.yml"));
     let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).expect("routes written at start")).unwrap();
     berth::routes::traefik::TraefikWriter::check_user(&value, &user).unwrap();
-    let view = b.workspaces.view(&user).await.unwrap();
+    let view = b.workspaces.view(SYSTEM, &owner).await.unwrap();
     let jupyter = view.apps.iter().find(|a| a.key == "jupyter").expect("launch link");
     assert_eq!(jupyter.url, format!("http://jupyter-{user}.lab.example.org/lab"));
 
     // A stale file of a user who no longer exists is removed; a deleted one is rewritten.
     std::fs::write(traefik.join("user-ghost.yml"), "{}").unwrap();
     std::fs::remove_file(&file).unwrap();
-    let report = b.workspaces.reconcile().await.unwrap();
+    let report = b.workspaces.reconcile(SYSTEM).await.unwrap();
     assert_eq!(report.stale_routes, vec!["ghost".to_string()]);
     assert!(file.exists(), "missing file repaired");
 
     b.disable_user(&user).await.unwrap();
     assert!(!file.exists(), "a disabled user has no routes");
-    assert_eq!(b.workspaces.view(&user).await.unwrap().state, WorkspaceState::Stopped, "and nothing running");
+    assert_eq!(b.workspaces.view(SYSTEM, &owner).await.unwrap().state, WorkspaceState::Stopped, "and nothing running");
 }
 
 /// Certificates made with the openssl command line: a CA, the engine's server certificate for
@@ -484,19 +483,19 @@ async fn engine_over_tcp_with_tls_and_client_certificates() {
     config.docker_tls_dir = Some(tls_dir("rogue"));
     let rogue = backend(&config, &db.url).await;
     let user = username("tls");
-    approved_user(&rogue, &user).await;
-    let error = rogue.workspaces.start(&user).await.expect_err("untrusted client").to_string();
+    let owner = approved_user(&rogue, &user).await;
+    let error = rogue.workspaces.start(SYSTEM, &owner).await.expect_err("untrusted client").to_string();
     assert!(error.contains("Docker engine is not reachable") && error.contains(&host), "{error}");
     assert!(cleanup.containers().is_empty());
 
     // The CA's client: the whole lifecycle runs over TLS.
     config.docker_tls_dir = Some(tls_dir("client"));
     let trusted = backend(&config, &db.url).await;
-    trusted.workspaces.start(&user).await.expect("start over TLS");
+    trusted.workspaces.start(SYSTEM, &owner).await.expect("start over TLS");
     let name = format!("workspace-{user}");
     assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
-    assert_eq!(trusted.workspaces.view(&user).await.unwrap().state, WorkspaceState::Running);
-    trusted.workspaces.stop(&user).await.expect("stop over TLS");
+    assert_eq!(trusted.workspaces.view(SYSTEM, &owner).await.unwrap().state, WorkspaceState::Running);
+    trusted.workspaces.stop(SYSTEM, &owner).await.expect("stop over TLS");
     assert_eq!(inspect(&name, "{{.State.Running}}"), "false");
     assert_eq!(cleanup.containers().len(), 1);
 }

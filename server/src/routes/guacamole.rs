@@ -42,9 +42,10 @@ pub fn connection_id(name: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{name}\0c\0json"))
 }
 
-/// The JSON for one user's own desktop connection, valid for 60 seconds and once.
-pub fn desktop_json(username: &str, protocol: &str, password: &str, now_ms: i64) -> (String, Vec<u8>) {
-    let connection = crate::workspace::spec::container_name(username);
+/// The JSON for one user's own desktop connection, valid for 60 seconds and once. `host` is
+/// where guacd reaches the workspace (the runtime's proxy host); it also names the connection.
+pub fn desktop_json(username: &str, host: &str, protocol: &str, password: &str, now_ms: i64) -> (String, Vec<u8>) {
+    let connection = host.to_string();
     let port = if protocol == "rdp" { "3389" } else { "5901" };
     let mut parameters = serde_json::json!({ "hostname": connection, "port": port, "password": password });
     if protocol == "rdp" {
@@ -66,10 +67,11 @@ pub async fn launch_url(
     settings: &GuacamoleSettings,
     http: &reqwest::Client,
     username: &str,
+    host: &str,
     password: &str,
     now_ms: i64,
 ) -> Result<String, GuacamoleError> {
-    let (connection, json) = desktop_json(username, &settings.protocol, password, now_ms);
+    let (connection, json) = desktop_json(username, host, &settings.protocol, password, now_ms);
     let token = seal(&settings.secret, &json);
     let client = format!("{}/#/client/{}", settings.public_url.trim_end_matches('/'), connection_id(&connection));
     let Some(internal) = &settings.internal_url else {
@@ -124,7 +126,7 @@ mod tests {
         use std::process::{Command, Stdio};
         let key: [u8; 16] = rand::random();
         let key_hex = hex::encode(key);
-        let (_, json) = desktop_json("alice", "vnc", "vnc-pw", 1_700_000_000_000);
+        let (_, json) = desktop_json("alice", "workspace-alice", "vnc", "vnc-pw", 1_700_000_000_000);
         let token = seal(&key, &json);
         let mut dec = Command::new("openssl")
             .args(["enc", "-d", "-aes-128-cbc", "-K", &key_hex, "-iv", &"0".repeat(32), "-nosalt", "-a", "-A"])

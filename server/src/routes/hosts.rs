@@ -53,7 +53,7 @@ impl App {
 
     /// The port inside the workspace container.
     pub fn port(self) -> u16 {
-        use crate::workspace::spec::container_port;
+        use crate::workspace::names::container_port;
         match self {
             App::Code => container_port::CODE,
             App::Jupyter => container_port::JUPYTER,

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 
 use super::hosts::{App, HostTemplates};
-use crate::workspace::spec::container_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraefikError {
@@ -43,16 +42,19 @@ pub struct TraefikWriter {
 /// The header the workspace image's app gate requires (see docker/workspace/README.md).
 pub const APP_SECRET_HEADER: &str = "X-Berth-App-Secret";
 
-/// What a user's routers inject on the way in; the browser never sees either.
+/// One user's routes: where Traefik reaches the workspace (the runtime says), and what the
+/// routers inject on the way in (the browser never sees either secret).
 #[derive(Clone, PartialEq)]
-pub struct RouteSecrets {
+pub struct UserRoute {
+    /// The workspace's host name on the user's network (`WorkspaceRuntime::proxy_host`).
+    pub upstream_host: String,
     pub jupyter_token: String,
     pub app_secret: String,
 }
 
-impl std::fmt::Debug for RouteSecrets {
+impl std::fmt::Debug for UserRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RouteSecrets(<redacted>)")
+        write!(f, "UserRoute({}, <secrets redacted>)", self.upstream_host)
     }
 }
 
@@ -92,7 +94,7 @@ impl TraefikWriter {
     /// One user's routers: every one carries the owner's forwardAuth first; Jupyter also gets
     /// its token injected, code-server and TensorBoard the app secret their gate requires, so
     /// the browser never sees either and a request that bypasses Traefik has neither.
-    pub fn render_user(&self, user: &str, secrets: &RouteSecrets) -> Value {
+    pub fn render_user(&self, user: &str, route: &UserRoute) -> Value {
         let auth = auth_middleware(user);
         let jupyter_token_mw = format!("berth-jupyter-token-{user}");
         let app_secret_mw = format!("berth-app-secret-{user}");
@@ -111,7 +113,7 @@ impl TraefikWriter {
             services.insert(
                 name,
                 json!({ "loadBalancer": {
-                    "servers": [{ "url": format!("http://{}:{}", container_name(user), app.port()) }],
+                    "servers": [{ "url": format!("http://{}:{}", route.upstream_host, app.port()) }],
                     "passHostHeader": true,
                 }}),
             );
@@ -127,10 +129,10 @@ impl TraefikWriter {
                     "maxResponseBodySize": 65536,
                 }},
                 jupyter_token_mw: { "headers": { "customRequestHeaders": {
-                    "Authorization": format!("token {}", secrets.jupyter_token),
+                    "Authorization": format!("token {}", route.jupyter_token),
                 }}},
                 app_secret_mw: { "headers": { "customRequestHeaders": {
-                    APP_SECRET_HEADER: secrets.app_secret,
+                    APP_SECRET_HEADER: route.app_secret,
                 }}},
             },
             "routers": routers,
@@ -181,8 +183,8 @@ impl TraefikWriter {
         Ok(())
     }
 
-    pub fn write_user(&self, user: &str, secrets: &RouteSecrets) -> Result<(), TraefikError> {
-        let value = self.render_user(user, secrets);
+    pub fn write_user(&self, user: &str, route: &UserRoute) -> Result<(), TraefikError> {
+        let value = self.render_user(user, route);
         Self::check_user(&value, user)?;
         self.write_atomic(&user_file(user), &value)
     }
@@ -201,12 +203,12 @@ impl TraefikWriter {
     }
 
     /// Makes the directory hold exactly the portal file and one file per listed user.
-    pub fn reconcile(&self, users: &[(String, RouteSecrets)]) -> Result<Vec<String>, TraefikError> {
+    pub fn reconcile(&self, users: &[(String, UserRoute)]) -> Result<Vec<String>, TraefikError> {
         std::fs::create_dir_all(&self.settings.dir)
             .map_err(|source| TraefikError::Io { path: self.settings.dir.clone(), source })?;
         self.write_portal()?;
-        for (user, secrets) in users {
-            self.write_user(user, secrets)?;
+        for (user, route) in users {
+            self.write_user(user, route)?;
         }
         let mut removed = Vec::new();
         let entries = std::fs::read_dir(&self.settings.dir)
@@ -275,8 +277,8 @@ mod tests {
         })
     }
 
-    fn secrets(token: &str) -> RouteSecrets {
-        RouteSecrets { jupyter_token: token.into(), app_secret: "ab12".into() }
+    fn secrets(token: &str) -> UserRoute {
+        UserRoute { upstream_host: "workspace-alice".into(), jupyter_token: token.into(), app_secret: "ab12".into() }
     }
 
     #[test]
@@ -308,7 +310,7 @@ mod tests {
         let w = writer(dir.path());
         // The secret Berth derives for alice under the key 00 01 .. 1f (see crypto.rs).
         let app_secret = crate::crypto::AppSecrets::new(&std::array::from_fn(|i| i as u8)).for_user("alice");
-        let v = w.render_user("alice", &RouteSecrets { jupyter_token: "tok123".into(), app_secret });
+        let v = w.render_user("alice", &UserRoute { upstream_host: "workspace-alice".into(), jupyter_token: "tok123".into(), app_secret });
         let routers = &v["http"]["routers"];
         assert_eq!(routers["alice-code"]["middlewares"], json!(["berth-auth-alice", "berth-app-secret-alice"]));
         assert_eq!(routers["alice-tensorboard"]["middlewares"], json!(["berth-auth-alice", "berth-app-secret-alice"]));

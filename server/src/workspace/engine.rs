@@ -1,4 +1,4 @@
-//! The Docker driver: bollard behind operations named after what Berth does, with errors
+//! The Docker engine driver (used by `docker::DockerRuntime`): bollard behind operations named after what Berth does, with errors
 //! that say which operation failed. Stopping or removing something already gone is success.
 
 use std::collections::HashMap;
@@ -16,11 +16,13 @@ use bollard::query_parameters::{
     StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
-use futures_util::{Stream, StreamExt};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::RwLock;
 
-use super::spec::LABEL_MANAGED;
+use super::names::LABEL_MANAGED;
+use super::runtime::{Created, ExecOutcome, Usage};
 
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 /// Seconds bollard waits for an answer; stops wait for the container's own timeout on top.
@@ -62,27 +64,6 @@ impl EngineError {
             _ => None,
         }
     }
-}
-
-/// How a command run in a container ended, and what it printed (stdout and stderr together).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecOutcome {
-    pub exit_code: Option<i64>,
-    pub output: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Created {
-    New,
-    AlreadyExisted,
-}
-
-/// Live resource use of one container.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Usage {
-    pub cpu_percent: f64,
-    pub memory_bytes: u64,
-    pub memory_limit_bytes: u64,
 }
 
 pub struct Engine {
@@ -353,16 +334,17 @@ impl Engine {
     }
 
     /// Container events for Berth's containers, from now on.
-    pub async fn events(&self) -> Result<impl Stream<Item = Result<EventMessage, EngineError>>, EngineError> {
+    pub async fn events(&self) -> Result<BoxStream<'static, Result<EventMessage, EngineError>>, EngineError> {
         let docker = self.client().await?;
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
             ("label".to_string(), vec![format!("{LABEL_MANAGED}=true")]),
         ]);
         let options = EventsOptionsBuilder::new().filters(&filters).build();
-        Ok(docker.events(Some(options)).map(|item| {
-            item.map_err(|e| EngineError::Unavailable(format!("event stream: {e}")))
-        }))
+        Ok(docker
+            .events(Some(options))
+            .map(|item| item.map_err(|e| EngineError::Unavailable(format!("event stream: {e}"))))
+            .boxed())
     }
 
     pub async fn usage(&self, name: &str) -> Result<Usage, EngineError> {

@@ -1,9 +1,28 @@
-//! One VM-like Docker container per user: the spec, the Docker driver, the lock and the service.
+//! One VM-like workspace per user. The plan (`spec`) is pure; the runtime seam (`runtime`)
+//! has a Docker implementation (`docker`, over the engine driver `engine`) and an in-memory
+//! one for tests (`fake`); the service (`service`, with `lifecycle`, `views`, `reconcile`)
+//! decides, over the stored `records`, the `progress` board and the `live` picture.
 
+pub mod docker;
 pub mod engine;
+pub mod fake;
+mod lifecycle;
+mod live;
 pub mod lock;
+pub mod names;
+mod progress;
+mod reconcile;
+pub mod records;
+pub mod runtime;
 pub mod service;
 pub mod spec;
+mod views;
 
+pub use docker::{DockerRuntime, DockerSettings};
 pub use engine::{Engine, EngineError};
-pub use service::{Credential, CredentialApplied, ReconcileReport, WorkspaceError, Workspaces};
+pub use lifecycle::{Credential, CredentialApplied};
+pub use reconcile::ReconcileReport;
+pub use runtime::{RuntimeError, WorkspaceRuntime};
+pub use service::{Actor, Owner, WorkspaceError, Workspaces};
+#[cfg(test)]
+mod lifecycle_tests;

@@ -1,20 +1,15 @@
-//! The workspace spec: a pure function from (user, settings) to Docker's create body.
-//! No daemon needed; everything here is unit-tested.
+//! The workspace plan: a pure function from (user, settings) to what one workspace is, in
+//! terms no engine owns (image, environment, mounts, ports, limits, GPUs, isolation, labels).
+//! A runtime renders it (`docker::render` for Docker). No daemon needed; all unit-tested.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use bollard::models::{
-    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
-};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::names::{container_port, network_name, workspace_name, LABEL_MANAGED, LABEL_USER};
 use crate::config::{Config, Isolation, PortPlanConfig, WorkspaceDefaults};
-
-pub const LABEL_MANAGED: &str = "io.berth.managed";
-pub const LABEL_USER: &str = "io.berth.user";
-pub const LABEL_SPEC: &str = "io.berth.spec";
 
 const GIB: i64 = 1 << 30;
 
@@ -97,7 +92,7 @@ pub struct WorkspaceUser {
 }
 
 /// The host ports of one user's block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PortBlock {
     pub base: u16,
     pub ssh: u16,
@@ -134,19 +129,9 @@ impl PortBlock {
     }
 }
 
-/// Ports inside the container, fixed by the workspace image.
-pub mod container_port {
-    pub const SSH: u16 = 22;
-    pub const VNC: u16 = 5901;
-    pub const RDP: u16 = 3389;
-    pub const NOVNC: u16 = 6080;
-    pub const CODE: u16 = 8443;
-    pub const JUPYTER: u16 = 8888;
-    pub const TENSORBOARD: u16 = 6006;
-}
-
 /// GPUs handed to a workspace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum GpuRequest {
     All,
     None,
@@ -164,7 +149,7 @@ impl GpuRequest {
 }
 
 /// A host directory a workspace mounts, made before the container starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostDir {
     pub path: PathBuf,
     /// Owner of a directory Berth creates: the workspace user's uid, or None for root.
@@ -173,62 +158,114 @@ pub struct HostDir {
     pub mode: u32,
 }
 
-/// Everything Berth creates for one workspace.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkspaceSpec {
-    pub container_name: String,
-    pub network_name: String,
-    pub ports: PortBlock,
+/// A directory of the host (or the runtime's volume) mounted into the workspace, or a
+/// memory-backed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Mount {
+    Bind { source: PathBuf, target: String, read_only: bool },
+    Tmpfs { target: String, size_bytes: u64, mode: u32 },
+}
+
+/// A workspace port published on an address of the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedPort {
+    pub container: u16,
+    pub host: u16,
+    pub host_ip: String,
+}
+
+/// Resource limits, in bytes and billionths of a CPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub memory_bytes: i64,
+    pub memory_reservation_bytes: i64,
+    pub swap_bytes: i64,
+    /// None: no CPU limit.
+    pub nano_cpus: Option<i64>,
+    pub shm_bytes: i64,
+}
+
+/// Everything one workspace is, whatever runs it. Its hash is the workspace's identity for
+/// drift: a workspace created from another plan is recreated at its next start from stopped.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct WorkspacePlan {
+    /// The workspace's name on the runtime (also its host name).
+    pub name: String,
+    pub owner: String,
+    pub image: String,
     pub uid: u32,
-    pub body: ContainerCreateBody,
-    /// Hash of `body` without the hash label itself; stored as the `io.berth.spec` label.
-    pub hash: String,
-    /// Host directories to create before the container starts.
+    /// `KEY=value`, in a fixed order. Holds the workspace's credentials: never logged.
+    pub env: Vec<String>,
+    pub mounts: Vec<Mount>,
+    pub ports: Vec<PublishedPort>,
+    pub limits: Limits,
+    pub gpus: GpuRequest,
+    pub isolation: Isolation,
+    /// The runtime (OCI runtime, runtime class) the isolation mode asks for, if any.
+    pub runtime_class: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub stop_timeout_seconds: u32,
+    /// The user's port block (the dashboard shows it; `ports` publishes part of it).
+    pub port_block: PortBlock,
+    /// Host directories to create before the workspace starts, parents first.
     pub directories: Vec<HostDir>,
     /// The directories mounted writable: a start needs free space on each.
     pub writable: Vec<PathBuf>,
 }
 
-pub fn container_name(username: &str) -> String {
-    format!("workspace-{username}")
+impl std::fmt::Debug for WorkspacePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkspacePlan")
+            .field("name", &self.name)
+            .field("image", &self.image)
+            .field("isolation", &self.isolation)
+            .field("env", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
-pub fn network_name(username: &str) -> String {
-    format!("berth-ws-{username}")
+impl WorkspacePlan {
+    /// A stable hash of the plan: maps are ordered, so it does not depend on insertion order.
+    pub fn hash(&self) -> String {
+        let value = serde_json::to_value(self).expect("a plan serializes");
+        let mut text = String::new();
+        canonical(&value, &mut text);
+        hex::encode(&Sha256::digest(text.as_bytes())[..12])
+    }
 }
 
-pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<WorkspaceSpec, SpecError> {
+pub fn build_plan(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<WorkspacePlan, SpecError> {
     let u = user.username.as_str();
-    let name = container_name(u);
-    let network = network_name(u);
     let ports = PortBlock::for_slot(user.slot, &settings.ports)?;
     let uid = settings.uid_for(user.slot);
     let root = &settings.storage_root;
     let d = &settings.defaults;
     let o = &user.overrides;
+    let isolation = settings.isolation;
+    if isolation == Isolation::Auto {
+        return Err(SpecError::IsolationUnresolved);
+    }
 
     let plan = &settings.ports;
     // SSH, VNC and RDP on the public address only when the admin listed them; otherwise on
     // loopback, for Guacamole, noVNC and SSH tunnels.
     let address = |service: &str| if plan.public.iter().any(|p| p == service) { plan.host_ip.clone() } else { "127.0.0.1".to_string() };
     let mut published = vec![
-        (ports.ssh, container_port::SSH, address("ssh")),
-        (ports.vnc, container_port::VNC, address("vnc")),
-        (ports.rdp, container_port::RDP, address("rdp")),
+        PublishedPort { container: container_port::SSH, host: ports.ssh, host_ip: address("ssh") },
+        PublishedPort { container: container_port::VNC, host: ports.vnc, host_ip: address("vnc") },
+        PublishedPort { container: container_port::RDP, host: ports.rdp, host_ip: address("rdp") },
     ];
     if plan.publish_web {
-        published.extend([
-            (ports.novnc, container_port::NOVNC, plan.web_ip.clone()),
-            (ports.code, container_port::CODE, plan.web_ip.clone()),
-            (ports.jupyter, container_port::JUPYTER, plan.web_ip.clone()),
-            (ports.tensorboard, container_port::TENSORBOARD, plan.web_ip.clone()),
-        ]);
+        for (container, host) in [
+            (container_port::NOVNC, ports.novnc),
+            (container_port::CODE, ports.code),
+            (container_port::JUPYTER, ports.jupyter),
+            (container_port::TENSORBOARD, ports.tensorboard),
+        ] {
+            published.push(PublishedPort { container, host, host_ip: plan.web_ip.clone() });
+        }
     }
-    let exposed: Vec<String> = published.iter().map(|(_, c, _)| format!("{c}/tcp")).collect();
-    let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = published
-        .into_iter()
-        .map(|(host, c, ip)| (format!("{c}/tcp"), Some(vec![PortBinding { host_ip: Some(ip), host_port: Some(host.to_string()) }])))
-        .collect();
 
     let home = root.join("homes").join(u);
     let workspace = root.join("workspaces").join(u);
@@ -237,79 +274,30 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
     let state = root.join("state").join(u);
     // Docker-in-Docker keeps its images per user, on a real filesystem (overlay2 works there).
     let docker_data = root.join("docker").join(u);
-    let binds = vec![
-        format!("{}:/home/{u}:rw", home.display()),
-        format!("{}:/workspace:rw", workspace.display()),
-        format!("{}:/shared:ro", shared.display()),
-        format!("{}:/shared/tensorboard/{u}:rw", tensorboard.display()),
-        format!("{}:/var/lib/state:rw", state.display()),
-        format!("{}:/var/lib/docker:rw", docker_data.display()),
+    let bind = |source: &PathBuf, target: String, read_only: bool| Mount::Bind { source: source.clone(), target, read_only };
+    let mounts = vec![
+        bind(&home, format!("/home/{u}"), false),
+        bind(&workspace, "/workspace".into(), false),
+        bind(&shared, "/shared".into(), true),
+        // Hides the other users' TensorBoard directories that the read-only /shared would
+        // show; the user's own is mounted on top.
+        Mount::Tmpfs { target: "/shared/tensorboard".into(), size_bytes: 64 << 10, mode: 0o755 },
+        bind(&tensorboard, format!("/shared/tensorboard/{u}"), false),
+        bind(&state, "/var/lib/state".into(), false),
+        bind(&docker_data, "/var/lib/docker".into(), false),
     ];
 
     let memory_limit = o.memory_limit_gib.unwrap_or(d.memory_limit_gib) as i64 * GIB;
-    let memory_reservation = (o.memory_reservation_gib.unwrap_or(d.memory_reservation_gib) as i64 * GIB).min(memory_limit);
-    let swap = o.swap_gib.unwrap_or(d.swap_gib) as i64 * GIB;
     let cpus = o.cpus.unwrap_or(d.cpus);
-    let gpus = GpuRequest::parse(o.gpus.as_deref().unwrap_or(&d.gpus));
-    let device_requests = match gpus {
-        GpuRequest::None => None,
-        GpuRequest::All => Some(vec![DeviceRequest {
-            driver: Some("nvidia".into()),
-            count: Some(-1),
-            capabilities: Some(vec![vec!["gpu".into()]]),
-            ..Default::default()
-        }]),
-        GpuRequest::Devices(ids) => Some(vec![DeviceRequest {
-            driver: Some("nvidia".into()),
-            device_ids: Some(ids),
-            capabilities: Some(vec![vec!["gpu".into()]]),
-            ..Default::default()
-        }]),
-    };
-    let isolation = settings.isolation;
-    let privileged = isolation == Isolation::Privileged;
-    let runtime = (isolation == Isolation::Sysbox).then(|| d.sysbox_runtime.clone());
-    let all_caps = isolation == Isolation::Capabilities;
-    if isolation == Isolation::Auto {
-        return Err(SpecError::IsolationUnresolved);
-    }
-
-    let host_config = HostConfig {
-        binds: Some(binds),
-        // Hides the other users' TensorBoard directories that the read-only /shared would
-        // show; the user's own is mounted on top.
-        tmpfs: Some(HashMap::from([("/shared/tensorboard".to_string(), "size=64k,mode=0755".to_string())])),
-        port_bindings: Some(port_bindings),
-        memory: Some(memory_limit),
-        memory_reservation: Some(memory_reservation),
-        // Docker's memory_swap is memory + swap.
-        memory_swap: Some(memory_limit + swap),
+    let limits = Limits {
+        memory_bytes: memory_limit,
+        memory_reservation_bytes: (o.memory_reservation_gib.unwrap_or(d.memory_reservation_gib) as i64 * GIB).min(memory_limit),
+        swap_bytes: o.swap_gib.unwrap_or(d.swap_gib) as i64 * GIB,
         nano_cpus: (cpus > 0.0).then(|| (cpus * 1e9) as i64),
-        shm_size: Some(o.shm_gib.unwrap_or(d.shm_gib) as i64 * GIB),
-        device_requests,
-        privileged: Some(privileged),
-        runtime,
-        cap_add: all_caps.then(|| vec!["ALL".to_string()]),
-        cap_drop: all_caps.then(|| vec!["SYS_RESOURCE".to_string()]),
-        security_opt: all_caps.then(|| vec!["seccomp=unconfined".to_string(), "apparmor=unconfined".to_string()]),
-        // The API form of the CLI's `--security-opt systempaths=unconfined`.
-        masked_paths: all_caps.then(Vec::new),
-        readonly_paths: all_caps.then(Vec::new),
-        device_cgroup_rules: all_caps.then(|| vec!["a *:* rwm".to_string()]),
-        devices: all_caps.then(|| {
-            vec![bollard::models::DeviceMapping {
-                path_on_host: Some("/dev/fuse".into()),
-                path_in_container: Some("/dev/fuse".into()),
-                cgroup_permissions: Some("rwm".into()),
-            }]
-        }),
-        restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
-        network_mode: Some(network.clone()),
-        init: Some(false),
-        ..Default::default()
+        shm_bytes: o.shm_gib.unwrap_or(d.shm_gib) as i64 * GIB,
     };
 
-    let mut labels = HashMap::from([
+    let mut labels = BTreeMap::from([
         (LABEL_MANAGED.to_string(), "true".to_string()),
         (LABEL_USER.to_string(), u.to_string()),
     ]);
@@ -329,29 +317,22 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
         // Without privileges the inner dockerd can only fail and restart forever.
         env.push("BERTH_DISABLE_SERVICES=dockerd".to_string());
     }
-    let mut body = ContainerCreateBody {
-        image: Some(settings.image.clone()),
-        hostname: Some(name.clone()),
-        labels: Some(labels),
-        env: Some(env),
-        exposed_ports: Some(exposed),
-        stop_timeout: Some(d.stop_timeout_seconds as i64),
-        host_config: Some(host_config),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(network.clone(), EndpointSettings::default())])),
-        }),
-        ..Default::default()
-    };
-    let hash = spec_hash(&body);
-    body.labels.as_mut().expect("labels set above").insert(LABEL_SPEC.into(), hash.clone());
 
-    Ok(WorkspaceSpec {
-        container_name: name,
-        network_name: network,
-        ports,
+    Ok(WorkspacePlan {
+        name: workspace_name(u),
+        owner: u.to_string(),
+        image: settings.image.clone(),
         uid,
-        body,
-        hash,
+        env,
+        mounts,
+        ports: published,
+        limits,
+        gpus: GpuRequest::parse(o.gpus.as_deref().unwrap_or(&d.gpus)),
+        isolation,
+        runtime_class: (isolation == Isolation::Sysbox).then(|| d.sysbox_runtime.clone()),
+        labels,
+        stop_timeout_seconds: d.stop_timeout_seconds,
+        port_block: ports,
         writable: vec![home.clone(), workspace.clone(), tensorboard.clone(), state.clone(), docker_data.clone()],
         directories: vec![
             // Parents first, so each gets its own mode.
@@ -366,12 +347,9 @@ pub fn build_spec(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
     })
 }
 
-/// A stable hash of a create body: keys sorted at every level, so HashMap order cannot change it.
-pub fn spec_hash(body: &ContainerCreateBody) -> String {
-    let value = serde_json::to_value(body).expect("create body serializes");
-    let mut text = String::new();
-    canonical(&value, &mut text);
-    hex::encode(&Sha256::digest(text.as_bytes())[..12])
+/// The per-user network a plan's workspace joins (runtimes that have networks use it).
+pub fn plan_network(plan: &WorkspacePlan) -> String {
+    network_name(&plan.owner)
 }
 
 fn canonical(value: &serde_json::Value, out: &mut String) {
@@ -404,13 +382,13 @@ fn canonical(value: &serde_json::Value, out: &mut String) {
 mod tests {
     use super::*;
 
-    fn settings() -> WorkspaceSettings {
+    pub(crate) fn settings() -> WorkspaceSettings {
         let mut settings = WorkspaceSettings::from_config(&Config::default());
         settings.isolation = Isolation::Privileged;
         settings
     }
 
-    fn alice(slot: u32) -> WorkspaceUser {
+    pub(crate) fn alice(slot: u32) -> WorkspaceUser {
         WorkspaceUser {
             username: "alice".into(),
             slot,
@@ -424,27 +402,21 @@ mod tests {
         }
     }
 
-    fn host_config(spec: &WorkspaceSpec) -> &HostConfig {
-        spec.body.host_config.as_ref().unwrap()
-    }
-
-    fn binding(spec: &WorkspaceSpec, container: &str) -> Option<String> {
-        let bindings = host_config(spec).port_bindings.as_ref().unwrap();
-        bindings.get(container).map(|b| b.as_ref().unwrap()[0].host_port.clone().unwrap())
+    fn published(plan: &WorkspacePlan, container: u16) -> Option<(u16, String)> {
+        plan.ports.iter().find(|p| p.container == container).map(|p| (p.host, p.host_ip.clone()))
     }
 
     #[test]
-    fn names_labels_and_hostname() {
-        let spec = build_spec(&alice(0), &settings()).unwrap();
-        assert_eq!(spec.container_name, "workspace-alice");
-        assert_eq!(spec.body.hostname.as_deref(), Some("workspace-alice"));
-        assert_eq!(spec.network_name, "berth-ws-alice");
-        let labels = spec.body.labels.as_ref().unwrap();
-        assert_eq!(labels[LABEL_MANAGED], "true");
-        assert_eq!(labels[LABEL_USER], "alice");
-        assert_eq!(labels[LABEL_SPEC], spec.hash);
-        assert_eq!(host_config(&spec).network_mode.as_deref(), Some("berth-ws-alice"));
-        assert_eq!(spec.body.image.as_deref(), Some("berth/workspace:latest"));
+    fn names_and_labels() {
+        let plan = build_plan(&alice(0), &settings()).unwrap();
+        assert_eq!(plan.name, "workspace-alice");
+        assert_eq!(plan.owner, "alice");
+        assert_eq!(plan_network(&plan), "berth-ws-alice");
+        assert_eq!(plan.labels["io.berth.managed"], "true");
+        assert_eq!(plan.labels["io.berth.user"], "alice");
+        assert!(!plan.labels.contains_key("io.berth.spec"), "the hash is over the plan, so not in it");
+        assert_eq!(plan.image, "berth/workspace:latest");
+        assert_eq!(plan.stop_timeout_seconds, 30);
     }
 
     #[test]
@@ -464,178 +436,148 @@ mod tests {
         );
     }
 
-    fn binding_ip(spec: &WorkspaceSpec, container: &str) -> Option<String> {
-        let bindings = host_config(spec).port_bindings.as_ref().unwrap();
-        bindings.get(container).map(|b| b.as_ref().unwrap()[0].host_ip.clone().unwrap())
-    }
-
     #[test]
     fn ssh_public_vnc_and_rdp_on_loopback_by_default() {
-        let spec = build_spec(&alice(3), &settings()).unwrap();
-        assert_eq!(binding(&spec, "22/tcp").as_deref(), Some("10322"));
-        assert_eq!(binding(&spec, "5901/tcp").as_deref(), Some("10300"));
-        assert_eq!(binding(&spec, "3389/tcp").as_deref(), Some("10305"));
-        assert_eq!(binding_ip(&spec, "22/tcp").as_deref(), Some("0.0.0.0"));
-        assert_eq!(binding_ip(&spec, "5901/tcp").as_deref(), Some("127.0.0.1"), "VNC's DES challenge stays off the network");
-        assert_eq!(binding_ip(&spec, "3389/tcp").as_deref(), Some("127.0.0.1"));
-        for web in ["6080/tcp", "8443/tcp", "8888/tcp", "6006/tcp"] {
-            assert_eq!(binding(&spec, web), None, "{web} must not be published");
+        let plan = build_plan(&alice(3), &settings()).unwrap();
+        assert_eq!(published(&plan, 22), Some((10322, "0.0.0.0".into())));
+        assert_eq!(published(&plan, 5901), Some((10300, "127.0.0.1".into())), "VNC's DES challenge stays off the network");
+        assert_eq!(published(&plan, 3389), Some((10305, "127.0.0.1".into())));
+        for web in [6080, 8443, 8888, 6006] {
+            assert_eq!(published(&plan, web), None, "{web} must not be published");
         }
 
         let mut s = settings();
         s.ports.public = vec!["ssh".into(), "rdp".into()];
-        let spec = build_spec(&alice(3), &s).unwrap();
-        assert_eq!(binding_ip(&spec, "3389/tcp").as_deref(), Some("0.0.0.0"), "published when the admin says so");
-        assert_eq!(binding_ip(&spec, "5901/tcp").as_deref(), Some("127.0.0.1"));
+        let plan = build_plan(&alice(3), &s).unwrap();
+        assert_eq!(published(&plan, 3389), Some((10305, "0.0.0.0".into())), "published when the admin says so");
+        assert_eq!(published(&plan, 5901), Some((10300, "127.0.0.1".into())));
 
         let mut s = settings();
         s.ports.publish_web = true;
-        let spec = build_spec(&alice(3), &s).unwrap();
-        assert_eq!(binding(&spec, "8888/tcp").as_deref(), Some("10303"));
-        assert_eq!(binding(&spec, "6080/tcp").as_deref(), Some("10301"));
-        assert_eq!(binding_ip(&spec, "8888/tcp").as_deref(), Some("127.0.0.1"), "web ports on web_ip, loopback by default");
+        let plan = build_plan(&alice(3), &s).unwrap();
+        assert_eq!(published(&plan, 8888), Some((10303, "127.0.0.1".into())), "web ports on web_ip, loopback by default");
+        assert_eq!(published(&plan, 6080), Some((10301, "127.0.0.1".into())));
         s.ports.web_ip = "192.0.2.10".into();
-        let spec = build_spec(&alice(3), &s).unwrap();
-        assert_eq!(binding_ip(&spec, "6006/tcp").as_deref(), Some("192.0.2.10"));
+        let plan = build_plan(&alice(3), &s).unwrap();
+        assert_eq!(published(&plan, 6006), Some((10304, "192.0.2.10".into())));
     }
 
     #[test]
     fn mounts_under_the_storage_root() {
         let mut s = settings();
         s.storage_root = PathBuf::from("/srv/berth");
-        let spec = build_spec(&alice(0), &s).unwrap();
-        let binds = host_config(&spec).binds.clone().unwrap();
-        assert_eq!(binds, vec![
-            "/srv/berth/homes/alice:/home/alice:rw",
-            "/srv/berth/workspaces/alice:/workspace:rw",
-            "/srv/berth/shared:/shared:ro",
-            "/srv/berth/shared/tensorboard/alice:/shared/tensorboard/alice:rw",
-            "/srv/berth/state/alice:/var/lib/state:rw",
-            "/srv/berth/docker/alice:/var/lib/docker:rw",
+        let plan = build_plan(&alice(0), &s).unwrap();
+        let bind = |source: &str, target: &str, read_only: bool| Mount::Bind { source: source.into(), target: target.into(), read_only };
+        assert_eq!(plan.mounts, vec![
+            bind("/srv/berth/homes/alice", "/home/alice", false),
+            bind("/srv/berth/workspaces/alice", "/workspace", false),
+            bind("/srv/berth/shared", "/shared", true),
+            Mount::Tmpfs { target: "/shared/tensorboard".into(), size_bytes: 65536, mode: 0o755 },
+            bind("/srv/berth/shared/tensorboard/alice", "/shared/tensorboard/alice", false),
+            bind("/srv/berth/state/alice", "/var/lib/state", false),
+            bind("/srv/berth/docker/alice", "/var/lib/docker", false),
         ]);
-        assert!(spec.directories.contains(&HostDir { path: PathBuf::from("/srv/berth/homes/alice"), owner: Some(10000), mode: 0o700 }));
-        assert!(spec.directories.contains(&HostDir { path: PathBuf::from("/srv/berth/shared/tensorboard/alice"), owner: Some(10000), mode: 0o700 }));
-        assert!(spec.directories.contains(&HostDir { path: PathBuf::from("/srv/berth/state/alice"), owner: None, mode: 0o700 }));
-        let shared_at = spec.directories.iter().position(|d| d.path == PathBuf::from("/srv/berth/shared")).unwrap();
-        let tb_at = spec.directories.iter().position(|d| d.path == PathBuf::from("/srv/berth/shared/tensorboard/alice")).unwrap();
+        assert!(plan.directories.contains(&HostDir { path: PathBuf::from("/srv/berth/homes/alice"), owner: Some(10000), mode: 0o700 }));
+        assert!(plan.directories.contains(&HostDir { path: PathBuf::from("/srv/berth/shared/tensorboard/alice"), owner: Some(10000), mode: 0o700 }));
+        assert!(plan.directories.contains(&HostDir { path: PathBuf::from("/srv/berth/state/alice"), owner: None, mode: 0o700 }));
+        let shared_at = plan.directories.iter().position(|d| d.path == PathBuf::from("/srv/berth/shared")).unwrap();
+        let tb_at = plan.directories.iter().position(|d| d.path == PathBuf::from("/srv/berth/shared/tensorboard/alice")).unwrap();
         assert!(shared_at < tb_at, "parents are made first, with their own mode");
-        // The other users' TensorBoard directories are hidden under a tmpfs; the user's own is on top.
-        let tmpfs = host_config(&spec).tmpfs.clone().unwrap();
-        assert_eq!(tmpfs.get("/shared/tensorboard").map(String::as_str), Some("size=64k,mode=0755"));
         // Free space is needed where the workspace writes, not on the read-only shared root.
-        assert!(spec.writable.contains(&PathBuf::from("/srv/berth/homes/alice")));
-        assert!(spec.writable.contains(&PathBuf::from("/srv/berth/docker/alice")));
-        assert!(!spec.writable.contains(&PathBuf::from("/srv/berth/shared")));
-        for path in &spec.writable {
-            let bind = format!("{}:", path.display());
-            assert!(spec.body.host_config.as_ref().unwrap().binds.as_ref().unwrap().iter().any(|b| b.starts_with(&bind) && b.ends_with(":rw")), "{bind}");
-        }
+        assert_eq!(plan.writable, vec![
+            PathBuf::from("/srv/berth/homes/alice"),
+            PathBuf::from("/srv/berth/workspaces/alice"),
+            PathBuf::from("/srv/berth/shared/tensorboard/alice"),
+            PathBuf::from("/srv/berth/state/alice"),
+            PathBuf::from("/srv/berth/docker/alice"),
+        ]);
     }
 
     #[test]
     fn resources_defaults_and_overrides() {
-        let spec = build_spec(&alice(0), &settings()).unwrap();
-        let h = host_config(&spec);
-        assert_eq!(h.memory_reservation, Some(32 * GIB));
-        assert_eq!(h.memory, Some(100 * GIB));
-        assert_eq!(h.memory_swap, Some(150 * GIB));
-        assert_eq!(h.nano_cpus, None);
-        assert_eq!(h.shm_size, Some(8 * GIB));
+        let plan = build_plan(&alice(0), &settings()).unwrap();
+        assert_eq!(plan.limits, Limits {
+            memory_bytes: 100 * GIB,
+            memory_reservation_bytes: 32 * GIB,
+            swap_bytes: 50 * GIB,
+            nano_cpus: None,
+            shm_bytes: 8 * GIB,
+        });
 
         let mut user = alice(0);
         user.overrides = ResourceOverrides { memory_limit_gib: Some(16), memory_reservation_gib: Some(64), cpus: Some(2.5), swap_gib: Some(0), ..Default::default() };
-        let spec = build_spec(&user, &settings()).unwrap();
-        let h = host_config(&spec);
-        assert_eq!(h.memory, Some(16 * GIB));
-        assert_eq!(h.memory_reservation, Some(16 * GIB), "reservation never exceeds the limit");
-        assert_eq!(h.memory_swap, Some(16 * GIB), "no swap");
-        assert_eq!(h.nano_cpus, Some(2_500_000_000));
+        let limits = build_plan(&user, &settings()).unwrap().limits;
+        assert_eq!(limits.memory_bytes, 16 * GIB);
+        assert_eq!(limits.memory_reservation_bytes, 16 * GIB, "reservation never exceeds the limit");
+        assert_eq!(limits.swap_bytes, 0, "no swap");
+        assert_eq!(limits.nano_cpus, Some(2_500_000_000));
     }
 
     #[test]
     fn gpu_requests() {
-        let requests = |gpus: &str| {
+        let gpus = |gpus: &str| {
             let mut user = alice(0);
             user.overrides.gpus = Some(gpus.into());
-            build_spec(&user, &settings()).unwrap().body.host_config.unwrap().device_requests
+            build_plan(&user, &settings()).unwrap().gpus
         };
-        let all = requests("all").unwrap();
-        assert_eq!(all[0].count, Some(-1));
-        assert_eq!(all[0].driver.as_deref(), Some("nvidia"));
-        assert_eq!(all[0].capabilities, Some(vec![vec!["gpu".to_string()]]));
-        assert_eq!(requests("none"), None);
-        let some = requests("0, 2").unwrap();
-        assert_eq!(some[0].device_ids, Some(vec!["0".to_string(), "2".to_string()]));
-        assert_eq!(some[0].count, None);
+        assert_eq!(gpus("all"), GpuRequest::All);
+        assert_eq!(gpus("none"), GpuRequest::None);
+        assert_eq!(gpus("0, 2"), GpuRequest::Devices(vec!["0".into(), "2".into()]));
     }
 
     #[test]
-    fn each_isolation_mode_renders_its_privileges() {
+    fn isolation_modes_in_the_plan() {
         let with = |mode: Isolation| {
             let mut s = settings();
             s.isolation = mode;
-            build_spec(&alice(0), &s)
+            build_plan(&alice(0), &s)
         };
-        let spec = with(Isolation::Privileged).unwrap();
-        let h = host_config(&spec);
-        assert_eq!((h.privileged, h.runtime.as_deref(), h.cap_add.clone()), (Some(true), None, None));
-
-        let spec = with(Isolation::Sysbox).unwrap();
-        let h = host_config(&spec);
-        assert_eq!((h.privileged, h.runtime.as_deref(), h.cap_add.clone()), (Some(false), Some("sysbox-runc"), None));
-
-        let spec = with(Isolation::Capabilities).unwrap();
-        let h = host_config(&spec);
-        assert_eq!(h.privileged, Some(false));
-        assert_eq!(h.cap_add, Some(vec!["ALL".to_string()]));
-        assert_eq!(h.cap_drop, Some(vec!["SYS_RESOURCE".to_string()]));
-        assert!(h.security_opt.as_ref().unwrap().contains(&"seccomp=unconfined".to_string()));
-
-        let spec = with(Isolation::Plain).unwrap();
-        let h = host_config(&spec);
-        assert_eq!((h.privileged, h.runtime.as_deref()), (Some(false), None));
-        assert_eq!((h.cap_add.clone(), h.security_opt.clone(), h.device_cgroup_rules.clone(), h.devices.clone()), (None, None, None, None));
-        assert!(spec.body.env.as_ref().unwrap().contains(&"BERTH_DISABLE_SERVICES=dockerd".to_string()), "no Docker inside");
+        assert_eq!(with(Isolation::Sysbox).unwrap().runtime_class.as_deref(), Some("sysbox-runc"));
+        assert_eq!(with(Isolation::Privileged).unwrap().runtime_class, None);
+        let plain = with(Isolation::Plain).unwrap();
+        assert!(plain.env.contains(&"BERTH_DISABLE_SERVICES=dockerd".to_string()), "no Docker inside");
         for mode in [Isolation::Privileged, Isolation::Sysbox, Isolation::Capabilities] {
-            assert!(!with(mode).unwrap().body.env.unwrap().iter().any(|e| e.starts_with("BERTH_DISABLE_SERVICES")), "{mode:?}");
+            assert!(!with(mode).unwrap().env.iter().any(|e| e.starts_with("BERTH_DISABLE_SERVICES")), "{mode:?}");
         }
-        assert_eq!(with(Isolation::Auto), Err(SpecError::IsolationUnresolved), "auto is resolved against the engine first");
-        assert_ne!(with(Isolation::Plain).unwrap().hash, with(Isolation::Capabilities).unwrap().hash, "a mode change is drift");
+        assert_eq!(with(Isolation::Auto).err(), Some(SpecError::IsolationUnresolved), "auto is resolved against the engine first");
+        assert_ne!(plain.hash(), with(Isolation::Capabilities).unwrap().hash(), "a mode change is drift");
     }
 
     #[test]
-    fn environment_and_restart_policy() {
-        let spec = build_spec(&alice(2), &settings()).unwrap();
-        let env = spec.body.env.clone().unwrap();
+    fn environment_holds_the_credentials_and_debug_hides_them() {
+        let plan = build_plan(&alice(2), &settings()).unwrap();
         for expected in ["BERTH_USER=alice", "BERTH_UID=10002", "BERTH_GID=10002", "BERTH_PASSWORD=ssh-pw",
             "BERTH_VNC_PASSWORD=vnc-pw", "BERTH_JUPYTER_TOKEN=jt", "BERTH_APP_SECRET=0123abcd"] {
-            assert!(env.contains(&expected.to_string()), "{expected}");
+            assert!(plan.env.contains(&expected.to_string()), "{expected}");
         }
-        let policy = host_config(&spec).restart_policy.clone().unwrap();
-        assert_eq!(policy.name, Some(RestartPolicyNameEnum::UNLESS_STOPPED));
         assert!(!format!("{:?}", alice(0).secrets).contains("ssh-pw"));
         assert!(!format!("{:?}", alice(0).secrets).contains("0123abcd"));
+        assert!(!format!("{plan:?}").contains("ssh-pw"), "a logged plan shows no password");
     }
 
     #[test]
     fn hash_is_stable_and_detects_drift() {
-        let a = build_spec(&alice(0), &settings()).unwrap();
-        let b = build_spec(&alice(0), &settings()).unwrap();
-        assert_eq!(a.hash, b.hash, "same inputs, same hash, whatever HashMap order");
+        let a = build_plan(&alice(0), &settings()).unwrap();
+        let b = build_plan(&alice(0), &settings()).unwrap();
+        assert_eq!(a.hash(), b.hash(), "same inputs, same hash");
+        assert_eq!(a.hash().len(), 24);
         let mut s = settings();
         s.image = "berth/workspace:slim".into();
-        assert_ne!(build_spec(&alice(0), &s).unwrap().hash, a.hash);
+        assert_ne!(build_plan(&alice(0), &s).unwrap().hash(), a.hash());
         let mut user = alice(0);
         user.overrides.cpus = Some(4.0);
-        assert_ne!(build_spec(&user, &settings()).unwrap().hash, a.hash);
-        assert_ne!(build_spec(&alice(1), &settings()).unwrap().hash, a.hash);
+        assert_ne!(build_plan(&user, &settings()).unwrap().hash(), a.hash());
+        assert_ne!(build_plan(&alice(1), &settings()).unwrap().hash(), a.hash());
+        let mut s = settings();
+        s.defaults.sysbox_runtime = "sysbox-runc-2".into();
+        assert_eq!(build_plan(&alice(0), &s).unwrap().hash(), a.hash(), "the sysbox runtime's name matters only in sysbox mode");
     }
 
     #[test]
     fn extra_label_is_applied() {
         let mut s = settings();
         s.defaults.extra_label = Some("io.berth.test=run-1".into());
-        let spec = build_spec(&alice(0), &s).unwrap();
-        assert_eq!(spec.body.labels.unwrap()["io.berth.test"], "run-1");
+        let plan = build_plan(&alice(0), &s).unwrap();
+        assert_eq!(plan.labels["io.berth.test"], "run-1");
     }
 }

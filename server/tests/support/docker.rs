@@ -8,7 +8,7 @@ use std::sync::Arc;
 use berth::config::Config;
 use berth::db::Db;
 use berth::web::Backend;
-use berth::workspace::Workspaces;
+use berth::workspace::{Actor, Owner, Workspaces};
 
 pub const TEST_IMAGE: &str = "berth-test/busybox:latest";
 
@@ -107,14 +107,19 @@ pub async fn backend(config: &Config, db_url: &str) -> Backend {
     Backend::new(config, db, &[42; 32])
 }
 
-pub async fn approved_user(backend: &Backend, name: &str) {
+/// Tests act as Berth itself (the command line's actor); the portal's checks have tests of their own.
+pub const SYSTEM: &Actor = &Actor::System;
+
+/// A new approved account, as the workspace service takes its owner.
+pub async fn approved_user(backend: &Backend, name: &str) -> Owner {
     use app::model::AccountStatus;
     use berth::accounts::NewUser;
-    backend
+    let user = backend
         .accounts
         .create(NewUser { username: name, email: None, password: None, status: AccountStatus::Approved, is_admin: false })
         .await
         .expect("create user");
+    Owner::from(&user)
 }
 
 pub fn inspect(name: &str, format: &str) -> String {

@@ -1,0 +1,298 @@
+//! An in-memory runtime for tests of the lifecycle decisions: deterministic, with failures
+//! injected on purpose (create fails, start hangs, the engine is gone, a workspace dies). It
+//! keeps the runtime contract (see `runtime`), so the service cannot tell it from Docker.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+
+use super::names::{workspace_name, LABEL_USER};
+use super::runtime::{
+    Capabilities, Created, ExecOutcome, Observed, RuntimeError, RuntimeEvent, RuntimeStatus, Usage, WorkspaceRuntime,
+};
+use super::spec::WorkspacePlan;
+
+/// One fake workspace.
+#[derive(Debug, Clone)]
+pub struct FakeWorkspace {
+    pub plan: WorkspacePlan,
+    pub status: RuntimeStatus,
+    pub started_at: Option<i64>,
+}
+
+/// Failures the next calls meet, until cleared.
+#[derive(Debug, Clone, Default)]
+pub struct Failures {
+    /// `create` fails with this message (after nothing was made).
+    pub create: Option<String>,
+    /// `create` makes the workspace, then fails: a crash half-way.
+    pub create_after_making: bool,
+    /// `start` never answers.
+    pub start_hangs: bool,
+    /// Every call answers `Unavailable`.
+    pub engine_gone: bool,
+    /// `prepare_storage` says the storage is full.
+    pub storage_full: bool,
+}
+
+#[derive(Default)]
+struct State {
+    workspaces: BTreeMap<String, FakeWorkspace>,
+    networks: BTreeSet<String>,
+    /// Directories "made", by path.
+    directories: BTreeSet<std::path::PathBuf>,
+    failures: Failures,
+    /// Every call, in order: `create workspace-alice`, `start workspace-alice`, …
+    calls: Vec<String>,
+    clock: i64,
+}
+
+pub struct FakeRuntime {
+    state: Mutex<State>,
+    events: broadcast::Sender<RuntimeEvent>,
+}
+
+impl Default for FakeRuntime {
+    fn default() -> Self {
+        FakeRuntime { state: Mutex::new(State { clock: 1_700_000_000, ..State::default() }), events: broadcast::channel(256).0 }
+    }
+}
+
+impl FakeRuntime {
+    pub fn new() -> FakeRuntime {
+        FakeRuntime::default()
+    }
+
+    pub fn fail(&self, failures: Failures) {
+        self.state.lock().expect("fake").failures = failures;
+    }
+
+    pub fn heal(&self) {
+        self.fail(Failures::default());
+    }
+
+    /// The calls made so far, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().expect("fake").calls.clone()
+    }
+
+    pub fn clear_calls(&self) {
+        self.state.lock().expect("fake").calls.clear();
+    }
+
+    pub fn workspace(&self, name: &str) -> Option<FakeWorkspace> {
+        self.state.lock().expect("fake").workspaces.get(name).cloned()
+    }
+
+    pub fn has_network(&self, owner: &str) -> bool {
+        self.state.lock().expect("fake").networks.contains(owner)
+    }
+
+    pub fn has_directory(&self, path: &std::path::Path) -> bool {
+        self.state.lock().expect("fake").directories.contains(path)
+    }
+
+    /// The workspace's main process ends (an OOM kill, a crash): it is exited, as Docker says.
+    pub fn kill(&self, name: &str) {
+        let owner = {
+            let mut state = self.state.lock().expect("fake");
+            let Some(w) = state.workspaces.get_mut(name) else { return };
+            w.status = RuntimeStatus::Exited;
+            w.started_at = None;
+            w.plan.owner.clone()
+        };
+        let _ = self.events.send(RuntimeEvent { name: name.to_string(), owner: Some(owner) });
+    }
+
+    /// Someone removed the workspace behind Berth's back (`docker rm -f`).
+    pub fn vanish(&self, name: &str) {
+        let owner = self.state.lock().expect("fake").workspaces.remove(name).map(|w| w.plan.owner);
+        let _ = self.events.send(RuntimeEvent { name: name.to_string(), owner });
+    }
+
+    /// Puts a workspace in place as an earlier Berth would have left it.
+    pub fn put(&self, plan: WorkspacePlan, status: RuntimeStatus) {
+        let mut state = self.state.lock().expect("fake");
+        state.networks.insert(plan.owner.clone());
+        let started_at = (status == RuntimeStatus::Running).then_some(state.clock);
+        state.workspaces.insert(plan.name.clone(), FakeWorkspace { plan, status, started_at });
+    }
+
+    fn call(&self, what: String) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().expect("fake");
+        state.calls.push(what);
+        state.clock += 1;
+        if state.failures.engine_gone {
+            return Err(RuntimeError::Unavailable("the Docker engine is not reachable: fake engine gone".into()));
+        }
+        Ok(())
+    }
+
+    fn changed(&self, name: &str) {
+        let owner = self.state.lock().expect("fake").workspaces.get(name).map(|w| w.plan.owner.clone());
+        let _ = self.events.send(RuntimeEvent { name: name.to_string(), owner });
+    }
+
+    fn observed(w: &FakeWorkspace) -> Observed {
+        Observed {
+            name: w.plan.name.clone(),
+            owner: w.plan.labels.get(LABEL_USER).cloned(),
+            status: w.status,
+            plan_hash: Some(w.plan.hash()),
+            started_at: w.started_at,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl WorkspaceRuntime for FakeRuntime {
+    async fn capabilities(&self) -> Result<Capabilities, RuntimeError> {
+        self.call("capabilities".into())?;
+        Ok(Capabilities { runtimes: vec!["runc".into()] })
+    }
+
+    async fn prepare_storage(&self, plan: &WorkspacePlan, check_space: bool) -> Result<(), RuntimeError> {
+        self.call(format!("prepare {}", plan.name))?;
+        let mut state = self.state.lock().expect("fake");
+        if check_space && state.failures.storage_full {
+            return Err(RuntimeError::StorageFull { path: plan.writable[0].display().to_string(), free_mib: 3, needed_mib: 512 });
+        }
+        // Made for real (under the test's storage root), so tests can see what survives.
+        for dir in &plan.directories {
+            std::fs::create_dir_all(&dir.path)
+                .map_err(|source| RuntimeError::Storage { path: dir.path.display().to_string(), source })?;
+            state.directories.insert(dir.path.clone());
+        }
+        Ok(())
+    }
+
+    async fn connect(&self, plan: &WorkspacePlan) -> Result<(), RuntimeError> {
+        self.call(format!("connect {}", plan.owner))?;
+        self.state.lock().expect("fake").networks.insert(plan.owner.clone());
+        Ok(())
+    }
+
+    async fn create(&self, plan: &WorkspacePlan) -> Result<Created, RuntimeError> {
+        self.call(format!("create {}", plan.name))?;
+        let created = {
+            let mut state = self.state.lock().expect("fake");
+            if let Some(message) = state.failures.create.clone() {
+                return Err(RuntimeError::Failed { op: "docker create container".into(), status: Some(500), message });
+            }
+            if state.workspaces.contains_key(&plan.name) {
+                return Ok(Created::AlreadyExisted);
+            }
+            state.workspaces.insert(
+                plan.name.clone(),
+                FakeWorkspace { plan: plan.clone(), status: RuntimeStatus::Created, started_at: None },
+            );
+            !state.failures.create_after_making
+        };
+        self.changed(&plan.name);
+        if !created {
+            return Err(RuntimeError::Unavailable("the Docker engine is not reachable: connection reset during create".into()));
+        }
+        Ok(Created::New)
+    }
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        self.call(format!("start {name}"))?;
+        if self.state.lock().expect("fake").failures.start_hangs {
+            std::future::pending::<()>().await;
+        }
+        {
+            let mut state = self.state.lock().expect("fake");
+            let clock = state.clock;
+            let Some(w) = state.workspaces.get_mut(name) else {
+                return Err(RuntimeError::Failed { op: "docker start container".into(), status: Some(404), message: format!("No such container: {name}") });
+            };
+            if w.status != RuntimeStatus::Running {
+                w.status = RuntimeStatus::Running;
+                w.started_at = Some(clock);
+            }
+        }
+        self.changed(name);
+        Ok(())
+    }
+
+    async fn stop(&self, name: &str, _timeout_seconds: u32) -> Result<(), RuntimeError> {
+        self.call(format!("stop {name}"))?;
+        if let Some(w) = self.state.lock().expect("fake").workspaces.get_mut(name) {
+            w.status = RuntimeStatus::Exited;
+            w.started_at = None;
+        }
+        self.changed(name);
+        Ok(())
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        self.call(format!("remove {name}"))?;
+        let owner = self.state.lock().expect("fake").workspaces.remove(name).map(|w| w.plan.owner);
+        let _ = self.events.send(RuntimeEvent { name: name.to_string(), owner });
+        Ok(())
+    }
+
+    async fn disconnect(&self, owner: &str) -> Result<(), RuntimeError> {
+        self.call(format!("disconnect {owner}"))?;
+        self.state.lock().expect("fake").networks.remove(owner);
+        Ok(())
+    }
+
+    async fn observe(&self, name: &str) -> Result<Option<Observed>, RuntimeError> {
+        self.call(format!("observe {name}"))?;
+        Ok(self.state.lock().expect("fake").workspaces.get(name).map(FakeRuntime::observed))
+    }
+
+    async fn list(&self) -> Result<Vec<Observed>, RuntimeError> {
+        self.call("list".into())?;
+        Ok(self.state.lock().expect("fake").workspaces.values().map(FakeRuntime::observed).collect())
+    }
+
+    async fn list_foreign(&self) -> Result<Vec<String>, RuntimeError> {
+        self.call("list foreign".into())?;
+        Ok(Vec::new())
+    }
+
+    async fn watch(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
+        self.call("watch".into())?;
+        let events = futures_util::stream::unfold(self.events.subscribe(), |mut receiver| async move {
+            let item = match receiver.recv().await {
+                Ok(event) => Ok(event),
+                Err(broadcast::error::RecvError::Lagged(n)) => Err(RuntimeError::Unavailable(format!("fake event stream lost {n} events"))),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((item, receiver))
+        });
+        Ok(events.boxed())
+    }
+
+    async fn usage(&self, name: &str) -> Result<Usage, RuntimeError> {
+        self.call(format!("usage {name}"))?;
+        Ok(Usage { cpu_percent: 12.5, memory_bytes: 256 << 20, memory_limit_bytes: 1 << 30 })
+    }
+
+    async fn service_address(&self, name: &str, port: u16) -> Result<Option<SocketAddr>, RuntimeError> {
+        self.call(format!("address {name}"))?;
+        let running = self.state.lock().expect("fake").workspaces.get(name).is_some_and(|w| w.status == RuntimeStatus::Running);
+        // TEST-NET-1: nothing answers there, so probes of a fake workspace never succeed.
+        Ok(running.then(|| SocketAddr::from(([192, 0, 2, 1], port))))
+    }
+
+    fn proxy_host(&self, owner: &str) -> String {
+        workspace_name(owner)
+    }
+
+    async fn exec_with_input(&self, name: &str, cmd: &[&str], _input: &[u8], _timeout: Duration) -> Result<ExecOutcome, RuntimeError> {
+        self.call(format!("exec {name} {}", cmd.join(" ")))?;
+        let running = self.state.lock().expect("fake").workspaces.get(name).is_some_and(|w| w.status == RuntimeStatus::Running);
+        if !running {
+            return Err(RuntimeError::Failed { op: "docker exec".into(), status: Some(409), message: format!("container {name} is not running") });
+        }
+        Ok(ExecOutcome { exit_code: Some(0), output: String::new() })
+    }
+}

@@ -1,0 +1,501 @@
+//! Starting, stopping, restarting, resetting and removing workspaces, and changing what they
+//! are made from (credentials, limits). Each runs under the owner's lock and shows its steps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::model::{StepState, WorkspaceAction, WorkspaceState};
+
+use super::names::{container_port, workspace_name};
+use super::records::WorkspaceRecord;
+use super::runtime::{ExecOutcome, RuntimeError};
+use super::service::{Actor, Owner, WorkspaceError, Workspaces};
+use super::spec::{ResourceOverrides, WorkspaceSecrets};
+use crate::crypto::random_password;
+use crate::routes::hosts::App;
+use crate::routes::traefik::UserRoute;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    SshPassword,
+    VncPassword,
+}
+
+impl Credential {
+    /// The argument `berth-set-credentials` takes.
+    fn key(self) -> &'static str {
+        match self {
+            Credential::SshPassword => "ssh",
+            Credential::VncPassword => "vnc",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Credential::SshPassword => "ssh_password",
+            Credential::VncPassword => "vnc_password",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Credential::SshPassword => "SSH password",
+            Credential::VncPassword => "VNC password",
+        }
+    }
+}
+
+/// When a regenerated credential takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialApplied {
+    /// The running workspace uses it already.
+    Now,
+    /// Nothing is running: the next start applies it.
+    AtNextStart,
+}
+
+/// The image's script that applies a password read from stdin to the running workspace.
+const SET_CREDENTIALS: &str = "/usr/local/lib/berth/berth-set-credentials";
+/// chpasswd and vncpasswd take well under a second; a hung exec must not hold the user's lock.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Service ports probed after a start, in the order the card lists them.
+const PROBES: &[(&str, u16)] = &[
+    ("SSH", container_port::SSH),
+    ("Desktop (VNC)", container_port::VNC),
+    ("Remote desktop (RDP)", container_port::RDP),
+    ("Desktop in browser (noVNC)", container_port::NOVNC),
+    ("VS Code", container_port::CODE),
+    ("Jupyter", container_port::JUPYTER),
+    ("TensorBoard", container_port::TENSORBOARD),
+];
+
+impl Workspaces {
+    fn user_route(&self, username: &str, secrets: &WorkspaceSecrets) -> UserRoute {
+        UserRoute {
+            upstream_host: self.runtime.proxy_host(username),
+            jupyter_token: secrets.jupyter_token.clone(),
+            app_secret: secrets.app_secret.clone(),
+        }
+    }
+
+    /// Writes (or rewrites) the user's Traefik file; a failure is logged and shown, not fatal.
+    fn write_routes(&self, username: &str, secrets: &WorkspaceSecrets) {
+        if let Some(routes) = &self.routes {
+            match routes.write_user(username, &self.user_route(username, secrets)) {
+                Ok(()) => self.progress.step(username, "routes", StepState::Done, None),
+                Err(e) => {
+                    tracing::error!(user = username, error = %e, "cannot write Traefik routes");
+                    self.progress.step(username, "routes", StepState::Failed, Some(e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn remove_routes(&self, username: &str) {
+        if let Some(routes) = &self.routes {
+            if let Err(e) = routes.remove_user(username) {
+                tracing::error!(user = username, error = %e, "cannot remove Traefik routes");
+            }
+        }
+    }
+
+    /// Every approved user's routes, for the Traefik reconciliation.
+    pub(super) async fn all_routes(&self) -> Result<Vec<(String, UserRoute)>, WorkspaceError> {
+        Ok(self
+            .records
+            .all()
+            .await?
+            .into_iter()
+            .filter(|r| r.approved)
+            .map(|r| {
+                let route = self.user_route(&r.username, &r.record.secrets);
+                (r.username, route)
+            })
+            .collect())
+    }
+
+    /// Reads the workspace again after an operation, so the card is right before the event comes.
+    pub(super) async fn refresh(&self, username: &str) {
+        match self.runtime.observe(&workspace_name(username)).await {
+            Ok(observed) => {
+                if self.live.update(username, observed) {
+                    self.progress.bump();
+                }
+            }
+            Err(e) => tracing::debug!(user = username, error = %e, "cannot observe the workspace after an operation"),
+        }
+    }
+
+    /// A disabled user keeps nothing running and no routes.
+    pub async fn disable_user(&self, actor: &Actor, owner: &Owner) -> Result<(), WorkspaceError> {
+        actor.may_administer()?;
+        self.remove_routes(&owner.username);
+        if self.record(owner).await?.is_some() {
+            self.stop(actor, owner).await?;
+            self.remove_routes(&owner.username);
+        }
+        Ok(())
+    }
+
+    /// The owner's workspace credentials (None before the first start).
+    pub async fn credentials(&self, actor: &Actor, owner: &Owner) -> Result<Option<WorkspaceSecrets>, WorkspaceError> {
+        actor.may_use_secrets(owner)?;
+        Ok(self.record(owner).await?.map(|r| r.secrets))
+    }
+
+    /// Replaces one of the user's service credentials. A running workspace gets it at once
+    /// (through the image's `berth-set-credentials`); otherwise the entrypoint applies it at
+    /// the next start, from the recreated container's environment.
+    pub async fn regenerate_credential(&self, actor: &Actor, owner: &Owner, which: Credential) -> Result<CredentialApplied, WorkspaceError> {
+        actor.may_use_secrets(owner)?;
+        require_approved(owner)?;
+        self.with_lock(&owner.username, || self.regenerate_locked(owner, which)).await
+    }
+
+    async fn regenerate_locked(&self, owner: &Owner, which: Credential) -> Result<CredentialApplied, WorkspaceError> {
+        let username = owner.username.as_str();
+        self.records.ensure(owner.id, username, &self.settings.ports).await?;
+        let value = match which {
+            Credential::SshPassword => random_password(20),
+            Credential::VncPassword => random_password(8),
+        };
+        // Stored before anything is tried on the workspace, so a failure below never loses it:
+        // the next start applies what the database holds.
+        self.records.set_credential(owner.id, which.column(), &value).await?;
+        let not_applied = |why: String| {
+            tracing::warn!(user = %username, credential = which.label(), why = %why, "new credential not applied to the running workspace");
+            WorkspaceError::CredentialNotApplied { credential: which.label(), why }
+        };
+        let name = workspace_name(username);
+        let observed = self.runtime.observe(&name).await;
+        self.note_runtime(&observed);
+        let running = match observed {
+            Ok(o) => o.is_some_and(|o| o.status == super::runtime::RuntimeStatus::Running),
+            Err(e) => return Err(not_applied(e.to_string())),
+        };
+        if !running {
+            return Ok(CredentialApplied::AtNextStart);
+        }
+        let input = format!("{value}\n");
+        let outcome = self.runtime.exec_with_input(&name, &[SET_CREDENTIALS, which.key()], input.as_bytes(), EXEC_TIMEOUT).await;
+        self.note_runtime(&outcome);
+        match outcome {
+            Ok(ExecOutcome { exit_code: Some(0), .. }) => {
+                tracing::info!(user = %username, credential = which.label(), "new credential applied to the running workspace");
+                Ok(CredentialApplied::Now)
+            }
+            Ok(ExecOutcome { exit_code, output }) => {
+                let code = exit_code.map_or_else(|| "an unknown status".to_string(), |c| c.to_string());
+                Err(not_applied(format!("{SET_CREDENTIALS} exited with {code}: {}", output.trim())))
+            }
+            // It stopped since we looked: the next start applies the stored one.
+            Err(e) if e.status() == Some(409) => Ok(CredentialApplied::AtNextStart),
+            Err(e) => Err(not_applied(e.to_string())),
+        }
+    }
+
+    /// An administrator's limits for one user; applied when the workspace next starts from stopped.
+    pub async fn set_overrides(&self, actor: &Actor, owner: &Owner, o: &ResourceOverrides) -> Result<(), WorkspaceError> {
+        actor.may_administer()?;
+        self.with_lock(&owner.username, || async {
+            self.records.ensure(owner.id, &owner.username, &self.settings.ports).await?;
+            self.records.set_overrides(owner.id, o).await
+        })
+        .await?;
+        self.progress.bump();
+        Ok(())
+    }
+
+    pub async fn apply(self: &Arc<Self>, actor: &Actor, owner: &Owner, action: WorkspaceAction) -> Result<(), WorkspaceError> {
+        match action {
+            WorkspaceAction::Start => self.start(actor, owner).await,
+            WorkspaceAction::Stop => self.stop(actor, owner).await,
+            WorkspaceAction::Restart => self.restart(actor, owner).await,
+            WorkspaceAction::Reset => self.reset(actor, owner).await,
+        }
+    }
+
+    /// Checks the actor, shows the operation as under way at once and runs it in the
+    /// background; its steps and any error appear in the workspace view.
+    pub fn apply_in_background(self: &Arc<Self>, actor: &Actor, owner: &Owner, action: WorkspaceAction) -> Result<(), WorkspaceError> {
+        actor.may_operate(owner)?;
+        if action != WorkspaceAction::Stop {
+            require_approved(owner)?;
+        }
+        let busy = match action {
+            WorkspaceAction::Stop => WorkspaceState::Stopping,
+            _ => WorkspaceState::Starting,
+        };
+        self.progress.begin(&owner.username, busy, &[]);
+        let (this, actor, owner) = (self.clone(), actor.clone(), owner.clone());
+        tokio::spawn(async move {
+            if let Err(e) = this.apply(&actor, &owner, action).await {
+                tracing::warn!(user = %owner.username, action = action.as_str(), error = %e, "workspace operation failed");
+                this.progress.finish(&owner.username, Some(e.to_string()));
+            }
+        });
+        Ok(())
+    }
+
+    /// Creates the workspace if missing (recreating a stopped one whose plan changed) and starts it.
+    pub async fn start(self: &Arc<Self>, actor: &Actor, owner: &Owner) -> Result<(), WorkspaceError> {
+        actor.may_operate(owner)?;
+        require_approved(owner)?;
+        self.with_lock(&owner.username, || self.start_locked(owner, false)).await
+    }
+
+    pub async fn restart(self: &Arc<Self>, actor: &Actor, owner: &Owner) -> Result<(), WorkspaceError> {
+        actor.may_operate(owner)?;
+        require_approved(owner)?;
+        self.with_lock(&owner.username, || async {
+            let username = owner.username.as_str();
+            // Before stopping: a restart that could not start again must leave the workspace running.
+            if let Err(e) = self.restart_fits(owner).await {
+                self.progress.finish(username, Some(e.to_string()));
+                return Err(e);
+            }
+            self.progress.begin(username, WorkspaceState::Stopping, &["stop container"]);
+            let name = workspace_name(username);
+            let stopped = self
+                .progress
+                .run_step(username, "stop container", self.runtime.stop(&name, self.settings.defaults.stop_timeout_seconds))
+                .await;
+            self.note_runtime(&stopped);
+            match stopped {
+                Ok(()) => self.start_locked(owner, false).await,
+                Err(e) => {
+                    self.progress.finish(username, Some(e.to_string()));
+                    Err(e.into())
+                }
+            }
+        })
+        .await
+    }
+
+    async fn restart_fits(&self, owner: &Owner) -> Result<(), WorkspaceError> {
+        let Some(record) = self.record(owner).await? else { return Ok(()) };
+        let plan = self.plan_for(&owner.username, &record).await?;
+        Ok(self.runtime.prepare_storage(&plan, true).await?)
+    }
+
+    /// Removes the container and creates it afresh; homes and other directories are kept.
+    pub async fn reset(self: &Arc<Self>, actor: &Actor, owner: &Owner) -> Result<(), WorkspaceError> {
+        actor.may_operate(owner)?;
+        require_approved(owner)?;
+        self.with_lock(&owner.username, || self.start_locked(owner, true)).await
+    }
+
+    pub async fn stop(&self, actor: &Actor, owner: &Owner) -> Result<(), WorkspaceError> {
+        actor.may_operate(owner)?;
+        let username = owner.username.as_str();
+        self.with_lock(username, || async {
+            self.records.set_desired(owner.id, false).await?;
+            self.progress.begin(username, WorkspaceState::Stopping, &["stop container"]);
+            let result = self
+                .progress
+                .run_step(username, "stop container", self.runtime.stop(&workspace_name(username), self.settings.defaults.stop_timeout_seconds))
+                .await;
+            self.note_runtime(&result);
+            if let Some(record) = self.record(owner).await? {
+                self.write_routes(username, &record.secrets);
+            }
+            self.refresh(username).await;
+            self.progress.finish(username, result.as_ref().err().map(|e| e.to_string()));
+            Ok(result?)
+        })
+        .await
+    }
+
+    /// Removes the container and the user's network (data directories stay).
+    pub async fn remove(&self, actor: &Actor, owner: &Owner) -> Result<(), WorkspaceError> {
+        actor.may_operate(owner)?;
+        let username = owner.username.as_str();
+        self.with_lock(username, || async {
+            self.records.set_desired(owner.id, false).await?;
+            let result = async {
+                self.runtime.remove(&workspace_name(username)).await?;
+                self.runtime.disconnect(username).await
+            }
+            .await;
+            self.note_runtime(&result);
+            self.remove_routes(username);
+            self.refresh(username).await;
+            Ok(result?)
+        })
+        .await?;
+        self.progress.forget(username);
+        Ok(())
+    }
+
+    async fn start_locked(self: &Arc<Self>, owner: &Owner, fresh: bool) -> Result<(), WorkspaceError> {
+        let username = owner.username.as_str();
+        let mut steps = vec!["prepare storage", "network"];
+        if fresh {
+            steps.push("remove container");
+        }
+        steps.extend(["create container", "start container"]);
+        self.progress.begin(username, WorkspaceState::Starting, &steps);
+        let result = self.start_steps(owner, fresh).await;
+        if let Err(e) = &result {
+            if let WorkspaceError::Runtime(RuntimeError::Unavailable(why)) = e {
+                *self.engine_problem.lock().expect("engine state") = Some(why.clone());
+            }
+            tracing::warn!(user = username, error = %e, "workspace start failed");
+        }
+        self.refresh(username).await;
+        self.progress.finish(username, result.as_ref().err().map(|e| e.to_string()));
+        result
+    }
+
+    async fn start_steps(self: &Arc<Self>, owner: &Owner, fresh: bool) -> Result<(), WorkspaceError> {
+        let username = owner.username.as_str();
+        let record: WorkspaceRecord = self.records.ensure(owner.id, username, &self.settings.ports).await?;
+        let plan = self.plan_for(username, &record).await?;
+        let progress = &self.progress;
+        // Asked once, under the user's lock; a runtime that does not answer fails the network
+        // step below, where the dashboard shows it.
+        let existing = self.runtime.observe(&plan.name).await;
+        // Storage first: a workspace refused for want of space must not be brought back later.
+        // Start on a running workspace changes nothing on disk, so it is never refused.
+        let running = !fresh && matches!(&existing, Ok(Some(o)) if o.status.is_up());
+        progress.run_step(username, "prepare storage", self.runtime.prepare_storage(&plan, !running)).await?;
+        self.records.set_desired(owner.id, true).await?;
+
+        let network = progress.run_step(username, "network", self.runtime.connect(&plan)).await;
+        self.note_runtime(&network);
+        network?;
+
+        let existing = if fresh {
+            progress.run_step(username, "remove container", self.runtime.remove(&plan.name)).await?;
+            None
+        } else {
+            existing?
+        };
+        let hash = plan.hash();
+        match existing {
+            Some(o) if o.status.is_up() => {
+                progress.step(username, "create container", StepState::Done, Some("already exists".into()));
+                progress.step(username, "start container", StepState::Done, Some("already running".into()));
+            }
+            Some(o) if o.plan_hash.as_deref() != Some(hash.as_str()) => {
+                // Stopped and out of date: recreate it from the current plan.
+                progress
+                    .run_step(username, "create container", async {
+                        self.runtime.remove(&plan.name).await?;
+                        self.create_whole(&plan).await
+                    })
+                    .await?;
+                progress.run_step(username, "start container", self.timed("start container", self.runtime.start(&plan.name))).await?;
+            }
+            Some(_) => {
+                progress.step(username, "create container", StepState::Done, Some("already exists".into()));
+                progress.run_step(username, "start container", self.timed("start container", self.runtime.start(&plan.name))).await?;
+            }
+            None => {
+                progress.run_step(username, "create container", self.create_whole(&plan)).await?;
+                progress.run_step(username, "start container", self.timed("start container", self.runtime.start(&plan.name))).await?;
+            }
+        }
+        *self.engine_problem.lock().expect("engine state") = None;
+        self.write_routes(username, &record.secrets);
+        tracing::info!(user = username, "workspace running");
+        self.spawn_probes(username.to_string());
+        Ok(())
+    }
+
+    /// A runtime call that must end: a hung engine must not hold the owner's lock for ever.
+    async fn timed<T>(&self, op: &str, call: impl std::future::Future<Output = Result<T, RuntimeError>>) -> Result<T, RuntimeError> {
+        match tokio::time::timeout(self.operation_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(RuntimeError::Failed {
+                op: op.to_string(),
+                status: None,
+                message: format!("no answer within {:.1} s; the engine may be overloaded", self.operation_timeout.as_secs_f64()),
+            }),
+        }
+    }
+
+    /// Creates the workspace, or leaves none: a create that failed half-way (the engine made
+    /// the container, then the answer was lost) is removed, so the next start begins clean.
+    async fn create_whole(&self, plan: &super::spec::WorkspacePlan) -> Result<super::runtime::Created, RuntimeError> {
+        let created = self.timed("create container", self.runtime.create(plan)).await;
+        if created.is_err() {
+            if let Err(e) = self.runtime.remove(&plan.name).await {
+                tracing::warn!(workspace = %plan.name, error = %e, "cannot remove a half-created workspace");
+            }
+        }
+        created
+    }
+
+    /// Marks each service port as answering once it accepts a TCP connection.
+    fn spawn_probes(self: &Arc<Self>, username: String) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let name = workspace_name(&username);
+            let mut waiting = Vec::new();
+            for (label, port) in PROBES {
+                match this.runtime.service_address(&name, *port).await {
+                    Ok(Some(address)) => waiting.push((*label, *port, address)),
+                    _ => return,
+                }
+            }
+            for (label, _, _) in &waiting {
+                this.progress.step(&username, &format!("{label} answering"), StepState::Running, None);
+            }
+            let deadline = tokio::time::Instant::now() + this.probe_timeout;
+            let app_secret = this.app_secrets.for_user(&username);
+            while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
+                let mut still = Vec::new();
+                for (label, port, address) in waiting {
+                    let gated = App::ALL.iter().any(|app| app.gated() && app.port() == port);
+                    if answers(address, gated.then_some(app_secret.as_str())).await {
+                        this.progress.step(&username, &format!("{label} answering"), StepState::Done, None);
+                    } else {
+                        still.push((label, port, address));
+                    }
+                }
+                waiting = still;
+                if !waiting.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            for (label, _, _) in waiting {
+                this.progress.step(&username, &format!("{label} answering"), StepState::Failed, Some("not answering yet".into()));
+            }
+        });
+    }
+}
+
+fn require_approved(owner: &Owner) -> Result<(), WorkspaceError> {
+    if owner.approved {
+        Ok(())
+    } else {
+        Err(WorkspaceError::NotApproved(owner.username.clone()))
+    }
+}
+
+/// Whether a service accepts connections. The app gate accepts them on the code-server and
+/// TensorBoard ports even when nothing runs behind it (slim has no code-server), so those are
+/// asked through the gate with the user's secret: a 502, 503 or 504 from it means the service
+/// itself is not up yet.
+async fn answers(address: std::net::SocketAddr, gate_secret: Option<&str>) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = tokio::net::TcpStream::connect(address);
+    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_millis(500), connect).await else { return false };
+    let Some(secret) = gate_secret else { return true };
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {address}\r\n{}: {secret}\r\nConnection: close\r\n\r\n",
+        crate::routes::traefik::APP_SECRET_HEADER
+    );
+    let exchange = async {
+        stream.write_all(request.as_bytes()).await?;
+        let mut status_line = [0u8; 12];
+        stream.read_exact(&mut status_line).await?;
+        Ok::<_, std::io::Error>(status_line)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), exchange).await {
+        Ok(Ok(line)) => line.starts_with(b"HTTP/1.") && !matches!(&line[9..12], b"502" | b"503" | b"504"),
+        _ => false,
+    }
+}

@@ -1,0 +1,200 @@
+//! The seam between Berth's workspace decisions and whatever runs the workspaces. Docker is
+//! one implementation (`docker::DockerRuntime`); `fake::FakeRuntime` is another, for tests of
+//! the lifecycle decisions; a Swarm or Kubernetes runtime implements the same trait.
+//!
+//! # Contract
+//! - Workspaces are named by `names::workspace_name(owner)`; every call takes that name.
+//! - Idempotent: `create` of an existing workspace answers `Created::AlreadyExisted` and changes
+//!   nothing; `start` of a running one, `stop` of a stopped or missing one, `remove` and
+//!   `disconnect` of missing ones all succeed.
+//! - `observe` of a workspace that does not exist is `Ok(None)`, never an error; an error means
+//!   the runtime could not be asked (`RuntimeError::Unavailable`) or refused the question.
+//! - `list` returns only workspaces Berth created (labelled), each as `observe` would.
+//! - `watch` yields events for Berth's workspaces in the order the runtime saw them, per
+//!   workspace. Events can be lost across a reconnect: after (re)subscribing, a caller
+//!   resynchronises with `list`. An event says only that a workspace changed; `observe` says how.
+//! - Nothing here touches Berth's database or locks: callers hold the owner's lock.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use app::model::WorkspaceState;
+use futures_util::stream::BoxStream;
+
+use super::spec::WorkspacePlan;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("the workspace image {0} is not on this Docker engine; build it with `make image` (docker/workspace/build.sh --profile slim|full)")]
+    ImageMissing(String),
+    /// The runtime answered with a refusal; `status` is its HTTP-like code when it has one.
+    #[error("{op} failed: {message}")]
+    Failed { op: String, status: Option<u16>, message: String },
+    #[error("cannot prepare {path}: {source}")]
+    Storage { path: String, source: std::io::Error },
+    #[error("the workspace storage is full ({free_mib} MiB free, {needed_mib} MiB needed)")]
+    StorageFull { path: String, free_mib: u64, needed_mib: u64 },
+}
+
+impl RuntimeError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RuntimeError::Failed { status, .. } => *status,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New,
+    AlreadyExisted,
+}
+
+/// What the runtime can offer workspaces (asked once, at the first need).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The OCI runtimes (Docker) or runtime classes (Kubernetes) on offer: `runc`, `sysbox-runc`, …
+    pub runtimes: Vec<String>,
+}
+
+/// A workspace's condition on the runtime, in the runtime's own words mapped to a few.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeStatus {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Stopping,
+    Exited,
+    Dead,
+}
+
+impl RuntimeStatus {
+    /// The one mapping from the runtime's condition to what Berth shows.
+    pub fn workspace_state(self) -> WorkspaceState {
+        match self {
+            RuntimeStatus::Running => WorkspaceState::Running,
+            RuntimeStatus::Restarting => WorkspaceState::Starting,
+            RuntimeStatus::Stopping => WorkspaceState::Stopping,
+            RuntimeStatus::Dead => WorkspaceState::Error,
+            RuntimeStatus::Created | RuntimeStatus::Paused | RuntimeStatus::Exited => WorkspaceState::Stopped,
+        }
+    }
+
+    /// Up, or about to be by itself: a start changes nothing on disk.
+    pub fn is_up(self) -> bool {
+        matches!(self, RuntimeStatus::Running | RuntimeStatus::Restarting)
+    }
+}
+
+/// One workspace as the runtime sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub name: String,
+    /// The owner's username (from Berth's label); None on a foreign one.
+    pub owner: Option<String>,
+    pub status: RuntimeStatus,
+    /// The hash of the plan it was created from.
+    pub plan_hash: Option<String>,
+    /// Unix seconds of the last start, when running.
+    pub started_at: Option<i64>,
+}
+
+/// Something happened to a workspace (see the contract: observe it to know what).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeEvent {
+    pub name: String,
+    pub owner: Option<String>,
+}
+
+/// Live resource use of one workspace.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    pub memory_limit_bytes: u64,
+}
+
+/// How a command run in a workspace ended, and what it printed (stdout and stderr together).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    pub exit_code: Option<i64>,
+    pub output: String,
+}
+
+#[async_trait::async_trait]
+pub trait WorkspaceRuntime: Send + Sync + 'static {
+    /// What the runtime offers (runtimes for the isolation modes, later devices).
+    async fn capabilities(&self) -> Result<Capabilities, RuntimeError>;
+
+    /// Makes the workspace's storage ready: its directories exist with their owner and mode.
+    /// With `check_space`, refuses (`StorageFull`) when a writable one lacks free space.
+    async fn prepare_storage(&self, plan: &WorkspacePlan, check_space: bool) -> Result<(), RuntimeError>;
+
+    /// Makes the owner's network ready and attaches the proxies that must reach the workspace.
+    async fn connect(&self, plan: &WorkspacePlan) -> Result<(), RuntimeError>;
+
+    /// Creates the workspace from its plan, stopped. Existing: `AlreadyExisted`, unchanged.
+    async fn create(&self, plan: &WorkspacePlan) -> Result<Created, RuntimeError>;
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// Graceful stop: terminate, then kill after `timeout_seconds`.
+    async fn stop(&self, name: &str, timeout_seconds: u32) -> Result<(), RuntimeError>;
+
+    /// Removes the workspace (never its storage).
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// Removes the owner's network.
+    async fn disconnect(&self, owner: &str) -> Result<(), RuntimeError>;
+
+    /// The workspace, or None when it does not exist.
+    async fn observe(&self, name: &str) -> Result<Option<Observed>, RuntimeError>;
+
+    /// Every workspace Berth created (and, with an extra label configured, only those with it).
+    async fn list(&self) -> Result<Vec<Observed>, RuntimeError>;
+
+    /// Names of things that look like workspaces but are not Berth's.
+    async fn list_foreign(&self) -> Result<Vec<String>, RuntimeError>;
+
+    /// Changes to Berth's workspaces from now on (see the contract on ordering and loss).
+    async fn watch(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError>;
+
+    async fn usage(&self, name: &str) -> Result<Usage, RuntimeError>;
+
+    /// Where Berth itself reaches `port` of the workspace (probes, its own proxy); None when
+    /// the workspace is not running.
+    async fn service_address(&self, name: &str, port: u16) -> Result<Option<SocketAddr>, RuntimeError>;
+
+    /// The host name by which the proxies on the owner's network (Traefik, guacd) reach the
+    /// workspace.
+    fn proxy_host(&self, owner: &str) -> String;
+
+    /// Runs `cmd` as root in the running workspace with `input` on its stdin (secrets go there,
+    /// never in argv). A stopped workspace: `Failed` with status 409.
+    async fn exec_with_input(&self, name: &str, cmd: &[&str], input: &[u8], timeout: Duration) -> Result<ExecOutcome, RuntimeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mapping_from_runtime_status_to_workspace_state() {
+        let cases = [
+            (RuntimeStatus::Created, WorkspaceState::Stopped),
+            (RuntimeStatus::Running, WorkspaceState::Running),
+            (RuntimeStatus::Restarting, WorkspaceState::Starting),
+            (RuntimeStatus::Paused, WorkspaceState::Stopped),
+            (RuntimeStatus::Stopping, WorkspaceState::Stopping),
+            (RuntimeStatus::Exited, WorkspaceState::Stopped),
+            (RuntimeStatus::Dead, WorkspaceState::Error),
+        ];
+        for (status, state) in cases {
+            assert_eq!(status.workspace_state(), state, "{status:?}");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! What the dashboard card and the admin overview show, read from the live picture of the
+//! runtime (or from the runtime itself when nobody follows its events), the stored records and
+//! the progress board.
+
+use std::collections::HashMap;
+
+use app::model::{LimitsView, PortsView, WorkspaceRow, WorkspaceState, WorkspaceView, WorkspacesOverview};
+use futures_util::StreamExt;
+
+use super::names::workspace_name;
+use super::runtime::{Observed, RuntimeError, RuntimeStatus, Usage};
+use super::service::{Actor, Owner, WorkspaceError, Workspaces};
+use super::spec::{PortBlock, ResourceOverrides};
+use crate::db::now;
+use crate::routes::hosts::App;
+
+impl Workspaces {
+    /// The owner's workspace as the runtime has it: from the live picture when it is followed,
+    /// else asked (and remembered).
+    async fn observe_owner(&self, username: &str) -> Result<Option<Observed>, RuntimeError> {
+        if self.live.following() {
+            return Ok(self.live.get(username));
+        }
+        let observed = self.runtime.observe(&workspace_name(username)).await;
+        if let Ok(o) = &observed {
+            self.live.update(username, o.clone());
+        }
+        observed
+    }
+
+    /// Every workspace Berth made, from the live picture or a listing.
+    pub(super) async fn observe_all(&self) -> Result<Vec<Observed>, RuntimeError> {
+        if self.live.following() {
+            return Ok(self.live.snapshot());
+        }
+        let listed = self.runtime.list().await?;
+        self.live.replace_all(listed.clone());
+        Ok(listed)
+    }
+
+    fn ports_view(&self, slot: u32) -> Option<PortsView> {
+        let p = PortBlock::for_slot(slot, &self.settings.ports).ok()?;
+        Some(PortsView {
+            ssh: p.ssh,
+            vnc: p.vnc,
+            rdp: p.rdp,
+            novnc: p.novnc,
+            code: p.code,
+            jupyter: p.jupyter,
+            tensorboard: p.tensorboard,
+            vnc_public: self.settings.ports.public.iter().any(|s| s == "vnc"),
+            rdp_public: self.settings.ports.public.iter().any(|s| s == "rdp"),
+            web_published: self.settings.ports.publish_web,
+        })
+    }
+
+    fn limits(&self, o: &ResourceOverrides) -> LimitsView {
+        let d = &self.settings.defaults;
+        LimitsView {
+            memory_reservation_gib: o.memory_reservation_gib.unwrap_or(d.memory_reservation_gib),
+            memory_limit_gib: o.memory_limit_gib.unwrap_or(d.memory_limit_gib),
+            swap_gib: o.swap_gib.unwrap_or(d.swap_gib),
+            cpus: o.cpus.unwrap_or(d.cpus),
+            gpus: o.gpus.clone().unwrap_or_else(|| d.gpus.clone()),
+        }
+    }
+
+    /// The owner's workspace card.
+    pub async fn view(&self, actor: &Actor, owner: &Owner) -> Result<WorkspaceView, WorkspaceError> {
+        actor.may_operate(owner)?;
+        let username = owner.username.as_str();
+        let record = self.record(owner).await?;
+        let observed = self.observe_owner(username).await;
+        self.note_runtime(&observed);
+        let progress = self.progress.get(username);
+        let (state, started_at, drift) = match &observed {
+            Ok(o) => {
+                // The runtime answers: the mode can be known (the card says what it allows).
+                self.isolation().await?;
+                let expected = match &record {
+                    Some(r) => Some(self.plan_for(username, r).await?.hash()),
+                    None => None,
+                };
+                let drift = match (o, &expected) {
+                    (Some(o), Some(expected)) => o.plan_hash.as_ref() != Some(expected),
+                    _ => false,
+                };
+                let state = o.as_ref().map_or(WorkspaceState::Absent, |o| o.status.workspace_state());
+                (state, o.as_ref().and_then(|o| o.started_at), drift)
+            }
+            Err(_) => (WorkspaceState::Error, None, false),
+        };
+        let state = progress.busy.unwrap_or(state);
+        let guacamole = self.links.guacamole && record.is_some();
+        Ok(WorkspaceView {
+            username: username.to_string(),
+            state,
+            ports: record.as_ref().and_then(|r| self.ports_view(r.slot)),
+            ssh_host: self.ssh_host.clone(),
+            uptime_seconds: if state == WorkspaceState::Running { started_at.map(|t| (now() - t).max(0)) } else { None },
+            limits: self.limits(&record.map(|r| r.overrides).unwrap_or_default()),
+            steps: progress.steps,
+            error: progress.error,
+            drift,
+            engine_problem: observed.err().map(|e| e.to_string()),
+            apps: self.app_links(username),
+            guacamole,
+            isolation: self.isolation_view(),
+        })
+    }
+
+    fn app_links(&self, username: &str) -> Vec<app::model::AppLink> {
+        if self.routes.is_none() {
+            return Vec::new();
+        }
+        let l = &self.links;
+        App::ALL
+            .iter()
+            .map(|app| {
+                let host = l.hosts.host(*app, username, &l.domain);
+                let (label, path) = match app {
+                    App::Code => ("VS Code", "/"),
+                    App::Jupyter => ("Jupyter", "/lab"),
+                    App::TensorBoard => ("TensorBoard", "/"),
+                    App::Desktop => ("Desktop (noVNC)", "/vnc.html?autoconnect=1&resize=remote&path=websockify"),
+                };
+                app::model::AppLink { key: app.key().into(), label: label.into(), url: format!("{}://{host}{path}", l.scheme) }
+            })
+            .collect()
+    }
+
+    /// Every workspace on the runtime plus every user with a record, for admins. One query for
+    /// the records, one listing (or none, when the live picture is followed).
+    pub async fn overview(&self, actor: &Actor, with_usage: bool) -> Result<WorkspacesOverview, WorkspaceError> {
+        actor.may_administer()?;
+        let listed = self.observe_all().await;
+        self.note_runtime(&listed);
+        let observed = match listed {
+            Ok(o) => o,
+            Err(RuntimeError::Unavailable(why)) => {
+                return Ok(WorkspacesOverview { rows: Vec::new(), foreign: Vec::new(), engine_problem: Some(why), isolation: self.isolation_view() })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let records: HashMap<String, super::records::OwnedRecord> =
+            self.records.all().await?.into_iter().map(|r| (r.username.clone(), r)).collect();
+
+        // Docker takes about a second per stats sample: ask for all running workspaces at once.
+        let usages: HashMap<String, Usage> = if with_usage {
+            let running: Vec<String> =
+                observed.iter().filter(|o| o.status == RuntimeStatus::Running).filter_map(|o| o.owner.clone()).collect();
+            futures_util::stream::iter(running)
+                .map(|owner| async move {
+                    let usage = self.runtime.usage(&workspace_name(&owner)).await.ok();
+                    (owner, usage)
+                })
+                .buffer_unordered(16)
+                .filter_map(|(owner, usage)| async move { usage.map(|u| (owner, u)) })
+                .collect()
+                .await
+        } else {
+            HashMap::new()
+        };
+        let mut rows = Vec::new();
+        for o in &observed {
+            let Some(owner) = o.owner.clone() else { continue };
+            let record = records.get(&owner);
+            let expected = match record {
+                Some(r) => Some(self.plan_for(&owner, &r.record).await?.hash()),
+                None => None,
+            };
+            let usage = usages.get(&owner).copied();
+            rows.push(WorkspaceRow {
+                username: owner.clone(),
+                state: self.progress.busy(&owner).unwrap_or(o.status.workspace_state()),
+                ports: record.and_then(|r| self.ports_view(r.record.slot)),
+                cpu_percent: usage.map(|u| u.cpu_percent),
+                memory_bytes: usage.map(|u| u.memory_bytes),
+                drift: expected.is_some() && o.plan_hash != expected,
+                orphan: expected.is_none(),
+            });
+        }
+        for (owner, r) in &records {
+            if !observed.iter().any(|o| o.owner.as_deref() == Some(owner)) {
+                rows.push(WorkspaceRow {
+                    username: owner.clone(),
+                    state: WorkspaceState::Absent,
+                    ports: self.ports_view(r.record.slot),
+                    cpu_percent: None,
+                    memory_bytes: None,
+                    drift: false,
+                    orphan: false,
+                });
+            }
+        }
+        rows.sort_by(|a, b| a.username.cmp(&b.username));
+        let foreign = self.runtime.list_foreign().await?;
+        // Known by now (the rows' drift needed it) unless no workspace exists yet.
+        let _ = self.isolation().await;
+        Ok(WorkspacesOverview { rows, foreign, engine_problem: None, isolation: self.isolation_view() })
+    }
+}
