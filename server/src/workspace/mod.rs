@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod engine;
+mod error;
 pub mod fake;
 mod lifecycle;
 mod live;

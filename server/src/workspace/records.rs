@@ -3,7 +3,7 @@
 
 use sqlx::Row as _;
 
-use super::service::WorkspaceError;
+use super::error::WorkspaceError;
 use super::spec::{PortBlock, ResourceOverrides, WorkspaceSecrets};
 use crate::config::PortPlanConfig;
 use crate::crypto::{random_password, AppSecrets, SecretBox};

@@ -11,11 +11,12 @@ use std::time::Duration;
 use app::model::CurrentUser;
 
 use super::live::LiveState;
-use super::lock::{LockError, UserLocks};
+use super::lock::UserLocks;
 use super::progress::ProgressBoard;
 use super::records::Records;
+pub use super::error::WorkspaceError;
 use super::runtime::{RuntimeError, WorkspaceRuntime};
-use super::spec::{build_plan, SpecError, WorkspacePlan, WorkspaceSettings, WorkspaceUser};
+use super::spec::{build_plan, WorkspacePlan, WorkspaceSettings, WorkspaceUser};
 use super::records::WorkspaceRecord;
 use crate::accounts::User;
 use crate::config::Isolation;
@@ -23,47 +24,6 @@ use crate::crypto::{AppSecrets, SecretBox};
 use crate::db::Db;
 use crate::routes::hosts::HostTemplates;
 use crate::routes::traefik::TraefikWriter;
-
-#[derive(Debug, thiserror::Error)]
-pub enum WorkspaceError {
-    #[error("{0}")]
-    Runtime(RuntimeError),
-    #[error(transparent)]
-    Lock(#[from] LockError),
-    #[error(transparent)]
-    Spec(#[from] SpecError),
-    #[error("{0}'s account is not approved")]
-    NotApproved(String),
-    /// The actor may not do this (a caller forgot to check, or tried anyway).
-    #[error("not allowed: {0}")]
-    Forbidden(&'static str),
-    #[error("cannot prepare {path}: {source}")]
-    Storage { path: String, source: std::io::Error },
-    /// Said to users as is (the dashboard shows it), so it names no server path; the log does.
-    #[error("the workspace storage is full ({free_mib} MiB free, {needed_mib} MiB needed), so nothing was started; an administrator has to free space")]
-    StorageFull { path: String, free_mib: u64, needed_mib: u64 },
-    #[error("all {0} port blocks are taken")]
-    NoFreeSlot(u32),
-    #[error("stored workspace credentials could not be opened (was the secret key changed?)")]
-    Secrets,
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("routes: {0}")]
-    Routes(String),
-    /// Said to the user as is: the new credential is safe in the database either way.
-    #[error("the new {credential} is saved and takes effect when the workspace next starts, but it could not be applied to the running workspace now: {why}")]
-    CredentialNotApplied { credential: &'static str, why: String },
-}
-
-impl From<RuntimeError> for WorkspaceError {
-    fn from(e: RuntimeError) -> Self {
-        match e {
-            RuntimeError::Storage { path, source } => WorkspaceError::Storage { path, source },
-            RuntimeError::StorageFull { path, free_mib, needed_mib } => WorkspaceError::StorageFull { path, free_mib, needed_mib },
-            other => WorkspaceError::Runtime(other),
-        }
-    }
-}
 
 /// The user a workspace belongs to, resolved by the caller (the workspace layer never looks
 /// accounts up by name).
