@@ -342,8 +342,8 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
         }
         WorkspaceCommand::Limits { user, memory_gib, memory_reservation_gib, swap_gib, shm_gib, cpus, gpus } => {
             if let Some(g) = &gpus {
-                let ok = g == "all" || g == "none" || g.split(',').all(|d| !d.trim().is_empty() && d.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-                anyhow::ensure!(ok, "--gpus must be all, none or a comma-separated list of GPU ids");
+                let ok = g == "auto" || g == "all" || g == "none" || g.split(',').all(|d| !d.trim().is_empty() && d.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+                anyhow::ensure!(ok, "--gpus must be auto, all, none or a comma-separated list of GPU ids");
             }
             let overrides = crate::workspace::spec::ResourceOverrides {
                 memory_reservation_gib,
@@ -355,7 +355,7 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
             };
             workspaces.set_overrides(system, &owner(user.clone()).await?, &overrides).await?;
             println!("{user}: limits stored; applied when the workspace next starts from stopped");
-            if overrides.gpus.as_deref().is_some_and(|g| g != "none" && g != "all") {
+            if overrides.gpus.as_deref().is_some_and(|g| g != "none" && g != "all" && g != "auto") {
                 if let Ok(mode) = workspaces.isolation().await {
                     if mode.allows_host_root() {
                         eprintln!("note: workspace.isolation = {} cannot hold a GPU list: every GPU can be reached in this mode", mode.as_str());

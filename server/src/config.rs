@@ -234,7 +234,8 @@ impl Default for PortPlanConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Isolation {
-    /// `sysbox` when the engine lists the sysbox runtime, else `privileged`.
+    /// `sysbox` when the engine lists the sysbox runtime, else `privileged` when the engine
+    /// lets a privileged container start, else `plain`.
     Auto,
     /// The sysbox runtime: Docker-in-Docker without host root.
     Sysbox,
@@ -274,12 +275,15 @@ impl Isolation {
         })
     }
 
-    /// What `auto` becomes on an engine offering `runtimes` (as `docker info` lists them).
-    pub fn resolve_auto(runtimes: &[String], sysbox_runtime: &str) -> Isolation {
+    /// What `auto` becomes on an engine offering `runtimes` (as `docker info` lists them) and
+    /// allowing privileged containers or not (tried, since some refuse only at start).
+    pub fn resolve_auto(runtimes: &[String], privileged_allowed: bool, sysbox_runtime: &str) -> Isolation {
         if runtimes.iter().any(|r| r == sysbox_runtime) {
             Isolation::Sysbox
-        } else {
+        } else if privileged_allowed {
             Isolation::Privileged
+        } else {
+            Isolation::Plain
         }
     }
 
@@ -299,7 +303,8 @@ pub struct WorkspaceDefaults {
     /// 0 means no CPU limit.
     pub cpus: f64,
     pub shm_gib: u64,
-    /// `all`, `none`, or a comma-separated list of GPU ids.
+    /// `auto` (all GPUs when the engine has GPU support, none otherwise), `all`, `none`, or a
+    /// comma-separated list of GPU ids.
     pub gpus: String,
     pub isolation: Isolation,
     /// The engine's name of the sysbox runtime (`auto` looks for it, `sysbox` uses it).
@@ -334,7 +339,7 @@ impl Default for WorkspaceDefaults {
             swap_gib: 50,
             cpus: 0.0,
             shm_gib: 8,
-            gpus: "all".into(),
+            gpus: "auto".into(),
             isolation: Isolation::Auto,
             sysbox_runtime: "sysbox-runc".into(),
             privileged: None,
@@ -518,8 +523,8 @@ impl Config {
             Ok(_) => {}
         }
         let gpus = self.workspace.gpus.as_str();
-        if !(gpus == "all" || gpus == "none" || gpus.split(',').all(|g| !g.trim().is_empty() && g.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))) {
-            return Err(invalid("workspace.gpus", "must be all, none or a comma-separated list of GPU ids"));
+        if !(gpus == "auto" || gpus == "all" || gpus == "none" || gpus.split(',').all(|g| !g.trim().is_empty() && g.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))) {
+            return Err(invalid("workspace.gpus", "must be auto, all, none or a comma-separated list of GPU ids"));
         }
         if self.workspace.memory_reservation_gib > self.workspace.memory_limit_gib {
             return Err(invalid("workspace.memory_reservation_gib", "must not exceed memory_limit_gib"));
@@ -866,11 +871,13 @@ mod tests {
     #[test]
     fn auto_picks_sysbox_only_when_the_engine_offers_it() {
         let runtimes = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        // This machine's engine, as `docker info` lists it.
-        assert_eq!(Isolation::resolve_auto(&runtimes(&["io.containerd.runc.v2", "runc"]), "sysbox-runc"), Isolation::Privileged);
-        assert_eq!(Isolation::resolve_auto(&runtimes(&["runc", "sysbox-runc"]), "sysbox-runc"), Isolation::Sysbox);
-        assert_eq!(Isolation::resolve_auto(&runtimes(&["runc", "sysbox-runc"]), "sysbox-custom"), Isolation::Privileged);
-        assert_eq!(Isolation::resolve_auto(&[], "sysbox-runc"), Isolation::Privileged);
+        // This machine's engine, as `docker info` lists it; it refuses privileged containers.
+        assert_eq!(Isolation::resolve_auto(&runtimes(&["io.containerd.runc.v2", "runc"]), false, "sysbox-runc"), Isolation::Plain);
+        assert_eq!(Isolation::resolve_auto(&runtimes(&["io.containerd.runc.v2", "runc"]), true, "sysbox-runc"), Isolation::Privileged);
+        assert_eq!(Isolation::resolve_auto(&runtimes(&["runc", "sysbox-runc"]), true, "sysbox-runc"), Isolation::Sysbox);
+        assert_eq!(Isolation::resolve_auto(&runtimes(&["runc", "sysbox-runc"]), false, "sysbox-runc"), Isolation::Sysbox);
+        assert_eq!(Isolation::resolve_auto(&runtimes(&["runc", "sysbox-runc"]), true, "sysbox-custom"), Isolation::Privileged);
+        assert_eq!(Isolation::resolve_auto(&[], false, "sysbox-runc"), Isolation::Plain);
     }
 
     #[test]

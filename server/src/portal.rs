@@ -41,6 +41,7 @@ fn workspace_error(error: WorkspaceError) -> AppError {
              applied to the running workspace now."
         )),
         e @ WorkspaceError::NotApproved(_) => AppError::Refused(e.to_string()),
+        e @ WorkspaceError::NoGpus { .. } => AppError::Unavailable(e.to_string()),
         e @ WorkspaceError::StorageFull { .. } => AppError::Unavailable(format!("Sorry: {e}. Your files are untouched.")),
         e @ (WorkspaceError::Storage { .. } | WorkspaceError::NoFreeSlot(_) | WorkspaceError::Spec(_)) => {
             tracing::error!(error = %e, "workspace storage or allocation problem");

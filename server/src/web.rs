@@ -109,6 +109,7 @@ impl Backend {
                 min_free_mib: config.workspace.min_free_mib,
                 extra_label: settings.extra_label(),
                 attach_containers: config.workspace.attach_containers.clone(),
+                probe_image: Some(config.workspace_image.clone()),
             },
         ));
         let public_url = config.public_url();

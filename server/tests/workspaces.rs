@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app::model::{WorkspaceAction, WorkspaceState};
-use support::docker::{approved_user, SYSTEM, backend, config, docker, env, inspect, username, Cleanup};
+use support::docker::{approved_user, SYSTEM, backend, config, docker, docker_ok, env, inspect, username, Cleanup};
 use support::{cli, Backend as DbBackend, TestDb};
 
 async fn wait_state(w: &berth::workspace::Workspaces, user: &berth::workspace::Owner, want: WorkspaceState) -> app::model::WorkspaceView {
@@ -498,4 +498,25 @@ async fn engine_over_tcp_with_tls_and_client_certificates() {
     trusted.workspaces.stop(SYSTEM, &owner).await.expect("stop over TLS");
     assert_eq!(inspect(&name, "{{.State.Running}}"), "false");
     assert_eq!(cleanup.containers().len(), 1);
+}
+
+/// The first run on this very engine (it refuses `--privileged`, has no GPUs): `auto` for both
+/// settings starts a workspace, and the probe leaves nothing behind.
+#[tokio::test]
+async fn auto_isolation_and_gpus_work_on_this_engine() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(DbBackend::Sqlite).await;
+    let storage = db.dir.path().join("storage");
+    let mut config = config(&cleanup, &storage, 25900);
+    config.workspace.isolation = berth::config::Isolation::Auto;
+    config.workspace.gpus = "auto".into();
+    let b = backend(&config, &db.url).await;
+    let user = username("auto");
+    let owner = approved_user(&b, &user).await;
+    b.workspaces.start(SYSTEM, &owner).await.expect("a workspace starts with auto isolation and GPUs");
+    let privileged_here = docker_ok(&["run", "--rm", "--privileged", "--label", &cleanup.label, "berth-test/busybox:latest", "true"]);
+    let expected = if privileged_here { berth::config::Isolation::Privileged } else { berth::config::Isolation::Plain };
+    assert_eq!(b.workspaces.isolation().await.unwrap(), expected);
+    assert_eq!(inspect(&format!("workspace-{user}"), "{{.HostConfig.DeviceRequests}}"), "[]", "no GPUs asked of a CPU-only engine");
+    assert_eq!(docker(&["ps", "-aq", "--filter", "label=io.berth.probe"]), "", "the privileged probe is removed");
 }

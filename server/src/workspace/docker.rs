@@ -42,6 +42,8 @@ pub struct DockerSettings {
     pub extra_label: Option<(String, String)>,
     /// Containers attached to each user's network (Traefik, guacd).
     pub attach_containers: Vec<String>,
+    /// The image a privileged start is tried with (the workspace image: it is there anyway).
+    pub probe_image: Option<String>,
 }
 
 pub struct DockerRuntime {
@@ -207,7 +209,21 @@ fn observed_from_summary(c: &ContainerSummary) -> Option<Observed> {
 #[async_trait::async_trait]
 impl WorkspaceRuntime for DockerRuntime {
     async fn capabilities(&self) -> Result<Capabilities, RuntimeError> {
-        Ok(Capabilities { runtimes: self.engine.runtimes().await? })
+        let info = self.engine.info().await?;
+        let gpus = info.cdi_gpus || info.runtimes.iter().any(|r| r == "nvidia");
+        let mut labels = HashMap::from([("io.berth.probe".to_string(), "true".to_string())]);
+        if let Some((k, v)) = &self.settings.extra_label {
+            labels.insert(k.clone(), v.clone());
+        }
+        let privileged = match &self.settings.probe_image {
+            Some(image) => match self.engine.privileged_allowed(image, labels).await {
+                Ok(answer) => answer,
+                Err(EngineError::ImageMissing(image)) => Err(format!("cannot check: the image {image} is not on this engine")),
+                Err(e) => return Err(e.into()),
+            },
+            None => Err("not checked".to_string()),
+        };
+        Ok(Capabilities { runtimes: info.runtimes, privileged, gpus })
     }
 
     async fn prepare_storage(&self, plan: &WorkspacePlan, check_space: bool) -> Result<(), RuntimeError> {

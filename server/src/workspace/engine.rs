@@ -66,6 +66,13 @@ impl EngineError {
     }
 }
 
+/// The parts of `docker info` Berth decides on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub runtimes: Vec<String>,
+    pub cdi_gpus: bool,
+}
+
 pub struct Engine {
     host: String,
     tls_dir: Option<PathBuf>,
@@ -129,12 +136,46 @@ impl Engine {
         }
     }
 
-    /// The container runtimes the engine offers (`runc`, `sysbox-runc`, …).
-    pub async fn runtimes(&self) -> Result<Vec<String>, EngineError> {
+    /// What `docker info` says about runtimes and devices.
+    pub async fn info(&self) -> Result<EngineInfo, EngineError> {
         let docker = self.client().await?;
         match docker.info().await {
-            Ok(info) => Ok(info.runtimes.map(|r| r.into_keys().collect()).unwrap_or_default()),
+            Ok(info) => {
+                let mut runtimes: Vec<String> = info.runtimes.map(|r| r.into_keys().collect()).unwrap_or_default();
+                runtimes.sort();
+                // CDI devices named like NVIDIA's (`nvidia.com/gpu=0`), on engines new enough to list them.
+                let cdi_gpus = info
+                    .discovered_devices
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|d| d.id.as_deref().is_some_and(|id| id.starts_with("nvidia.com/gpu")));
+                Ok(EngineInfo { runtimes, cdi_gpus })
+            }
             Err(e) => Err(self.fail("info", e).await),
+        }
+    }
+
+    /// Whether the engine lets a privileged container start: some refuse (rootless engines,
+    /// engines inside unprivileged containers) only when the container starts. Runs `/bin/sh -c
+    /// "exit 0"` from `image`, privileged, and removes it whatever happens.
+    pub async fn privileged_allowed(&self, image: &str, labels: HashMap<String, String>) -> Result<Result<(), String>, EngineError> {
+        let name = format!("berth-probe-{}-{}", std::process::id(), hex::encode(rand::random::<[u8; 4]>()));
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), "exit 0".into()]),
+            cmd: Some(Vec::new()),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(bollard::models::HostConfig { privileged: Some(true), ..Default::default() }),
+            ..Default::default()
+        };
+        self.create(&name, body).await?;
+        let started = self.start(&name).await;
+        self.remove(&name).await?;
+        match started {
+            Ok(()) => Ok(Ok(())),
+            Err(EngineError::Operation { message, .. }) => Ok(Err(message)),
+            Err(e) => Err(e),
         }
     }
 

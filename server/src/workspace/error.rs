@@ -23,6 +23,9 @@ pub enum WorkspaceError {
     /// Said to users as is (the dashboard shows it), so it names no server path; the log does.
     #[error("the workspace storage is full ({free_mib} MiB free, {needed_mib} MiB needed), so nothing was started; an administrator has to free space")]
     StorageFull { path: String, free_mib: u64, needed_mib: u64 },
+    /// Said to users and admins as is: it names the setting and the fix.
+    #[error("{setting} = {value} asks for GPUs, but this Docker engine offers none (no NVIDIA runtime, no CDI GPU devices): set it to auto or none, or install the NVIDIA Container Toolkit on the server")]
+    NoGpus { setting: String, value: String },
     #[error("all {0} port blocks are taken")]
     NoFreeSlot(u32),
     #[error("stored workspace credentials could not be opened (was the secret key changed?)")]

@@ -50,6 +50,8 @@ struct State {
     /// Every call, in order: `create workspace-alice`, `start workspace-alice`, …
     calls: Vec<String>,
     clock: i64,
+    /// None: a CPU-only engine that refuses privileged containers, like the one tests run on.
+    capabilities: Option<Capabilities>,
 }
 
 pub struct FakeRuntime {
@@ -70,6 +72,10 @@ impl FakeRuntime {
 
     pub fn fail(&self, failures: Failures) {
         self.state.lock().expect("fake").failures = failures;
+    }
+
+    pub fn set_capabilities(&self, capabilities: Capabilities) {
+        self.state.lock().expect("fake").capabilities = Some(capabilities);
     }
 
     pub fn heal(&self) {
@@ -153,7 +159,8 @@ impl FakeRuntime {
 impl WorkspaceRuntime for FakeRuntime {
     async fn capabilities(&self) -> Result<Capabilities, RuntimeError> {
         self.call("capabilities".into())?;
-        Ok(Capabilities { runtimes: vec!["runc".into()] })
+        let configured = self.state.lock().expect("fake").capabilities.clone();
+        Ok(configured.unwrap_or(Capabilities { runtimes: vec!["runc".into()], privileged: Err("refused by the fake".into()), gpus: false }))
     }
 
     async fn prepare_storage(&self, plan: &WorkspacePlan, check_space: bool) -> Result<(), RuntimeError> {

@@ -23,12 +23,16 @@ struct Fixture {
 const SYSTEM: &Actor = &Actor::System;
 
 async fn fixture() -> Fixture {
+    fixture_with(Isolation::Plain).await
+}
+
+async fn fixture_with(isolation: Isolation) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::connect(&format!("sqlite://{}/berth.db", dir.path().display())).await.unwrap();
     db.migrate().await.unwrap();
     let mut config = Config::default();
     config.storage_root = dir.path().join("storage");
-    config.workspace.isolation = Isolation::Plain;
+    config.workspace.isolation = isolation;
     let fake = Arc::new(FakeRuntime::new());
     let mut w = Workspaces::new(db.clone(), fake.clone(), WorkspaceSettings::from_config(&config), &[7; 32], "localhost".into());
     w.probe_timeout = Duration::from_millis(10);
@@ -277,4 +281,32 @@ async fn the_service_checks_who_asks() {
     let pending = user(&f.db, "newbie", "pending", false).await;
     let refused = f.w.start(SYSTEM, &pending).await.unwrap_err();
     assert_eq!(refused.to_string(), "newbie's account is not approved");
+}
+
+#[tokio::test]
+async fn auto_isolation_and_gpus_follow_what_the_runtime_offers() {
+    let f = fixture_with(Isolation::Auto).await;
+    let alice = user(&f.db, "alice", "approved", false).await;
+    // CPU-only, privileged refused: plain, no GPUs, and the workspace starts.
+    f.w.start(SYSTEM, &alice).await.expect("auto works on an engine that refuses --privileged");
+    assert_eq!(f.w.isolation().await.unwrap(), Isolation::Plain);
+    let plan = f.fake.workspace("workspace-alice").unwrap().plan;
+    assert_eq!(plan.gpus, super::spec::GpuRequest::None);
+    assert!(plan.env.contains(&"BERTH_DISABLE_SERVICES=dockerd".to_string()));
+    assert_eq!(f.fake.calls().iter().filter(|c| *c == "capabilities").count(), 1, "asked once");
+
+    // An explicit GPU request on such an engine names the setting and the fix.
+    f.w.stop(SYSTEM, &alice).await.unwrap();
+    f.w.set_overrides(SYSTEM, &alice, &super::spec::ResourceOverrides { gpus: Some("all".into()), ..Default::default() }).await.unwrap();
+    let error = f.w.start(SYSTEM, &alice).await.unwrap_err().to_string();
+    assert_eq!(error, "the GPU limit of alice = all asks for GPUs, but this Docker engine offers none (no NVIDIA runtime, no CDI GPU devices): set it to auto or none, or install the NVIDIA Container Toolkit on the server");
+
+    // A GPU server with sysbox: sysbox, and every GPU.
+    let f = fixture_with(Isolation::Auto).await;
+    f.fake.set_capabilities(super::runtime::Capabilities { runtimes: vec!["runc".into(), "sysbox-runc".into(), "nvidia".into()], privileged: Ok(()), gpus: true });
+    let bob = user(&f.db, "bob", "approved", false).await;
+    f.w.start(SYSTEM, &bob).await.unwrap();
+    assert_eq!(f.w.isolation().await.unwrap(), Isolation::Sysbox);
+    let plan = f.fake.workspace("workspace-bob").unwrap().plan;
+    assert_eq!((plan.gpus, plan.runtime_class.as_deref()), (super::spec::GpuRequest::All, Some("sysbox-runc")));
 }

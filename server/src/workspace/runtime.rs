@@ -54,10 +54,14 @@ pub enum Created {
 }
 
 /// What the runtime can offer workspaces (asked once, at the first need).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capabilities {
     /// The OCI runtimes (Docker) or runtime classes (Kubernetes) on offer: `runc`, `sysbox-runc`, …
     pub runtimes: Vec<String>,
+    /// Whether a privileged workspace can start; `Err` says why not, in the engine's words.
+    pub privileged: Result<(), String>,
+    /// Whether GPUs can be handed to workspaces (an NVIDIA runtime, or CDI GPU devices).
+    pub gpus: bool,
 }
 
 /// A workspace's condition on the runtime, in the runtime's own words mapped to a few.

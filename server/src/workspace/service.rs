@@ -15,7 +15,7 @@ use super::lock::UserLocks;
 use super::progress::ProgressBoard;
 use super::records::Records;
 pub use super::error::WorkspaceError;
-use super::runtime::{RuntimeError, WorkspaceRuntime};
+use super::runtime::{Capabilities, RuntimeError, WorkspaceRuntime};
 use super::spec::{build_plan, WorkspacePlan, WorkspaceSettings, WorkspaceUser};
 use super::records::WorkspaceRecord;
 use crate::accounts::User;
@@ -108,6 +108,8 @@ pub struct Workspaces {
     locks: UserLocks,
     pub(super) progress: ProgressBoard,
     pub(super) live: LiveState,
+    /// What the runtime offers, asked once when a decision needs it.
+    capabilities: tokio::sync::OnceCell<Capabilities>,
     /// The isolation mode in force, `auto` resolved against the runtime once.
     isolation: tokio::sync::OnceCell<Isolation>,
     pub(super) engine_problem: Mutex<Option<String>>,
@@ -142,6 +144,7 @@ impl Workspaces {
             app_secrets: AppSecrets::new(key),
             progress: ProgressBoard::default(),
             live: LiveState::default(),
+            capabilities: tokio::sync::OnceCell::new(),
             isolation: tokio::sync::OnceCell::new(),
             engine_problem: Mutex::new(None),
             probe_timeout: Duration::from_secs(180),
@@ -190,8 +193,14 @@ impl Workspaces {
         self.engine_problem.lock().expect("engine state").clone()
     }
 
-    /// The isolation mode workspaces run in. `auto` asks the runtime once whether it offers the
-    /// sysbox runtime. A mode that lets users become root on the host is said once in the log.
+    /// What the runtime offers (runtimes, privileged starts, GPUs), asked once.
+    pub async fn capabilities(&self) -> Result<&Capabilities, WorkspaceError> {
+        Ok(self.capabilities.get_or_try_init(|| self.runtime.capabilities()).await?)
+    }
+
+    /// The isolation mode workspaces run in. `auto` asks the runtime once what it offers:
+    /// sysbox, else privileged if a privileged container can start, else plain. A mode that
+    /// lets users become root on the host is said once in the log.
     pub async fn isolation(&self) -> Result<Isolation, WorkspaceError> {
         let configured = self.settings.defaults.isolation;
         let mode = self
@@ -199,8 +208,11 @@ impl Workspaces {
             .get_or_try_init(|| async {
                 let mode = match configured {
                     Isolation::Auto => {
-                        let capabilities = self.runtime.capabilities().await?;
-                        Isolation::resolve_auto(&capabilities.runtimes, &self.settings.defaults.sysbox_runtime)
+                        let capabilities = self.capabilities().await?;
+                        if let Err(why) = &capabilities.privileged {
+                            tracing::info!(why = %why, "this engine does not start privileged workspaces");
+                        }
+                        Isolation::resolve_auto(&capabilities.runtimes, capabilities.privileged.is_ok(), &self.settings.defaults.sysbox_runtime)
                     }
                     mode => mode,
                 };
@@ -208,7 +220,7 @@ impl Workspaces {
                     Some(warning) => tracing::warn!(configured = configured.as_str(), "{warning}"),
                     None => tracing::info!(configured = configured.as_str(), mode = mode.as_str(), "workspace isolation"),
                 }
-                Ok::<_, RuntimeError>(mode)
+                Ok::<_, WorkspaceError>(mode)
             })
             .await?;
         Ok(*mode)
@@ -230,12 +242,29 @@ impl Workspaces {
         self.records.get(owner.id, &owner.username).await
     }
 
+    /// The GPUs a workspace gets: `auto` is all of them when the runtime has GPU support and
+    /// none otherwise; an explicit request on a runtime without GPUs is refused, naming the setting.
+    async fn resolve_gpus(&self, record: &WorkspaceRecord, username: &str) -> Result<String, WorkspaceError> {
+        let (setting, value) = match &record.overrides.gpus {
+            Some(value) => (format!("the GPU limit of {username}"), value.as_str()),
+            None => ("workspace.gpus".to_string(), self.settings.defaults.gpus.as_str()),
+        };
+        match value {
+            "none" => Ok("none".into()),
+            "auto" => Ok(if self.capabilities().await?.gpus { "all".into() } else { "none".into() }),
+            requested if self.capabilities().await?.gpus => Ok(requested.to_string()),
+            requested => Err(WorkspaceError::NoGpus { setting, value: requested.to_string() }),
+        }
+    }
+
     pub(super) async fn plan_for(&self, username: &str, record: &WorkspaceRecord) -> Result<WorkspacePlan, WorkspaceError> {
+        let mut overrides = record.overrides.clone();
+        overrides.gpus = Some(self.resolve_gpus(record, username).await?);
         let workspace_user = WorkspaceUser {
             username: username.to_string(),
             slot: record.slot,
             secrets: record.secrets.clone(),
-            overrides: record.overrides.clone(),
+            overrides,
         };
         let mut settings = self.settings.clone();
         settings.isolation = self.isolation().await?;

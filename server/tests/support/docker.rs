@@ -17,6 +17,11 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Whether a docker command succeeds (for what the engine allows).
+pub fn docker_ok(args: &[&str]) -> bool {
+    Command::new("docker").args(args).output().expect("docker CLI").status.success()
+}
+
 /// Removes containers and networks carrying this run's label.
 pub struct Cleanup {
     pub label: String,
