@@ -1,56 +1,18 @@
 //! Browser tests: headless Chromium driven through chromedriver (WebDriver) against a real
 //! `berth serve` with the built site (wasm + css). `make e2e` builds both first.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use testkit::chromium::{processes_with_arg, Chromium as Browser};
+use testkit::docker::Cleanup;
+use testkit::{TestDb, TestServer};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Kills the child process when dropped, even when the test panics.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Removes the containers and networks a test run labeled, even on panic.
-struct DockerCleanup(String);
-impl Drop for DockerCleanup {
-    fn drop(&mut self) {
-        let filter = format!("label={}", self.0);
-        let ids = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output().unwrap().stdout;
-        for id in String::from_utf8_lossy(&ids).lines() {
-            let _ = Command::new("docker").args(["rm", "-f", id]).output();
-        }
-        let nets = Command::new("docker").args(["network", "ls", "-q", "--filter", &filter]).output().unwrap().stdout;
-        for id in String::from_utf8_lossy(&nets).lines() {
-            let _ = Command::new("docker").args(["network", "rm", id]).output();
-        }
-    }
-}
-
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{:08x}", nanos ^ std::process::id())
-}
-
+/// A portal serving the built site, on its own SQLite database; everything it ran goes when
+/// it is dropped.
 struct Portal {
+    server: TestServer,
     base: String,
-    env: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
-    _process: Guard,
+    _db: TestDb,
 }
 
 impl Portal {
@@ -59,215 +21,27 @@ impl Portal {
     }
 
     async fn start_with(extra: &[(String, String)]) -> Portal {
-        let root = workspace_root();
-        let bin = std::env::var("BERTH_BIN").map(PathBuf::from).unwrap_or_else(|_| root.join("target/debug/berth"));
-        let site = root.join("target/site");
-        assert!(bin.exists(), "{} missing: run `make build` first", bin.display());
-        assert!(site.join("pkg/berth.wasm").exists(), "{}/pkg/berth.wasm missing: run `make build` first", site.display());
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let env: Vec<(String, String)> = vec![
-            ("BERTH_LISTEN".into(), format!("127.0.0.1:{port}")),
-            ("BERTH_DATABASE_URL".into(), format!("sqlite://{}/berth.db", dir.path().display())),
-            ("BERTH_DATA_DIR".into(), dir.path().join("data").display().to_string()),
-            ("BERTH_CONFIG".into(), dir.path().join("berth.toml").display().to_string()),
-            ("BERTH_SITE_ROOT".into(), site.display().to_string()),
-            ("BERTH_LOG".into(), "warn".into()),
-            ("BERTH_STORAGE_ROOT".into(), dir.path().join("storage").display().to_string()),
-        ];
-        let env: Vec<(String, String)> = env.into_iter().chain(extra.iter().cloned()).collect();
-        let child = Command::new(&bin).arg("serve").envs(env.clone()).stdout(Stdio::null()).spawn().unwrap();
-        let portal = Portal { base: format!("http://127.0.0.1:{port}"), env, _dir: dir, _process: Guard(child) };
-        wait_for(&format!("{}/healthz", portal.base)).await;
-        portal
+        Self::on(TestDb::new(testkit::Backend::Sqlite).await, extra).await
+    }
+
+    async fn on(db: TestDb, extra: &[(String, String)]) -> Portal {
+        let storage = db.dir.path().join("storage").display().to_string();
+        let mut env: Vec<(&str, &str)> = vec![("BERTH_STORAGE_ROOT", storage.as_str())];
+        env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let server = TestServer::start_with_site(&db, &env).await;
+        Portal { base: server.base.clone(), server, _db: db }
     }
 
     /// A portal whose workspaces run the busybox test image, unprivileged, with ports from
-    /// `port_base` and the run's cleanup label.
-    async fn with_test_workspaces(cleanup: &DockerCleanup, port_base: u16) -> Portal {
-        let extra: Vec<(String, String)> = [
-            ("BERTH_WORKSPACE_IMAGE", "berth-test/busybox:latest".to_string()),
-            ("BERTH_PORTS__BASE", port_base.to_string()),
-            ("BERTH_PORTS__HOST_IP", "127.0.0.1".to_string()),
-            ("BERTH_WORKSPACE__GPUS", "none".to_string()),
-            ("BERTH_WORKSPACE__ISOLATION", "plain".to_string()),
-            ("BERTH_WORKSPACE__STOP_TIMEOUT_SECONDS", "5".to_string()),
-            ("BERTH_WORKSPACE__EXTRA_LABEL", cleanup.0.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        Self::start_with(&extra).await
+    /// `port_base` and the run's clean-up label.
+    async fn with_test_workspaces(cleanup: &Cleanup, port_base: u16) -> Portal {
+        let db = TestDb::new(testkit::Backend::Sqlite).await;
+        let env = testkit::docker::env(cleanup, &db.dir.path().join("storage"), port_base);
+        Self::on(db, &env).await
     }
 
     fn cli(&self, args: &[&str], stdin: &str) {
-        use std::io::Write;
-        let bin = std::env::var("BERTH_BIN").map(PathBuf::from).unwrap_or_else(|_| workspace_root().join("target/debug/berth"));
-        let mut child = Command::new(bin)
-            .args(args)
-            .envs(self.env.clone())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        assert!(child.wait().unwrap().success(), "berth {args:?}");
-    }
-}
-
-async fn wait_for(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} did not answer");
-}
-
-struct Browser {
-    client: Client,
-    shots: PathBuf,
-    // Fields drop in this order: the browser processes go before their profile directory.
-    _chromium: ChromiumReaper,
-    _profile: tempfile::TempDir,
-    _driver: Guard,
-}
-
-/// Kills the Chromium processes started with one test's profile directory. A test that panics
-/// never closes its WebDriver session, and killing chromedriver alone leaves Chromium running.
-struct ChromiumReaper(String);
-impl Drop for ChromiumReaper {
-    fn drop(&mut self) {
-        for pid in processes_with_arg(&self.0) {
-            // SAFETY: kill(2) with a pid read from /proc; at worst the process is already gone.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
-
-/// Processes whose command line mentions `arg` (read from /proc: no procps needed). Chromium's
-/// helpers rewrite their command line into one space-separated string, so this searches the
-/// raw bytes rather than comparing whole arguments.
-fn processes_with_arg(arg: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|cmdline| cmdline.windows(arg.len()).any(|w| w == arg.as_bytes()))
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-impl Browser {
-    async fn start(test: &str) -> Browser {
-        Self::launch(test, true).await
-    }
-
-    /// A browser with JavaScript switched off: the pages must work as plain HTML forms.
-    async fn without_javascript(test: &str) -> Browser {
-        Self::launch(test, false).await
-    }
-
-    async fn launch(test: &str, javascript: bool) -> Browser {
-        let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (apt install chromium-driver; make test does)");
-        let driver = Guard(driver);
-        wait_for(&format!("http://127.0.0.1:{port}/status")).await;
-        let profile = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "--headless=new".to_string(), "--no-sandbox".into(), "--disable-gpu".into(), "--disable-dev-shm-usage".into(),
-            "--disable-background-networking".into(), "--disable-component-update".into(), "--disable-sync".into(),
-            "--no-first-run".into(), "--window-size=1280,900".into(),
-            format!("--user-data-dir={}", profile.path().display()),
-        ];
-        if !javascript {
-            args.push("--blink-settings=scriptEnabled=false".into());
-        }
-        let caps = serde_json::json!({
-            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
-        });
-        let caps = caps.as_object().unwrap().clone();
-        let client = ClientBuilder::rustls()
-            .expect("tls")
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("connect to chromedriver");
-        let shots = workspace_root().join("target/e2e-screenshots").join(test);
-        std::fs::create_dir_all(&shots).unwrap();
-        let reaper = ChromiumReaper(format!("--user-data-dir={}", profile.path().display()));
-        Browser { client, shots, _chromium: reaper, _profile: profile, _driver: driver }
-    }
-
-    async fn screenshot(&self, name: &str) {
-        let png = self.client.screenshot().await.unwrap();
-        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
-    }
-
-    async fn wait_css(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
-    }
-
-    /// Opens a page and waits until the wasm has hydrated it.
-    async fn open(&self, url: &str) {
-        self.client.goto(url).await.unwrap();
-        self.wait_css("body[data-hydrated='true']").await;
-    }
-
-    async fn fill(&self, css: &str, text: &str) {
-        self.wait_css(css).await.send_keys(text).await.unwrap();
-    }
-
-    async fn path(&self) -> String {
-        self.client.current_url().await.unwrap().path().to_string()
-    }
-
-    async fn wait_path(&self, path: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.path().await != path {
-            assert!(Instant::now() < deadline, "expected {path}, still at {}", self.path().await);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn submit(&self, form: &str) {
-        self.wait_css(&format!("{form} button[type=submit]")).await.click().await.unwrap();
-    }
-
-    /// Without script a page never updates itself: reload until `css` shows (a minute at most).
-    async fn reload_until(&self, css: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.client.find(Locator::Css(css)).await.is_err() {
-            assert!(Instant::now() < deadline, "{css} never showed");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            self.client.refresh().await.unwrap();
-        }
-    }
-
-    async fn log_in(&self, base: &str, user: &str, password: &str) {
-        self.open(&format!("{base}/login")).await;
-        self.fill("#login-form input[name=username]", user).await;
-        self.fill("#login-form input[name=password]", password).await;
-        self.wait_css("#login-form button[type=submit]").await.click().await.unwrap();
-    }
-
-    async fn log_out(&self) {
-        self.wait_css("nav.topnav button[type=submit]").await.click().await.unwrap();
-        self.wait_path("/login").await;
+        self.server.cli_ok(args, stdin);
     }
 }
 
@@ -280,6 +54,7 @@ async fn sign_up_approve_log_in_and_see_dashboard() {
 
     // A newcomer signs up and lands on the waiting page.
     b.open(&format!("{base}/signup")).await;
+    assert_hydrated(&b).await;
     b.screenshot("1-signup").await;
     b.fill("#signup-form input[name=username]", "carol").await;
     b.fill("#signup-form input[name=email]", "carol@lab.example.org").await;
@@ -326,10 +101,9 @@ async fn sign_up_approve_log_in_and_see_dashboard() {
 
 #[tokio::test]
 async fn start_workspace_watch_it_run_and_stop_it() {
-    let run = run_id();
-    let cleanup = DockerCleanup(format!("io.berth.test=e2e-{run}"));
+    let cleanup = Cleanup::new();
     let portal = Portal::with_test_workspaces(&cleanup, 30000).await;
-    let user = format!("dora-{run}");
+    let user = testkit::username("dora");
     portal.cli(&["user", "add", &user, "--password-stdin"], "dora-password-long\n");
     let b = Browser::start("workspace").await;
 
@@ -356,15 +130,18 @@ async fn start_workspace_watch_it_run_and_stop_it() {
     assert_eq!(isolation.text().await.unwrap(), "Isolation: plain · Docker inside: off");
     let marker = b.client.execute("return window.__berthNoReload || null;", vec![]).await.unwrap();
     assert_eq!(marker, serde_json::json!("still here"), "status updates arrive without a page reload");
-    // Every service port answers in the busybox stand-in image.
+    // Every service port answers in the busybox stand-in image: each step ends done.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let steps = b.wait_css("#workspace-steps").await.text().await.unwrap();
-        if steps.contains("SSH answering") && !steps.contains("◐") && !steps.contains("○") {
-            assert!(!steps.contains("✕"), "{steps}");
+        let steps = step_states(&b).await;
+        let settled = steps.iter().all(|(_, state)| state == "done" || state == "failed");
+        if settled && steps.iter().any(|(name, _)| name == "SSH answering") {
+            assert!(steps.iter().all(|(_, state)| state == "done"), "{steps:?}");
+            let names: Vec<&str> = steps.iter().map(|(name, _)| name.as_str()).collect();
+            assert!(names.contains(&"create container") && names.contains(&"start container"), "{names:?}");
             break;
         }
-        assert!(Instant::now() < deadline, "services not answering: {steps}");
+        assert!(Instant::now() < deadline, "services not answering: {steps:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     b.screenshot("2-running").await;
@@ -378,10 +155,9 @@ async fn start_workspace_watch_it_run_and_stop_it() {
 
 #[tokio::test]
 async fn every_step_works_without_javascript() {
-    let run = run_id();
-    let cleanup = DockerCleanup(format!("io.berth.test=e2e-{run}"));
+    let cleanup = Cleanup::new();
     let portal = Portal::with_test_workspaces(&cleanup, 19000).await;
-    let user = format!("nojs-{run}");
+    let user = testkit::username("nojs");
     let b = Browser::without_javascript("no-javascript").await;
     let base = portal.base.clone();
 
@@ -392,10 +168,8 @@ async fn every_step_works_without_javascript() {
     b.fill("#signup-form input[name=password]", "nojs-password-long").await;
     b.submit("#signup-form").await;
     b.wait_path("/pending").await;
-    // With scripts on, the wasm would have hydrated the page well within this pause.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let hydrated = b.client.find(Locator::Css("body[data-hydrated]")).await;
-    assert!(hydrated.is_err(), "no script ran: the page was never hydrated");
+    // The page loaded its stylesheet but never fetched the code that would hydrate it.
+    assert_never_hydrated(&b).await;
     b.screenshot("1-pending").await;
     portal.cli(&["user", "approve", &user], "");
 
@@ -417,7 +191,7 @@ async fn every_step_works_without_javascript() {
 
     // And log out.
     b.log_out().await;
-    assert!(b.client.find(Locator::Css("body[data-hydrated]")).await.is_err());
+    assert_never_hydrated(&b).await;
     b.client.close().await.unwrap();
     drop(portal);
 }
@@ -425,7 +199,7 @@ async fn every_step_works_without_javascript() {
 #[tokio::test]
 async fn a_test_that_panics_leaves_no_browser_running() {
     let b = Browser::start("panicking").await;
-    let profile_arg = b._chromium.0.clone();
+    let profile_arg = b.profile_arg().to_string();
     b.client.goto("about:blank").await.unwrap();
     let running = processes_with_arg(&profile_arg);
     assert!(running.len() > 1, "Chromium and its helpers run with this test's profile: {running:?}");
@@ -443,29 +217,48 @@ async fn a_test_that_panics_leaves_no_browser_running() {
     }
 }
 
-/// oidc-provider-mock from .tools/venv (make test installs it), killed on drop.
-async fn start_mock_provider(users: &[serde_json::Value]) -> (String, Guard) {
-    let port = free_port();
-    let venv = workspace_root().join(".tools/venv/bin/python");
-    let python = if venv.exists() { venv } else { PathBuf::from("python3") };
-    let mut cmd = Command::new(python);
-    cmd.args(["-m", "oidc_provider_mock", "--port", &port.to_string()]);
-    for user in users {
-        cmd.args(["--user-claims", &user.to_string()]);
+/// The states of the dashboard's progress steps, in order: (data-step, data-state). Read in
+/// one go, so a re-render between two reads cannot mix two versions of the list.
+async fn step_states(b: &Browser) -> Vec<(String, String)> {
+    let steps = b
+        .client
+        .execute(
+            "return [...document.querySelectorAll('#workspace-steps li[data-step]')].map(li => [li.dataset.step, li.dataset.state]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let steps: Vec<(String, String)> = serde_json::from_value(steps).expect("pairs of strings");
+    for (name, state) in &steps {
+        assert!(["pending", "running", "done", "failed"].contains(&state.as_str()), "step {name:?}: data-state {state:?}");
     }
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("oidc-provider-mock");
-    let guard = Guard(child);
-    let issuer = format!("http://127.0.0.1:{port}");
-    wait_for(&format!("{issuer}/.well-known/openid-configuration")).await;
-    (issuer, guard)
+    steps
+}
+
+/// The current page was not hydrated and cannot be: a script inserted into it does not run
+/// (so neither can the module that would hydrate it), and it is not marked hydrated. Checked at
+/// once, no waiting. (Resource Timing cannot tell: the page's `preload` link fetches the wasm
+/// with scripts off too.)
+async fn assert_never_hydrated(b: &Browser) {
+    assert!(!b.scripts_run().await, "no script runs on this page");
+    assert!(!b.has("body[data-hydrated]").await, "and the page is not marked hydrated");
+}
+
+/// The control for [`assert_never_hydrated`]: with JavaScript, the same probe runs and the
+/// page hydrates.
+async fn assert_hydrated(b: &Browser) {
+    b.wait_css("body[data-hydrated='true']").await;
+    assert!(b.scripts_run().await, "scripts run on a page with JavaScript on");
 }
 
 #[tokio::test]
 async fn single_sign_on_first_login_waits_for_approval_then_dashboard() {
-    let (issuer, _provider) =
-        start_mock_provider(&[serde_json::json!({"sub": "u-frank", "preferred_username": "frank", "email": "frank@lab.example.org"})]).await;
+    let provider = testkit::oidc::MockProvider::start(&[serde_json::json!({
+        "sub": "u-frank", "preferred_username": "frank", "email": "frank@lab.example.org"
+    })])
+    .await;
     let extra: Vec<(String, String)> = vec![
-        ("BERTH_OIDC_ISSUER".into(), issuer.clone()),
+        ("BERTH_OIDC_ISSUER".into(), provider.issuer.clone()),
         ("BERTH_OIDC_CLIENT_ID".into(), "berth".into()),
         ("BERTH_OIDC_CLIENT_SECRET".into(), "berth-secret".into()),
         ("BERTH_OIDC_NAME".into(), "Lab SSO".into()),

@@ -11,7 +11,7 @@ use tracing::instrument;
 
 use crate::db::{now, Db, DbKind, Row};
 use crate::passwords::{self, HashingGate, PasswordError};
-use crate::ratelimit::{address_key, AttemptLimiter, Quota, RetryAfter};
+use crate::ratelimit::{address_key, AttemptLimiter, Quota, Refused};
 use crate::routes::hosts::HostRules;
 use crate::username::Username;
 
@@ -227,8 +227,8 @@ impl Accounts {
     /// Self-service sign-up: a pending account, limited per client address.
     #[instrument(skip_all, fields(%client))]
     pub async fn sign_up(&self, username: &str, email: &str, password: &str, client: IpAddr) -> Result<User, AccountError> {
-        let quota = Quota::new(format!("signup:{}", address_key(client)), self.attempts.saturating_mul(PER_ADDRESS_FACTOR));
-        self.limiter.reserve(&[quota]).map_err(throttled)?.spend();
+        let quota = Quota::new("address", format!("signup:{}", address_key(client)), self.attempts.saturating_mul(PER_ADDRESS_FACTOR));
+        self.limiter.reserve(&[quota]).map_err(|r| throttled("sign-up", r))?.spend();
         if email.trim().is_empty() {
             return Err(AccountError::InvalidEmail);
         }
@@ -255,12 +255,12 @@ impl Accounts {
         let name = Username::parse(username).ok();
         let address = address_key(client);
         let per_pair = name.as_ref().map(|n| format!("login:{n}@{address}"));
-        let mut quotas = vec![Quota::new(format!("login:{address}"), self.attempts.saturating_mul(PER_ADDRESS_FACTOR))];
+        let mut quotas = vec![Quota::new("address", format!("login:{address}"), self.attempts.saturating_mul(PER_ADDRESS_FACTOR))];
         if let (Some(name), Some(pair)) = (&name, &per_pair) {
-            quotas.push(Quota::new(pair.clone(), self.attempts));
-            quotas.push(Quota::new(format!("user:{name}"), self.attempts.saturating_mul(PER_USERNAME_FACTOR)));
+            quotas.push(Quota::new("username-at-address", pair.clone(), self.attempts));
+            quotas.push(Quota::new("username", format!("user:{name}"), self.attempts.saturating_mul(PER_USERNAME_FACTOR)));
         }
-        let reservation = self.limiter.reserve(&quotas).map_err(throttled)?;
+        let reservation = self.limiter.reserve(&quotas).map_err(|r| throttled("login", r))?;
 
         let found = match &name {
             Some(name) => sqlx::query(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1"))
@@ -367,7 +367,10 @@ impl Accounts {
     }
 }
 
-fn throttled(RetryAfter(seconds): RetryAfter) -> AccountError {
+/// The refusal, logged with the limit that fired (its kind, never whose it is).
+fn throttled(what: &str, refused: Refused) -> AccountError {
+    let seconds = refused.retry_after.0;
+    tracing::info!(limit = %refused.quota, retry_after = seconds, "{what} refused: too many attempts");
     AccountError::TooManyAttempts(seconds)
 }
 

@@ -19,16 +19,26 @@ pub struct AttemptLimiter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
 
-/// One key and how many events it may hold in the window.
+/// A refused attempt: how long to wait, and the name of the quota that set that wait (the
+/// longest among the used-up ones), so the log can say which limit fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub retry_after: RetryAfter,
+    pub quota: &'static str,
+}
+
+/// One key and how many events it may hold in the window; `name` says which kind of limit it
+/// is (e.g. "address"), never whose.
 #[derive(Debug, Clone)]
 pub struct Quota {
+    pub name: &'static str,
     pub key: String,
     pub limit: usize,
 }
 
 impl Quota {
-    pub fn new(key: impl Into<String>, limit: u32) -> Quota {
-        Quota { key: key.into(), limit: limit.max(1) as usize }
+    pub fn new(name: &'static str, key: impl Into<String>, limit: u32) -> Quota {
+        Quota { name, key: key.into(), limit: limit.max(1) as usize }
     }
 }
 
@@ -73,22 +83,24 @@ impl AttemptLimiter {
     }
 
     /// Counts one attempt against every quota, or none when any is used up: then the answer is
-    /// the longest wait among the exhausted ones.
-    pub fn reserve(&self, quotas: &[Quota]) -> Result<Reservation<'_>, RetryAfter> {
+    /// the longest wait among the exhausted ones, and whose it is.
+    pub fn reserve(&self, quotas: &[Quota]) -> Result<Reservation<'_>, Refused> {
         let now = Instant::now();
         let mut events = self.events.lock().expect("limiter lock");
-        let mut wait = None;
+        let mut refused: Option<Refused> = None;
         for quota in quotas {
             let Some(queue) = events.get_mut(&quota.key) else { continue };
             Self::expire(queue, now, self.window);
             if queue.len() >= quota.limit {
                 let oldest = queue[queue.len() - quota.limit];
                 let seconds = self.window.saturating_sub(now - oldest).as_secs().max(1);
-                wait = Some(wait.map_or(seconds, |w: u64| w.max(seconds)));
+                if refused.is_none_or(|r| seconds > r.retry_after.0) {
+                    refused = Some(Refused { retry_after: RetryAfter(seconds), quota: quota.name });
+                }
             }
         }
-        if let Some(seconds) = wait {
-            return Err(RetryAfter(seconds));
+        if let Some(refused) = refused {
+            return Err(refused);
         }
         if events.len() > PRUNE_ABOVE_KEYS {
             let window = self.window;
@@ -136,13 +148,13 @@ mod tests {
     #[test]
     fn throttles_after_limit_and_recovers_after_window() {
         let limiter = AttemptLimiter::new(Duration::from_millis(200));
-        let alice = [Quota::new("alice", 3)];
+        let alice = [Quota::new("user", "alice", 3)];
         for _ in 0..3 {
             limiter.reserve(&alice).unwrap().spend();
         }
-        let RetryAfter(wait) = limiter.reserve(&alice).err().unwrap();
-        assert_eq!(wait, 1);
-        assert!(limiter.reserve(&[Quota::new("bob", 3)]).is_ok(), "keys are independent");
+        let refused = limiter.reserve(&alice).err().unwrap();
+        assert_eq!(refused, Refused { retry_after: RetryAfter(1), quota: "user" });
+        assert!(limiter.reserve(&[Quota::new("user", "bob", 3)]).is_ok(), "keys are independent");
         std::thread::sleep(Duration::from_millis(250));
         assert!(limiter.reserve(&alice).is_ok());
     }
@@ -150,7 +162,7 @@ mod tests {
     #[test]
     fn a_dropped_reservation_gives_its_attempt_back() {
         let limiter = AttemptLimiter::new(Duration::from_secs(60));
-        let quota = [Quota::new("alice", 2)];
+        let quota = [Quota::new("user", "alice", 2)];
         for _ in 0..10 {
             drop(limiter.reserve(&quota).unwrap());
         }
@@ -162,23 +174,40 @@ mod tests {
     #[test]
     fn all_quotas_or_none_are_counted() {
         let limiter = AttemptLimiter::new(Duration::from_secs(60));
-        limiter.reserve(&[Quota::new("narrow", 1)]).unwrap().spend();
+        let wide = || Quota::new("wide", "w", 2);
+        let narrow = || Quota::new("narrow", "n", 1);
+        limiter.reserve(&[narrow()]).unwrap().spend();
         // "narrow" is used up, so "wide" must not be charged for the refused attempt.
         for _ in 0..5 {
-            assert!(limiter.reserve(&[Quota::new("wide", 2), Quota::new("narrow", 1)]).is_err());
+            assert_eq!(limiter.reserve(&[wide(), narrow()]).err().map(|r| r.quota), Some("narrow"));
         }
-        limiter.reserve(&[Quota::new("wide", 2)]).unwrap().spend();
-        limiter.reserve(&[Quota::new("wide", 2)]).unwrap().spend();
-        assert!(limiter.reserve(&[Quota::new("wide", 2)]).is_err());
+        limiter.reserve(&[wide()]).unwrap().spend();
+        limiter.reserve(&[wide()]).unwrap().spend();
+        assert_eq!(limiter.reserve(&[wide()]).err().map(|r| r.quota), Some("wide"));
     }
 
     #[test]
     fn clear_resets_a_key() {
         let limiter = AttemptLimiter::new(Duration::from_secs(60));
-        limiter.reserve(&[Quota::new("alice", 1)]).unwrap().spend();
-        assert!(limiter.reserve(&[Quota::new("alice", 1)]).is_err());
+        let alice = || [Quota::new("user", "alice", 1)];
+        limiter.reserve(&alice()).unwrap().spend();
+        assert!(limiter.reserve(&alice()).is_err());
         limiter.clear("alice");
-        assert!(limiter.reserve(&[Quota::new("alice", 1)]).is_ok());
+        assert!(limiter.reserve(&alice()).is_ok());
+    }
+
+    #[test]
+    fn the_refusal_names_the_quota_with_the_longest_wait() {
+        let limiter = AttemptLimiter::new(Duration::from_secs(60));
+        let early = || Quota::new("early", "e", 1);
+        let late = || Quota::new("late", "l", 1);
+        limiter.reserve(&[early()]).unwrap().spend();
+        std::thread::sleep(Duration::from_millis(1100));
+        limiter.reserve(&[late()]).unwrap().spend();
+        // Both are used up; "late" frees a second later, so its wait is the one to tell.
+        let refused = limiter.reserve(&[early(), late()]).err().unwrap();
+        assert_eq!(refused.quota, "late");
+        assert_eq!(limiter.reserve(&[late(), early()]).err().unwrap().quota, "late", "whatever the order");
     }
 
     #[test]

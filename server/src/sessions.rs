@@ -6,11 +6,15 @@
 //! working all day in VS Code or Jupyter never touches the portal). The cookie itself lives
 //! for the absolute lifetime, which `identify` and the gateway check against the login time.
 //!
+//! Every "now" here comes from the cache's [`Clock`]: the system clock in Berth, a clock the
+//! test sets in the idle-expiry tests (which then need not wait out a real idle window).
+//!
 //! Rows are keyed by the SHA-256 of the session id, never the id itself: a copy of the database
 //! (a backup, a leaked dump) holds no cookie anyone could present. The id is 128 random bits, so
 //! a plain hash is enough; there is nothing to brute-force.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use app::services::SESSION_USER_ID;
 use sqlx::Row as _;
@@ -33,7 +37,7 @@ impl SqlSessionStore {
     /// Removes expired rows; run periodically.
     pub async fn delete_expired(&self) -> Result<u64, sqlx::Error> {
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
-            .bind(crate::db::now())
+            .bind(self.cache.now())
             .execute(&self.db.pool)
             .await?;
         Ok(done.rows_affected())
@@ -113,7 +117,7 @@ impl SessionStore for SqlSessionStore {
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let row = sqlx::query("SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2")
             .bind(stored_id(&id.to_string()))
-            .bind(crate::db::now())
+            .bind(self.cache.now())
             .fetch_optional(&self.db.pool)
             .await
             .map_err(backend)?;
@@ -154,7 +158,34 @@ pub struct GatewaySession {
 #[derive(Debug, Clone)]
 struct CachedLookup {
     session: Option<GatewaySession>,
-    fresh_until: std::time::Instant,
+    /// Unix seconds on the cache's clock.
+    fresh_until: i64,
+}
+
+/// Where the session code reads the time, in Unix seconds: [`Clock::system`] in Berth; a test
+/// passes a clock it sets.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock(Arc::new(crate::db::now))
+    }
+
+    /// A clock that reads `now` (tests: e.g. an `AtomicI64` they advance).
+    pub fn new(now: impl Fn() -> i64 + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(now))
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
 }
 
 /// Session-id → user, for `/auth/verify`. Entries live at most `ttl`; logout, login rotation
@@ -162,12 +193,13 @@ struct CachedLookup {
 #[derive(Debug)]
 pub struct SessionCache {
     entries: std::sync::RwLock<HashMap<String, CachedLookup>>,
-    ttl: std::time::Duration,
+    ttl_seconds: i64,
     idle_seconds: i64,
-    /// When each session's idle deadline was last moved: at most one write per session per
-    /// `touch_every`, however many requests it makes.
-    touched: std::sync::Mutex<HashMap<String, std::time::Instant>>,
-    touch_every: std::time::Duration,
+    /// When (clock seconds) each session's idle deadline was last moved: at most one write per
+    /// session per `touch_every` seconds, however many requests it makes.
+    touched: std::sync::Mutex<HashMap<String, i64>>,
+    touch_every: i64,
+    clock: Clock,
     /// The revocation counter last seen in the database (-1: not read yet).
     revocations: std::sync::atomic::AtomicI64,
 }
@@ -175,17 +207,28 @@ pub struct SessionCache {
 const CACHE_MAX_ENTRIES: usize = 100_000;
 
 impl SessionCache {
+    /// On the system clock. `ttl` and `idle` count in whole seconds.
     pub fn new(ttl: std::time::Duration, idle: std::time::Duration) -> SessionCache {
+        Self::with_clock(ttl, idle, Clock::system())
+    }
+
+    pub fn with_clock(ttl: std::time::Duration, idle: std::time::Duration, clock: Clock) -> SessionCache {
         let idle_seconds = idle.as_secs().max(1) as i64;
         SessionCache {
             entries: std::sync::RwLock::new(HashMap::new()),
-            ttl,
+            ttl_seconds: ttl.as_secs().max(1) as i64,
             idle_seconds,
             touched: std::sync::Mutex::new(HashMap::new()),
             // A quarter of the idle window keeps a busy session from lapsing between writes.
-            touch_every: std::time::Duration::from_secs((idle_seconds as u64 / 4).clamp(1, 60)),
+            touch_every: (idle_seconds / 4).clamp(1, 60),
+            clock,
             revocations: std::sync::atomic::AtomicI64::new(-1),
         }
+    }
+
+    /// Now on this cache's clock, in Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// Reads the revocation counter; when another process (or the CLI) ended sessions since the
@@ -202,20 +245,22 @@ impl SessionCache {
 
     /// The idle deadline for a session used now, never past `latest` (the record's own expiry).
     pub fn idle_deadline(&self, latest: i64) -> i64 {
-        (crate::db::now() + self.idle_seconds).min(latest)
+        (self.now() + self.idle_seconds).min(latest)
     }
 
     /// Moves a live session's idle deadline forward (throttled per session; `id` as the cookie
     /// holds it); an expired one stays expired. Best effort: a failed write (a full disk) must not end a working session.
     pub fn touch(&self, db: &Db, id: &str) {
-        let now = std::time::Instant::now();
+        let now = self.now();
         {
             let mut touched = self.touched.lock().expect("session touch times");
-            if touched.get(id).is_some_and(|at| now.duration_since(*at) < self.touch_every) {
+            // A wall clock set back must not pause the writes: only 0..touch_every ago counts.
+            let recent = |at: &i64| (0..self.touch_every).contains(&(now - *at));
+            if touched.get(id).is_some_and(recent) {
                 return;
             }
             if touched.len() >= CACHE_MAX_ENTRIES {
-                touched.retain(|_, at| now.duration_since(*at) < self.touch_every);
+                touched.retain(|_, at| recent(at));
                 if touched.len() >= CACHE_MAX_ENTRIES {
                     touched.clear();
                 }
@@ -223,12 +268,12 @@ impl SessionCache {
             touched.insert(id.to_string(), now);
         }
         // Off the request: a busy database must not slow a page or an app request down.
-        let (db, id, deadline) = (db.clone(), stored_id(id), crate::db::now() + self.idle_seconds);
+        let (db, id, deadline) = (db.clone(), stored_id(id), now + self.idle_seconds);
         tokio::spawn(async move {
             let moved = sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2 AND expires_at > $3 AND expires_at < $1")
                 .bind(deadline)
                 .bind(id)
-                .bind(crate::db::now())
+                .bind(now)
                 .execute(&db.pool)
                 .await;
             if let Err(e) = moved {
@@ -241,19 +286,21 @@ impl SessionCache {
     pub fn get(&self, id: &str) -> Option<Option<GatewaySession>> {
         let entries = self.entries.read().expect("session cache");
         let hit = entries.get(id)?;
-        (hit.fresh_until > std::time::Instant::now()).then(|| hit.session.clone())
+        // Fresh for `ttl` after it was put, also when the wall clock was set back meanwhile.
+        let left = hit.fresh_until - self.now();
+        (left > 0 && left <= self.ttl_seconds).then(|| hit.session.clone())
     }
 
     pub fn put(&self, id: &str, session: Option<GatewaySession>) {
+        let now = self.now();
         let mut entries = self.entries.write().expect("session cache");
         if entries.len() >= CACHE_MAX_ENTRIES {
-            let now = std::time::Instant::now();
             entries.retain(|_, v| v.fresh_until > now);
             if entries.len() >= CACHE_MAX_ENTRIES {
                 entries.clear();
             }
         }
-        entries.insert(id.to_string(), CachedLookup { session, fresh_until: std::time::Instant::now() + self.ttl });
+        entries.insert(id.to_string(), CachedLookup { session, fresh_until: now + self.ttl_seconds });
     }
 
     pub fn forget(&self, id: &str) {
@@ -271,24 +318,68 @@ impl SessionCache {
     /// Looks a session up in the database: it must exist, be unexpired, within the absolute
     /// lifetime, and belong to an approved user.
     pub async fn load(&self, db: &Db, id: &str, absolute_seconds: i64) -> Result<Option<GatewaySession>, sqlx::Error> {
+        let now = self.now();
         let row = sqlx::query(
             "SELECT s.data AS data, u.id AS user_id, u.username AS username FROM sessions s
              JOIN users u ON u.id = s.user_id
              WHERE s.id = $1 AND s.expires_at > $2 AND u.status = 'approved'",
         )
         .bind(stored_id(id))
-        .bind(crate::db::now())
+        .bind(now)
         .fetch_optional(&db.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let data: String = row.try_get("data")?;
         let data: HashMap<String, serde_json::Value> = serde_json::from_str(&data).unwrap_or_default();
         let login_at = data.get(app::services::SESSION_LOGIN_AT).and_then(|v| v.as_i64()).unwrap_or(0);
-        if crate::db::now() - login_at > absolute_seconds {
+        if now - login_at > absolute_seconds {
             return Ok(None);
         }
         // Working in an app counts as using the session.
         self.touch(db, id);
         Ok(Some(GatewaySession { user_id: row.try_get("user_id")?, username: row.try_get("username")? }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::time::Duration;
+
+    fn cache_at(start: i64) -> (SessionCache, Arc<AtomicI64>) {
+        let now = Arc::new(AtomicI64::new(start));
+        let clock = {
+            let now = now.clone();
+            Clock::new(move || now.load(Ordering::SeqCst))
+        };
+        (SessionCache::with_clock(Duration::from_secs(30), Duration::from_secs(60), clock), now)
+    }
+
+    #[test]
+    fn cached_answers_last_the_ttl_on_the_cache_clock() {
+        let (cache, now) = cache_at(1_000);
+        cache.put("s", Some(GatewaySession { user_id: 7, username: "alice".into() }));
+        now.store(1_029, Ordering::SeqCst);
+        assert_eq!(cache.get("s").flatten().map(|s| s.user_id), Some(7), "29 s after: still fresh");
+        now.store(1_030, Ordering::SeqCst);
+        assert!(cache.get("s").is_none(), "30 s after: asked again");
+    }
+
+    #[test]
+    fn a_clock_set_back_does_not_stretch_a_cached_answer() {
+        let (cache, now) = cache_at(1_000);
+        cache.put("s", None);
+        now.store(1_000 - 3_600, Ordering::SeqCst);
+        assert!(cache.get("s").is_none(), "an hour back: not trusted for an hour and 30 s");
+    }
+
+    #[test]
+    fn idle_deadlines_come_from_the_cache_clock() {
+        let (cache, now) = cache_at(1_700_000_000);
+        assert_eq!(cache.idle_deadline(i64::MAX), 1_700_000_060);
+        assert_eq!(cache.idle_deadline(1_700_000_010), 1_700_000_010, "never past the record's own expiry");
+        now.store(1_700_000_100, Ordering::SeqCst);
+        assert_eq!(cache.idle_deadline(i64::MAX), 1_700_000_160);
     }
 }

@@ -1,8 +1,6 @@
 //! Accounts end to end over HTTP against a real `berth serve`, on SQLite and on PostgreSQL.
 
-mod support;
-
-use support::{location, Backend, Browser, TestDb, TestServer};
+use testkit::{location, Backend, Browser, TestDb, TestServer};
 
 const ADMIN_PW: &str = "admin-password-long";
 const ALICE_PW: &str = "alice-password-long";
@@ -121,42 +119,114 @@ async fn session_survives_server_restart(backend: Backend) {
     assert_eq!(again.viewer().await["username"], "root-admin", "session kept across a restart");
 }
 
-/// Idle expiry counts work done in the apps: a user in VS Code all day never touches the portal.
-async fn app_use_keeps_a_session_alive_and_idleness_ends_it(backend: Backend) {
-    use std::time::{Duration, Instant};
+/// The session cookie lasts the absolute lifetime (7 days); the server decides when idleness
+/// ends it (see the next test).
+async fn the_session_cookie_lasts_the_absolute_lifetime(backend: Backend) {
     let db = TestDb::new(backend).await;
     let server = TestServer::start_with(&db, &[("BERTH_SESSION_IDLE_MINUTES", "1")]).await;
-    let out = server.cli(&["user", "add", "alice", "--password-stdin"], &format!("{ALICE_PW}\n"));
-    assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
-    let working = Browser::new(&server);
-    let r = working.log_in("alice", ALICE_PW).await;
+    server.cli_ok(&["user", "add", "alice", "--password-stdin"], &format!("{ALICE_PW}\n"));
+    let r = Browser::new(&server).log_in("alice", ALICE_PW).await;
     assert!(r.status().is_success());
-    // The cookie lasts the absolute lifetime (7 days); the server decides when idleness ends it.
     let set_cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
     assert!(set_cookie.contains("Max-Age=604800"), "{set_cookie}");
-    let idle = Browser::new(&server);
-    assert!(idle.log_in("alice", ALICE_PW).await.status().is_success());
+}
 
-    // For 75 s, longer than the idle window, only the app is used: forwardAuth every 10 s.
-    let portal = format!("berth_session={}", working.session_cookie().unwrap());
-    let app = support::app_cookie(&server.base, &portal, "alice", "alice-code.localhost", "http").await;
+/// Idle expiry counts work done in the apps: a user in VS Code all day never touches the portal.
+/// The portal's session store and the forwardAuth gateway (served over HTTP) run here, on the
+/// real database, with a clock the test sets: 75 seconds of app use pass without waiting.
+async fn app_use_keeps_a_session_alive_and_idleness_ends_it(backend: Backend) {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use app::services::{SESSION_LOGIN_AT, SESSION_USER_ID};
+    use sha2::{Digest, Sha256};
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions::session_store::SessionStore;
+
+    const T0: i64 = 1_700_000_000;
+    let db = TestDb::new(backend).await;
+    let services = testkit::service::backend(&berth::config::Config::default(), &db.url).await;
+    testkit::service::approved_user(&services, "alice").await;
+    let alice = services.accounts.find_by_name("alice").await.unwrap().id;
+    let now = Arc::new(AtomicI64::new(T0));
+    let clock = {
+        let now = now.clone();
+        berth::sessions::Clock::new(move || now.load(Ordering::SeqCst))
+    };
+    // An idle window of one minute, as BERTH_SESSION_IDLE_MINUTES=1 gives.
+    let sessions = testkit::service::sessions(&services.db, clock, Duration::from_secs(60));
+    let store = &sessions.store;
+
+    // Two logins at T0, as the portal records them (the record itself lasts 7 days).
+    let login = || Record {
+        id: Id::default(),
+        data: HashMap::from([(SESSION_USER_ID.to_string(), serde_json::json!(alice)), (SESSION_LOGIN_AT.to_string(), serde_json::json!(T0))]),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::days(7),
+    };
+    let (mut working, mut idle) = (login(), login());
+    store.create(&mut working).await.unwrap();
+    store.create(&mut idle).await.unwrap();
+    let pool = services.db.pool.clone();
+    let deadline_of = |record: &Record| {
+        let (pool, id) = (pool.clone(), hex::encode(Sha256::digest(record.id.to_string().as_bytes())));
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT expires_at FROM sessions WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap()
+        }
+    };
+    assert_eq!(deadline_of(&working).await, 1_700_000_060, "idle deadline: a minute after the login");
+    assert_eq!(deadline_of(&idle).await, 1_700_000_060);
+
+    // The working session's app cookie, through the portal's hop and forwardAuth's redeem.
+    let verify = testkit::service::serve_forward_auth(sessions.gateway.clone()).await;
+    let hop = sessions.gateway.hop("http://alice-code.localhost/lab", "alice", &working.id.to_string()).unwrap();
+    let to = url::Url::parse(&hop).unwrap();
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(75) {
-        let r = http
-            .get(format!("{}/auth/verify?owner=alice", server.base))
+    let ask = |uri: String, cookie: Option<String>| {
+        let mut r = http
+            .get(format!("{verify}/auth/verify?owner=alice"))
             .header("X-Forwarded-Host", "alice-code.localhost")
+            .header("X-Forwarded-Proto", "http")
             .header("X-Forwarded-Method", "GET")
-            .header("Accept", "application/json")
-            .header("Cookie", &app)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "after {:?}", started.elapsed());
-        tokio::time::sleep(Duration::from_secs(10)).await;
+            .header("X-Forwarded-Uri", uri)
+            .header("Accept", "application/json");
+        if let Some(cookie) = cookie {
+            r = r.header("Cookie", cookie);
+        }
+        r.send()
+    };
+    let r = ask(format!("{}?{}", to.path(), to.query().unwrap()), None).await.unwrap();
+    assert_eq!(r.status(), 302, "redeemed");
+    let app = r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+    assert!(app.starts_with("berth_app="), "{app}");
+
+    // For 70 s, longer than the idle window, only the app is used: forwardAuth every 10 s.
+    for step in 0..=7 {
+        let t = T0 + 10 * step;
+        now.store(t, Ordering::SeqCst);
+        // The deadline moves off the request path; give a write from the last step time to
+        // land. While the app is in use, the session keeps at least half its window ahead.
+        let waited = Instant::now();
+        while deadline_of(&working).await < t + 30 {
+            assert!(waited.elapsed() < Duration::from_secs(10), "at T0+{}s the session's deadline lags: {}", t - T0, deadline_of(&working).await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let r = ask("/lab".into(), Some(app.clone())).await.unwrap();
+        assert_eq!(r.status(), 200, "app use at T0+{}s", t - T0);
     }
-    assert_eq!(working.viewer().await["username"], "alice", "app use kept the session alive");
-    assert_eq!(idle.viewer().await, serde_json::Value::Null, "an unused session ends after the idle window");
+
+    now.store(T0 + 75, Ordering::SeqCst);
+    assert_eq!(deadline_of(&idle).await, 1_700_000_060, "nothing moved the unused session's deadline");
+    let portal = store.load(&working.id).await.unwrap();
+    assert_eq!(portal.map(|r| r.data[SESSION_USER_ID].clone()), Some(serde_json::json!(alice)), "app use kept the session alive");
+    assert!(store.load(&idle.id).await.unwrap().is_none(), "an unused session ends after the idle window");
+    let idle_at_gateway = sessions.cache.load(&services.db, &idle.id.to_string(), 7 * 24 * 3600).await.unwrap();
+    assert!(idle_at_gateway.is_none(), "and forwardAuth no longer knows it either");
+    // The periodic clean-up removes exactly the expired row.
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions").fetch_one(&pool).await.unwrap();
+    assert_eq!(left, 1);
 }
 
 async fn usernames_sharing_an_app_host_are_refused(backend: Backend) {
@@ -181,7 +251,7 @@ async fn usernames_sharing_an_app_host_are_refused(backend: Backend) {
 #[tokio::test]
 async fn the_portal_and_guacamole_hosts_are_nobodys() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let mut env = TestServer::env_for(&db, support::free_port());
+    let mut env = TestServer::env_for(&db, testkit::free_port());
     // With the default templates, user "lab" would own lab-code.example.org and user "remote"
     // desktop-remote.example.org: the portal's and Guacamole's hosts here.
     for (key, value) in [
@@ -193,11 +263,11 @@ async fn the_portal_and_guacamole_hosts_are_nobodys() {
         env.push((key.into(), value.into()));
     }
     for name in ["lab", "remote"] {
-        let out = support::cli(&env, &["user", "add", name], "");
+        let out = testkit::cli(&env, &["user", "add", name], "");
         assert!(!out.status.success(), "{name}");
         assert_eq!(String::from_utf8_lossy(&out.stderr), "berth: That username is not available.\n", "{name}");
     }
-    let out = support::cli(&env, &["user", "add", "alice"], "");
+    let out = testkit::cli(&env, &["user", "add", "alice"], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -212,6 +282,7 @@ on_both_databases!(
     signup_pending_approve_login_logout,
     disabled_user_is_refused_on_next_request,
     session_survives_server_restart,
+    the_session_cookie_lasts_the_absolute_lifetime,
     app_use_keeps_a_session_alive_and_idleness_ends_it,
     usernames_sharing_an_app_host_are_refused,
 );

@@ -1,14 +1,11 @@
 //! A full disk: Berth says so clearly, keeps serving what it can, and loses nothing. The disk
 //! is a small tmpfs mounted for the test (CI runs as root), filled to the last byte.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth::routes::hosts::HostTemplates;
-use berth::routes::traefik::{UserRoute, TraefikSettings, TraefikWriter};
-use support::{Backend, Browser, TestDb, TestServer};
+use berth::routes::traefik::UserRoute;
+use testkit::{Backend, Browser, TestDb, TestServer};
 
 struct SmallDisk {
     path: PathBuf,
@@ -58,17 +55,8 @@ fn secrets(jupyter_token: &str) -> UserRoute {
     UserRoute { upstream_host: "workspace-alice".into(), jupyter_token: jupyter_token.into(), app_secret: "ab".into() }
 }
 
-fn writer(dir: &Path) -> TraefikWriter {
-    TraefikWriter::new(TraefikSettings {
-        dir: dir.to_path_buf(),
-        portal_host: "berth.lab.example.org".into(),
-        domain: "lab.example.org".into(),
-        hosts: HostTemplates::default(),
-        portal_internal_url: "http://berth:3000".into(),
-        entry_point: "websecure".into(),
-        cert_resolver: None,
-        tls: true,
-    })
+fn writer(dir: &Path) -> berth::routes::traefik::TraefikWriter {
+    testkit::service::traefik_writer(dir, None)
 }
 
 fn names_in(dir: &Path) -> Vec<String> {
@@ -183,7 +171,8 @@ async fn a_full_database_disk_gives_a_clear_error_and_loses_nothing() {
 #[tokio::test]
 async fn a_full_workspace_storage_refuses_to_start_and_loses_nothing() {
     use app::model::WorkspaceState;
-    use support::docker::{docker, env, username, Cleanup};
+    use testkit::docker::{docker, env, Cleanup};
+    use testkit::username;
 
     let disk = SmallDisk::mount("64m");
     let cleanup = Cleanup::new();
@@ -285,7 +274,7 @@ async fn the_cli_says_at_once_that_the_database_disk_is_full() {
         ("BERTH_CONFIG".into(), work.path().join("berth.toml").display().to_string()),
         ("BERTH_LOG".into(), "warn".into()),
     ];
-    let out = support::cli(&env, &["user", "add", "alice", "--password-stdin"], "alice-password-long\n");
+    let out = testkit::cli(&env, &["user", "add", "alice", "--password-stdin"], "alice-password-long\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Connections closing at the same moment can each leave SQLite's log and shared-memory files
     // for the next one; a single connection closing alone removes them, as after a quiet restart.
@@ -302,7 +291,7 @@ async fn the_cli_says_at_once_that_the_database_disk_is_full() {
     // No process holds the database open, so opening it must create SQLite's side files.
     let filler = disk.fill();
     for args in [&["user", "list"][..], &["user", "add", "bob"][..]] {
-        let out = support::cli(&env, args, "");
+        let out = testkit::cli(&env, args, "");
         let said = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!out.status.success(), "{args:?} cannot work on a full disk");
         assert!(said.contains("is full") && said.contains("free some space"), "{args:?}: {said}");
@@ -310,7 +299,7 @@ async fn the_cli_says_at_once_that_the_database_disk_is_full() {
     }
 
     std::fs::remove_file(filler).unwrap();
-    let out = support::cli(&env, &["user", "list"], "");
+    let out = testkit::cli(&env, &["user", "list"], "");
     let listed = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success() && listed.contains("alice") && !listed.contains("bob"), "{listed}");
 }

@@ -4,13 +4,12 @@
 //! production stack runs it, the portal — and finds nothing; the same scan does find what is
 //! open (her own services, a guacd listening the old way), so it can fail.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use berth::config::Isolation;
-use support::docker::{approved_user, SYSTEM, backend, config, docker, hex, username, Cleanup, TEST_IMAGE};
-use support::{Backend as DbBackend, Browser, TestDb, TestServer};
+use testkit::docker::{docker, image_exists, Cleanup, TEST_IMAGE};
+use testkit::service::{approved_user, backend, config, SYSTEM};
+use testkit::{hex, username, Backend as DbBackend, Browser, TestDb, TestServer};
 
 fn image() -> String {
     std::env::var("BERTH_TEST_WORKSPACE_IMAGE").unwrap_or_else(|_| "berth/workspace:slim".into())
@@ -91,7 +90,7 @@ fn stand_in(cleanup: &Cleanup, name: &str, network: &str, listen: &str) {
 #[tokio::test]
 async fn a_workspace_reaches_nothing_of_anyone_else() {
     let image = image();
-    assert!(!docker(&["image", "inspect", "-f", "{{.Id}}", &image]).is_empty(), "{image} missing: run `make image` (make test does)");
+    assert!(image_exists(&image), "{image} missing: run `make image` (make test does)");
     let cleanup = Cleanup::new();
     let run = hex(4);
 
@@ -203,7 +202,7 @@ async fn a_mode_that_gives_users_the_host_says_so_everywhere() {
     for (mode, warns) in [("capabilities", true), ("plain", false)] {
         let cleanup = Cleanup::new();
         let db = TestDb::new(DbBackend::Sqlite).await;
-        let mut env = support::docker::env(&cleanup, &db.dir.path().join("storage"), 33500);
+        let mut env = testkit::docker::env(&cleanup, &db.dir.path().join("storage"), 33500);
         env.retain(|(k, _)| k != "BERTH_WORKSPACE__ISOLATION");
         env.push(("BERTH_WORKSPACE__ISOLATION".into(), mode.into()));
         let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -1,35 +1,14 @@
 //! Routes into workspaces: Traefik files against the JSON Schema, atomic rewrites under
 //! concurrent readers, the forwardAuth matrix over HTTP, and the Guacamole exchange.
 
-mod support;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use berth::routes::hosts::HostTemplates;
-use berth::routes::traefik::{UserRoute, TraefikSettings, TraefikWriter};
+use berth::routes::traefik::{UserRoute, TraefikWriter};
+use testkit::service::traefik_writer as writer;
 use serde_json::Value;
-use support::{location, Backend, Browser, TestDb, TestServer};
-
-fn shared() -> PathBuf {
-    std::env::var("BERTH_SHARED_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-}
-
-fn writer(dir: &Path, cert_resolver: Option<&str>) -> TraefikWriter {
-    TraefikWriter::new(TraefikSettings {
-        dir: dir.to_path_buf(),
-        portal_internal_url: "http://berth:3000".into(),
-        portal_host: "berth.lab.example.org".into(),
-        domain: "lab.example.org".into(),
-        hosts: HostTemplates::default(),
-        entry_point: "websecure".into(),
-        cert_resolver: cert_resolver.map(Into::into),
-        tls: true,
-    })
-}
+use testkit::{location, Backend, Browser, TestDb, TestServer};
 
 fn secrets(jupyter_token: &str, app_secret: &str) -> UserRoute {
     UserRoute { upstream_host: "workspace-alice".into(), jupyter_token: jupyter_token.into(), app_secret: app_secret.into() }
@@ -42,7 +21,7 @@ fn read(path: &Path) -> Value {
 #[test]
 fn every_generated_file_validates_and_every_router_is_authenticated() {
     let schema: Value =
-        serde_json::from_slice(&std::fs::read(shared().join("testdata/traefik/traefik-v3-file-provider.schema.json")).unwrap())
+        serde_json::from_slice(&std::fs::read(testkit::shared_dir().join("testdata/traefik/traefik-v3-file-provider.schema.json")).unwrap())
             .unwrap();
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     for resolver in [Some("le"), None] {
@@ -159,7 +138,7 @@ const CODE_HOST: &str = "alice-code.lab.example.org";
 
 /// The owner's cookie for one of her app hosts, through the portal's hop.
 async fn app_cookie(server: &TestServer, portal: &str, owner: &str, host: &str) -> String {
-    let cookie = support::app_cookie(&server.base, portal, owner, host, "https").await;
+    let cookie = testkit::app_cookie(&server.base, portal, owner, host, "https").await;
     assert!(cookie.starts_with("__Host-berth_app="), "{cookie}");
     cookie
 }
@@ -617,8 +596,9 @@ async fn guacamole_token_is_exchanged_server_side() {
     let r = alice.get("/desktop/guacamole").await;
     assert_eq!(r.status(), 303);
     let to = location(&r).unwrap();
-    let id = berth::routes::guacamole::connection_id("workspace-alice");
-    assert_eq!(to, format!("https://guac.lab.example.org/guacamole/#/client/{id}?token=guac-session-123"));
+    // The client identifier is base64url("workspace-alice\0c\0json"), Guacamole's name for the
+    // connection in its `json` data source.
+    assert_eq!(to, "https://guac.lab.example.org/guacamole/#/client/d29ya3NwYWNlLWFsaWNlAGMAanNvbg?token=guac-session-123");
     let sent = received.lock().unwrap().clone().expect("the exchange happened");
     assert_eq!(sent["username"], "alice");
     assert_eq!(sent["singleUse"], true);
@@ -646,6 +626,8 @@ async fn guacamole_falls_back_to_the_link_form() {
     alice.log_in("alice", "alice-password-long").await;
     alice.call("workspace-regenerate", &[("which", "vnc")]).await;
     let to = location(&alice.get("/desktop/guacamole").await).unwrap();
-    assert!(to.starts_with("https://guac.lab.example.org/guacamole/#/client/"), "{to}");
-    assert!(to.contains("?data="), "{to}");
+    let sealed = to
+        .strip_prefix("https://guac.lab.example.org/guacamole/#/client/d29ya3NwYWNlLWFsaWNlAGMAanNvbg?data=")
+        .unwrap_or_else(|| panic!("the link form for alice's own connection: {to}"));
+    assert!(!sealed.is_empty() && !sealed.contains(['&', '#', '?']), "one url-encoded token: {to}");
 }

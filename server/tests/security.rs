@@ -1,8 +1,8 @@
 //! The portal's defences, checked over HTTP against a real `berth serve`.
 
-mod support;
+use std::path::{Path, PathBuf};
 
-use support::{location, Backend, Browser, TestDb, TestServer};
+use testkit::{location, Backend, Browser, TestDb, TestServer};
 
 async fn server_with_user() -> (TestDb, TestServer) {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -53,20 +53,67 @@ async fn log_in_from(browser: &Browser, address: &str, username: &str, password:
         .expect("request")
 }
 
-/// A server behind a (pretend) proxy, so each test can play clients at distinct addresses.
-async fn proxied_server_with_user(attempts: &str) -> (TestDb, TestServer) {
+/// The log filter that shows every refusal of the attempt limiter, and nothing else chatty.
+const LIMITER_LOG: (&str, &str) = ("BERTH_LOG", "warn,berth::accounts=info");
+
+/// A server with `env`, logging its limiter's refusals to the file returned.
+async fn server_logging_refusals(db: &TestDb, env: &[(&str, &str)]) -> (TestServer, PathBuf) {
+    let log = db.dir.path().join(format!("berth-{}.log", testkit::hex(4)));
+    let mut env = env.to_vec();
+    env.push(LIMITER_LOG);
+    (TestServer::start_logging(db, &env, Some(&log)).await, log)
+}
+
+/// Which limit refused each throttled attempt, in order, as the server logged it: "address"
+/// (per client address), "username-at-address" (per username and address) or "username" (per
+/// username, from every address).
+fn limits_fired(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).expect("the server's log");
+    strip_ansi(&text)
+        .lines()
+        .filter(|l| l.contains("refused: too many attempts"))
+        .map(|l| l.split(" limit=").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap_or("?").to_string())
+        .collect()
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `n` times the limit `name`.
+fn fired(name: &str, n: usize) -> Vec<String> {
+    vec![name.to_string(); n]
+}
+
+/// A server behind a (pretend) proxy, so each test can play clients at distinct addresses;
+/// its log (the third value) says which limit refused each throttled attempt.
+async fn proxied_server_with_user(attempts: &str) -> (TestDb, TestServer, PathBuf) {
     let db = TestDb::new(Backend::Sqlite).await;
     let env = [("BERTH_LOGIN_ATTEMPTS_PER_WINDOW", attempts), ("BERTH_TRUST_PROXY_HEADERS", "true")];
-    let server = TestServer::start_with(&db, &env).await;
+    let (server, log) = server_logging_refusals(&db, &env).await;
     let out = server.cli(&["user", "add", "carol", "--password-stdin"], "carol-password-long\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (db, server)
+    (db, server, log)
 }
 
 #[tokio::test]
 async fn twenty_wrong_passwords_get_throttled() {
-    // Four failures per (username, address): the fifth guess from address A is refused.
-    let (_db, server) = proxied_server_with_user("4").await;
+    // Four failures per (username, address): the fourth guess from address A is still checked,
+    // the fifth is refused. (Per address alone it would be twelve, per username forty.)
+    let (_db, server, log) = proxied_server_with_user("4").await;
     let attacker = Browser::new(&server);
     let mut statuses = Vec::new();
     let mut last = None;
@@ -77,6 +124,7 @@ async fn twenty_wrong_passwords_get_throttled() {
     }
     let expected: Vec<u16> = [401; 4].into_iter().chain([429; 16]).collect();
     assert_eq!(statuses, expected);
+    assert_eq!(limits_fired(&log), fired("username-at-address", 16), "the per-(username, address) limit refused them");
     let last = last.unwrap();
     assert!(last.headers().get("retry-after").is_some(), "429 says when to come back");
     let last_body = last.text().await.unwrap();
@@ -94,24 +142,27 @@ async fn twenty_wrong_passwords_get_throttled() {
         .await
         .unwrap();
     assert_eq!(r.status(), 302);
-    let back = support::location(&r).unwrap();
+    let back = testkit::location(&r).unwrap();
     assert!(back.starts_with(&format!("{}/login?", server.base)), "{back}");
     let page = attacker.http.get(&back).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Too many attempts. Try again in"), "the form shows a clear message");
     // Throttled means throttled: from the failing address the right password is refused too.
     let r = log_in_from(&attacker, "198.51.100.1", "carol", "carol-password-long").await;
     assert_eq!(r.status(), 429);
+    assert_eq!(limits_fired(&log), fired("username-at-address", 18), "the form post and the right password too");
     // But whoever guesses at carol's name cannot lock carol out: from her own address she logs in.
     let carol = Browser::new(&server);
     let r = log_in_from(&carol, "198.51.100.2", "carol", "carol-password-long").await;
     assert_eq!(r.status(), 200, "per-username failures are counted per address");
     assert_eq!(carol.viewer().await["username"], "carol");
+    assert_eq!(limits_fired(&log).len(), 18, "nothing refused carol");
 }
 
 #[tokio::test]
 async fn a_username_guessed_at_from_many_addresses_locks_at_ten_times_the_limit() {
-    // Two failures per (username, address), so twenty per username from all addresses.
-    let (_db, server) = proxied_server_with_user("2").await;
+    // Two failures per (username, address), so twenty per username from all addresses: the
+    // twentieth guess is still checked, the twenty-first is refused wherever it comes from.
+    let (_db, server, log) = proxied_server_with_user("2").await;
     assert!(server.cli(&["user", "add", "dave", "--password-stdin"], "dave-password-long\n").status.success());
     let attacker = Browser::new(&server);
     for i in 1..=10 {
@@ -122,10 +173,12 @@ async fn a_username_guessed_at_from_many_addresses_locks_at_ten_times_the_limit(
         }
         assert_eq!(statuses, [401, 401], "from {address}: within that address's limit");
     }
+    assert_eq!(limits_fired(&log), Vec::<String>::new(), "twenty guesses, none refused");
     let carol = Browser::new(&server);
     let r = log_in_from(&carol, "198.51.100.2", "carol", "carol-password-long").await;
     assert_eq!(r.status(), 429, "the per-username ceiling holds for every address");
     assert!(r.text().await.unwrap().contains("TooManyAttempts"));
+    assert_eq!(limits_fired(&log), fired("username", 1), "it was the username's ceiling, not the fresh address's");
     // The fresh address itself is not throttled: it was the username's ceiling that fired.
     let dave = Browser::new(&server);
     assert_eq!(log_in_from(&dave, "198.51.100.2", "dave", "dave-password-long").await.status(), 200);
@@ -136,15 +189,18 @@ async fn concurrent_wrong_passwords_get_exactly_the_limit() {
     let db = TestDb::new(Backend::Sqlite).await;
     // Enough hashing slots that no guess is turned away as "busy": only the limiter decides.
     let env = [("BERTH_LOGIN_ATTEMPTS_PER_WINDOW", "5"), ("BERTH_PASSWORD_HASHING_CONCURRENCY", "64")];
-    let server = TestServer::start_with(&db, &env).await;
+    let (server, log) = server_logging_refusals(&db, &env).await;
     assert!(server.cli(&["user", "add", "carol", "--password-stdin"], "carol-password-long\n").status.success());
     let browser = Browser::new(&server);
     let guesses = (0..200).map(|_| browser.log_in("carol", "wrong-password-guess"));
     let statuses: Vec<u16> = futures_util::future::join_all(guesses).await.iter().map(|r| r.status().as_u16()).collect();
     let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
     assert_eq!((count(401), count(429)), (5, 195), "{statuses:?}");
+    // Five spent failures: the per-(username, address) limit (5), not the address's (15).
+    assert_eq!(limits_fired(&log), fired("username-at-address", 195));
     // From that address even the correct password waits now.
     assert_eq!(browser.log_in("carol", "carol-password-long").await.status(), 429);
+    assert_eq!(limits_fired(&log), fired("username-at-address", 196));
 }
 
 #[tokio::test]
@@ -178,7 +234,7 @@ async fn too_many_concurrent_hashes_get_503_with_retry_after() {
 async fn correct_passwords_give_their_attempts_back() {
     // Two failures per (username, address), six per address.
     let db = TestDb::new(Backend::Sqlite).await;
-    let server = TestServer::start_with(&db, &[("BERTH_LOGIN_ATTEMPTS_PER_WINDOW", "2")]).await;
+    let (server, log) = server_logging_refusals(&db, &[("BERTH_LOGIN_ATTEMPTS_PER_WINDOW", "2")]).await;
     assert!(server.cli(&["user", "add", "carol", "--password-stdin"], "carol-password-long\n").status.success());
     let browser = Browser::new(&server);
     let mut statuses = vec![browser.log_in("carol", "wrong-password-guess").await.status().as_u16()];
@@ -190,6 +246,9 @@ async fn correct_passwords_give_their_attempts_back() {
         statuses.push(browser.log_in("carol", "wrong-password-guess").await.status().as_u16());
     }
     assert_eq!(statuses, [401, 200, 200, 200, 200, 200, 200, 200, 200, 401, 401, 429]);
+    // The login cleared the pair's count: two fresh failures used up its limit of two, while
+    // the address's six were never near (three spent).
+    assert_eq!(limits_fired(&log), fired("username-at-address", 1));
 }
 
 /// Failed logins with a different made-up `X-Forwarded-For` each time, until the per-address
@@ -222,21 +281,61 @@ async fn forged_forwarded_for_headers_do_not_escape_the_address_limit() {
     // Three failures per (username, address), nine per address over all names: each guess names
     // another user, so the tenth is refused by the per-address limit.
     let limits = [("BERTH_LOGIN_ATTEMPTS_PER_WINDOW", "3")];
+    let nine_then_refused: Vec<u16> = [401; 9].into_iter().chain([429]).collect();
     let db = TestDb::new(Backend::Sqlite).await;
-    let direct = TestServer::start_with(&db, &limits).await;
+    let (direct, log) = server_logging_refusals(&db, &limits).await;
     let statuses = guess_with_forged_addresses(&direct, None).await;
-    assert_eq!(statuses[..9], [401; 9]);
-    assert_eq!(statuses[9], 429, "the header is ignored without a trusted proxy: {statuses:?}");
+    assert_eq!(statuses, nine_then_refused, "the header is ignored without a trusted proxy");
+    assert_eq!(limits_fired(&log), fired("address", 1));
 
     // Behind the proxy the address is the entry the proxy appended, not what the client wrote.
     let db = TestDb::new(Backend::Sqlite).await;
     let mut env = limits.to_vec();
     env.push(("BERTH_TRUST_PROXY_HEADERS", "true"));
-    let proxied = TestServer::start_with(&db, &env).await;
+    let (proxied, log) = server_logging_refusals(&db, &env).await;
     let statuses = guess_with_forged_addresses(&proxied, Some("198.51.100.7")).await;
-    assert_eq!(statuses[9], 429, "{statuses:?}");
+    assert_eq!(statuses, nine_then_refused);
+    assert_eq!(limits_fired(&log), fired("address", 1));
+    // Another real client has its own nine, though it forges the very same addresses and names.
     let statuses = guess_with_forged_addresses(&proxied, Some("198.51.100.8")).await;
-    assert_eq!(statuses[0], 401, "another real client is not throttled: {statuses:?}");
+    assert_eq!(statuses, nine_then_refused, "another real client is not throttled by the first");
+    assert_eq!(limits_fired(&log), fired("address", 2));
+}
+
+#[tokio::test]
+async fn sign_ups_are_limited_per_address() {
+    // One attempt per window makes three sign-ups per address: the third is still taken, the
+    // fourth refused; another address has its own three.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let env = [("BERTH_LOGIN_ATTEMPTS_PER_WINDOW", "1"), ("BERTH_TRUST_PROXY_HEADERS", "true")];
+    let (server, log) = server_logging_refusals(&db, &env).await;
+    let browser = Browser::new(&server);
+    let sign_up = |name: String, address: &'static str| {
+        let browser = &browser;
+        async move {
+            let r = browser
+                .http
+                .post(format!("{}/api/signup", browser.base))
+                .header("Origin", &browser.base)
+                .header("Accept", "application/json")
+                .header("X-Forwarded-For", address)
+                .form(&[("username", name.as_str()), ("email", "x@lab.example.org"), ("password", "long-enough-password")])
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        statuses.push(sign_up(format!("newcomer-a{i}"), "198.51.100.1").await);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(limits_fired(&log), fired("address", 2));
+    assert_eq!(sign_up("newcomer-b0".into(), "198.51.100.2").await, 200, "another address is not throttled");
+    let out = server.cli(&["user", "list"], "");
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split_whitespace().next().unwrap().to_string()).collect();
+    assert_eq!(names, ["newcomer-a0", "newcomer-a1", "newcomer-a2", "newcomer-b0"], "refused sign-ups created nothing");
 }
 
 #[tokio::test]
@@ -340,12 +439,12 @@ async fn config_command_prints_effective_config_without_secrets() {
         ("BERTH_CONFIG".to_string(), db.dir.path().join("none.toml").display().to_string()),
         ("BERTH_DOMAIN".to_string(), "lab.example.org".to_string()),
     ];
-    let out = support::cli(&env, &["config"], "");
+    let out = testkit::cli(&env, &["config"], "");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("domain = \"lab.example.org\""), "{text}");
     assert!(!text.contains("s3cret-pw") && !text.contains(&"ab".repeat(32)), "{text}");
-    let bad = support::cli(&[("BERTH_LISTEN".to_string(), "nowhere".to_string())], &["config"], "");
+    let bad = testkit::cli(&[("BERTH_LISTEN".to_string(), "nowhere".to_string())], &["config"], "");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("listen"));
 }
@@ -414,13 +513,13 @@ async fn the_database_holds_only_hashes_of_session_ids() {
     let browser = Browser::new(&server);
     assert_eq!(browser.log_in("carol", "carol-password-long").await.status(), 200);
     let cookie = browser.session_cookie().expect("session cookie");
-    let pool = support::sqlite_pool(&db).await;
+    let pool = testkit::sqlite_pool(&db).await;
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions").fetch_all(&pool).await.unwrap();
     assert_eq!(ids, [hex::encode(Sha256::digest(cookie.as_bytes()))]);
     assert!(!ids.contains(&cookie));
     assert_eq!(browser.viewer().await["username"], "carol", "the cookie still works");
     // So does forwardAuth, which looks the session behind an app cookie up by itself.
-    let app = support::app_cookie(&server.base, &format!("berth_session={cookie}"), "carol", "carol-code.localhost", "http").await;
+    let app = testkit::app_cookie(&server.base, &format!("berth_session={cookie}"), "carol", "carol-code.localhost", "http").await;
     let r = reqwest::Client::new()
         .get(format!("{}/auth/verify?owner=carol", server.base))
         .header("X-Forwarded-Host", "carol-code.localhost")

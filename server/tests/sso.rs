@@ -1,10 +1,8 @@
 //! Single sign-on against a real OpenID provider (oidc-provider-mock) over HTTP.
 
-mod support;
-
 use serde_json::{json, Value};
-use support::oidc::{KeySwapProxy, MockProvider};
-use support::{location, Backend, Browser, TestDb, TestServer};
+use testkit::oidc::{KeySwapProxy, MockProvider};
+use testkit::{location, Backend, Browser, TestDb, TestServer};
 
 /// Runs the whole redirect dance for `sub`; returns the browser and Berth's final redirect.
 async fn sso_login(server: &TestServer, provider: &MockProvider, id: &str, sub: &str) -> (Browser, String) {
@@ -164,7 +162,7 @@ async fn tampered_state_replayed_code_and_denied_consent_are_refused() {
 #[tokio::test]
 async fn provider_down_gives_a_clear_page_and_password_login_still_works() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let dead = format!("http://127.0.0.1:{}", support::free_port());
+    let dead = format!("http://127.0.0.1:{}", testkit::free_port());
     let server = TestServer::start_with(&db, &[("BERTH_OIDC_ISSUER", dead.as_str()), ("BERTH_OIDC_CLIENT_ID", "berth")]).await;
     assert!(server.cli(&["user", "add", "pat", "--password-stdin"], "pat-password-long\n").status.success());
     let b = Browser::new(&server);
@@ -243,7 +241,7 @@ async fn starting_sign_ins_stores_nothing_server_side() {
         let r = Browser::new(&server).get("/auth/oidc/mock/login").await;
         assert!(location(&r).unwrap().starts_with(&provider.issuer));
     }
-    let pool = support::sqlite_pool(&db).await;
+    let pool = testkit::sqlite_pool(&db).await;
     let count = || async { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions").fetch_one(&pool).await.unwrap() };
     assert_eq!(count().await, 0, "fifty sign-ins started, no session rows");
     // A sign-in still goes through; only then is a session stored.

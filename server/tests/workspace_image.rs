@@ -5,22 +5,21 @@
 //!
 //! `BERTH_TEST_WORKSPACE_IMAGE` picks another tag of the image (default `berth/workspace:slim`).
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use app::model::StepState;
 use berth::workspace::{Credential, CredentialApplied};
-use support::docker::{approved_user, SYSTEM, backend, config, docker, username, Cleanup};
-use support::{Backend as DbBackend, TestDb};
+use testkit::docker::{docker, image_exists, Cleanup};
+use testkit::service::{approved_user, backend, config, SYSTEM};
+use testkit::{username, Backend as DbBackend, TestDb};
 use tokio::io::AsyncReadExt;
 
 fn image() -> String {
     std::env::var("BERTH_TEST_WORKSPACE_IMAGE").unwrap_or_else(|_| "berth/workspace:slim".into())
 }
 
-/// The secret key `support::docker::backend` gives Berth.
+/// The secret key `testkit::service::backend` gives Berth.
 const KEY: [u8; 32] = [42; 32];
 /// sshpass's exit status for a password the server refused.
 const SSHPASS_WRONG_PASSWORD: i32 = 5;
@@ -109,10 +108,7 @@ async fn until_status(url: &str, token: Option<&str>, want: u16, within: Duratio
 #[tokio::test]
 async fn slim_workspace_image_through_berth() {
     let image = image();
-    assert!(
-        !docker(&["image", "inspect", "-f", "{{.Id}}", &image]).is_empty(),
-        "{image} missing: run `make image` (make test does)"
-    );
+    assert!(image_exists(&image), "{image} missing: run `make image` (make test does)");
     let cleanup = Cleanup::new();
     let db = TestDb::new(DbBackend::Sqlite).await;
     let mut config = config(&cleanup, &db.dir.path().join("storage"), 32000);

@@ -2,26 +2,13 @@
 //! standing in for the workspace image. Everything a test creates carries its run label and
 //! is removed when the test ends, even on panic.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app::model::{WorkspaceAction, WorkspaceState};
-use support::docker::{approved_user, SYSTEM, backend, config, docker, docker_ok, env, inspect, username, Cleanup};
-use support::{cli, Backend as DbBackend, TestDb};
-
-async fn wait_state(w: &berth::workspace::Workspaces, user: &berth::workspace::Owner, want: WorkspaceState) -> app::model::WorkspaceView {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let view = w.view(SYSTEM, user).await.expect("view");
-        if view.state == want {
-            return view;
-        }
-        assert!(Instant::now() < deadline, "{} never reached {want:?}; last view {view:?}", user.username);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use testkit::docker::{docker, env, inspect, try_docker, Cleanup, TEST_IMAGE};
+use testkit::service::{approved_user, backend, config, SYSTEM};
+use testkit::{cli, username, Backend as DbBackend, TestDb, TestServer};
 
 #[tokio::test]
 async fn create_start_stop_restart_reset_and_home_survives() {
@@ -114,13 +101,13 @@ async fn concurrent_cli_processes_never_both_create() {
     let db = TestDb::new(DbBackend::Sqlite).await;
     let storage = db.dir.path().join("storage");
     let mut env = env(&cleanup, &storage, 23000);
-    env.extend(support::TestServer::env_for(&db, 0));
+    env.extend(TestServer::env_for(&db, 0));
     let user = username("proc");
     assert!(cli(&env, &["user", "add", &user], "").status.success());
 
     let children: Vec<_> = (0..8)
         .map(|_| {
-            std::process::Command::new(support::BERTH)
+            std::process::Command::new(testkit::berth())
                 .args(["workspace", "start", &user])
                 .envs(env.iter().cloned())
                 .stdout(std::process::Stdio::null())
@@ -148,42 +135,69 @@ async fn killed_mid_start_recovers_when_started_again() {
     let storage = db.dir.path().join("storage");
     let docker_env = env(&cleanup, &storage, 24000);
     let mut env = docker_env.clone();
-    env.extend(support::TestServer::env_for(&db, support::free_port()));
+    env.extend(TestServer::env_for(&db, testkit::free_port()));
     let user = username("kill");
     assert!(cli(&env, &["user", "add", &user], "").status.success());
+    let pool = {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&format!("{}?mode=rwc", db.url)).await.unwrap()
+    };
+    let holder_of = |pool: sqlx::AnyPool, user: String| async move {
+        sqlx::query_as::<_, (String,)>("SELECT holder FROM workspace_locks WHERE username = $1")
+            .bind(user)
+            .fetch_optional(&pool)
+            .await
+            .expect("read workspace_locks")
+            .map(|(holder,)| holder)
+    };
 
-    let mut child = std::process::Command::new(support::BERTH)
+    let mut child = std::process::Command::new(testkit::berth())
         .args(["workspace", "start", &user])
         .envs(env.iter().cloned())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill -9 as soon as the start has recorded the user's intent, i.e. in the middle of it
-    // (the lock is held; the container may or may not exist yet).
-    let pool = {
-        sqlx::any::install_default_drivers();
-        sqlx::AnyPool::connect(&format!("{}?mode=rwc", db.url)).await.unwrap()
-    };
+    // Kill -9 in the middle of the start: once it has recorded the user's intent (desired
+    // state running, written under the lease) while it still holds the user's lease. The
+    // lease's holder is "host:pid:nonce": it must name this very process.
+    let pid = child.id().to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let held: Option<(String,)> = sqlx::query_as("SELECT desired_state FROM workspaces WHERE desired_state = 'running'")
+    let held = loop {
+        let wanted: Option<(String,)> = sqlx::query_as("SELECT desired_state FROM workspaces WHERE desired_state = 'running'")
             .fetch_optional(&pool)
             .await
             .unwrap_or(None);
-        if held.is_some() || Instant::now() > deadline {
-            break;
+        if wanted.is_some() {
+            if let Some(holder) = holder_of(pool.clone(), user.clone()).await {
+                if holder.split(':').nth(1) == Some(pid.as_str()) {
+                    break holder;
+                }
+            }
         }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("`berth workspace start` ended ({status}) before it was seen mid-start holding its lease");
+        }
+        assert!(Instant::now() < deadline, "`berth workspace start` (pid {pid}) was never seen holding the lease with the intent recorded");
         tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let state_after_kill = inspect(&format!("workspace-{user}"), "{{.State.Status}}");
-    eprintln!("state right after kill -9: {state_after_kill:?}");
+    };
+    child.kill().expect("kill -9 the start");
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "the start was killed, it did not finish: {status}");
+    // The dead process still holds the lease: a crash mid-start is what the rest recovers from.
+    assert_eq!(
+        holder_of(pool.clone(), user.clone()).await.as_deref(),
+        Some(held.as_str()),
+        "the lease of the killed process was left behind (it was killed while holding it)"
+    );
+    // Whether the container exists yet depends on where the kill landed; either is fine.
+    let state_after_kill = try_docker(&["inspect", "-f", "{{.State.Status}}", &format!("workspace-{user}")]);
+    eprintln!("container right after kill -9: {state_after_kill:?}");
 
     // A new server process reconciles at start-up: the user wanted it running.
     let extra: Vec<(&str, &str)> = docker_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let server = support::TestServer::start_with(&db, &extra).await;
+    let server = TestServer::start_with(&db, &extra).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = server.cli(&["workspace", "status", &user, "--json"], "");
@@ -322,8 +336,8 @@ async fn reconcile_adopts_and_reports_orphans_and_foreign_containers() {
     let orphan = username("ghost");
     let foreign = username("foreign");
     docker(&["run", "-d", "--name", &format!("workspace-{orphan}"), "--label", "io.berth.managed=true",
-        "--label", &format!("io.berth.user={orphan}"), "--label", &cleanup.label, support::docker::TEST_IMAGE]);
-    docker(&["run", "-d", "--name", &format!("workspace-{foreign}"), "--label", &cleanup.label, support::docker::TEST_IMAGE]);
+        "--label", &format!("io.berth.user={orphan}"), "--label", &cleanup.label, TEST_IMAGE]);
+    docker(&["run", "-d", "--name", &format!("workspace-{foreign}"), "--label", &cleanup.label, TEST_IMAGE]);
     let report = again.workspaces.reconcile(SYSTEM).await.unwrap();
     assert!(report.adopted.contains(&user), "{report:?}");
     assert!(report.orphans.contains(&orphan), "{report:?}");
@@ -357,7 +371,9 @@ async fn background_start_shows_progress_steps_and_services_answering() {
         assert!(Instant::now() < deadline, "services never all answered: {view:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = wait_state(&w, &owner, WorkspaceState::Running).await;
+    // What the view says, the engine says too.
+    assert_eq!(inspect(&format!("workspace-{user}"), "{{.State.Running}}"), "true");
+    assert_eq!(cleanup.containers().len(), 1);
 }
 
 #[tokio::test]
@@ -514,7 +530,7 @@ async fn auto_isolation_and_gpus_work_on_this_engine() {
     let user = username("auto");
     let owner = approved_user(&b, &user).await;
     b.workspaces.start(SYSTEM, &owner).await.expect("a workspace starts with auto isolation and GPUs");
-    let privileged_here = docker_ok(&["run", "--rm", "--privileged", "--label", &cleanup.label, "berth-test/busybox:latest", "true"]);
+    let privileged_here = try_docker(&["run", "--rm", "--privileged", "--label", &cleanup.label, "berth-test/busybox:latest", "true"]).is_ok();
     let expected = if privileged_here { berth::config::Isolation::Privileged } else { berth::config::Isolation::Plain };
     assert_eq!(b.workspaces.isolation().await.unwrap(), expected);
     assert_eq!(inspect(&format!("workspace-{user}"), "{{.HostConfig.DeviceRequests}}"), "[]", "no GPUs asked of a CPU-only engine");

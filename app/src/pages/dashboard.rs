@@ -117,7 +117,12 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
                     StepState::Failed => ("✕", "failed"),
                 };
                 let detail = s.detail.clone().map(|d| view! { <span class="muted">" — " {d}</span> });
-                view! { <li class=format!("step {class}")>{mark} " " {s.name.clone()} {detail}</li> }
+                // data-state and data-step are for machines (tests, scripts); the mark is for people.
+                view! {
+                    <li class=format!("step {class}") data-state=class data-step=s.name.clone()>
+                        {mark} " " {s.name.clone()} {detail}
+                    </li>
+                }
             })
             .collect_view();
         view! { <ul class="steps" id="workspace-steps">{items}</ul> }

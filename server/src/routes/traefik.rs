@@ -346,7 +346,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = writer(dir.path());
         w.write_user("stale", &secrets("t")).unwrap();
-        std::fs::write(dir.path().join(user_file("alice")), "http: {routers: {broken").unwrap();
+        std::fs::write(dir.path().join("user-alice.yml"), "http: {routers: {broken").unwrap();
         let removed = w.reconcile(&[("alice".into(), secrets("t1")), ("bob".into(), secrets("t2"))]).unwrap();
         assert_eq!(removed, vec!["stale".to_string()]);
         let mut names: Vec<String> =

@@ -351,6 +351,7 @@ impl Workspaces {
     async fn start_steps(self: &Arc<Self>, owner: &Owner, fresh: bool) -> Result<(), WorkspaceError> {
         let username = owner.username.as_str();
         let record: WorkspaceRecord = self.records.ensure(owner.id, username, &self.settings.ports).await?;
+        self.check_gpus(&record, username).await?;
         let plan = self.plan_for(username, &record).await?;
         let progress = &self.progress;
         // Asked once, under the user's lock; a runtime that does not answer fails the network

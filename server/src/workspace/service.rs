@@ -243,23 +243,31 @@ impl Workspaces {
     }
 
     /// The GPUs a workspace gets: `auto` is all of them when the runtime has GPU support and
-    /// none otherwise; an explicit request on a runtime without GPUs is refused, naming the setting.
-    async fn resolve_gpus(&self, record: &WorkspaceRecord, username: &str) -> Result<String, WorkspaceError> {
+    /// none otherwise. An explicit request on a runtime without GPUs is kept as asked (views
+    /// show it); `check_gpus` refuses it before a start.
+    async fn resolve_gpus(&self, record: &WorkspaceRecord) -> Result<String, WorkspaceError> {
+        match record.overrides.gpus.as_deref().unwrap_or(&self.settings.defaults.gpus) {
+            "auto" => Ok(if self.capabilities().await?.gpus { "all".into() } else { "none".into() }),
+            other => Ok(other.to_string()),
+        }
+    }
+
+    /// Refuses a start that asks for GPUs the runtime cannot give, naming the setting and the fix.
+    pub(super) async fn check_gpus(&self, record: &WorkspaceRecord, username: &str) -> Result<(), WorkspaceError> {
         let (setting, value) = match &record.overrides.gpus {
             Some(value) => (format!("the GPU limit of {username}"), value.as_str()),
             None => ("workspace.gpus".to_string(), self.settings.defaults.gpus.as_str()),
         };
         match value {
-            "none" => Ok("none".into()),
-            "auto" => Ok(if self.capabilities().await?.gpus { "all".into() } else { "none".into() }),
-            requested if self.capabilities().await?.gpus => Ok(requested.to_string()),
+            "none" | "auto" => Ok(()),
+            _ if self.capabilities().await?.gpus => Ok(()),
             requested => Err(WorkspaceError::NoGpus { setting, value: requested.to_string() }),
         }
     }
 
     pub(super) async fn plan_for(&self, username: &str, record: &WorkspaceRecord) -> Result<WorkspacePlan, WorkspaceError> {
         let mut overrides = record.overrides.clone();
-        overrides.gpus = Some(self.resolve_gpus(record, username).await?);
+        overrides.gpus = Some(self.resolve_gpus(record).await?);
         let workspace_user = WorkspaceUser {
             username: username.to_string(),
             slot: record.slot,

@@ -1,5 +1,4 @@
 //! A real OpenID provider for tests: oidc-provider-mock (PyPI), started per test on loopback.
-#![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,9 +11,9 @@ pub struct MockProvider {
 impl MockProvider {
     /// `users`: JSON claims objects (each with "sub") the provider knows from the start.
     pub async fn start(users: &[serde_json::Value]) -> MockProvider {
-        let port = super::free_port();
+        let port = crate::free_port();
         // make test installs the provider into .tools/venv (scripts/install-deps.sh).
-        let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/python");
+        let venv = crate::workspace_root().join(".tools/venv/bin/python");
         let python = if venv.exists() { venv } else { "python3".into() };
         let mut cmd = Command::new(python);
         cmd.args(["-m", "oidc_provider_mock", "--port", &port.to_string()]);
@@ -26,12 +25,15 @@ impl MockProvider {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 -m oidc_provider_mock (make test installs oidc-provider-mock)");
-        let provider = MockProvider { issuer: format!("http://127.0.0.1:{port}"), child };
+        let mut provider = MockProvider { issuer: format!("http://127.0.0.1:{port}"), child };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let url = format!("{}/.well-known/openid-configuration", provider.issuer);
             if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
                 return provider;
+            }
+            if let Ok(Some(status)) = provider.child.try_wait() {
+                panic!("the mock OpenID provider exited ({status}): is oidc-provider-mock installed (make test puts it into .tools/venv)?");
             }
             assert!(Instant::now() < deadline, "the mock OpenID provider did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
