@@ -3,10 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_apt=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 chromium chromium-driver postgresql
+want_apt=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 brotli chromium chromium-driver postgresql
           busybox-static debootstrap wrk nginx-light openssl ca-certificates curl docker-compose sshpass openssh-client)
 if [ "${1:-}" = "--run-only" ]; then
-  want_apt=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 ca-certificates)
+  want_apt=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 brotli ca-certificates)
 fi
 missing=()
 for p in "${want_apt[@]}"; do
@@ -27,18 +27,30 @@ if [ "$have" != "$want" ]; then
   PATH=/usr/bin:$PATH cargo install -q wasm-bindgen-cli --version "$want" --force
 fi
 
-# A real OpenID provider for the single sign-on tests, in a venv of its own (Debian's python
-# is externally managed): .tools/venv/bin/python -m oidc_provider_mock.
+# A python that can make a venv (Debian's python is externally managed).
+python_with_venv() {
+  for c in "$HOME/.pyenv/shims/python3" /usr/local/bin/python3 /usr/bin/python3; do
+    if [ -x "$c" ] && "$c" -c 'import venv, ensurepip' 2>/dev/null; then echo "$c"; return; fi
+  done
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  echo /usr/bin/python3
+}
+
+# binaryen's wasm-opt for the site build (scripts/build-site.sh runs -Oz on the wasm), built from
+# source by the wasm-opt crate: Debian's binaryen 108 breaks hydration, npm is out of reach, and
+# the one prebuilt binary on PyPI comes inside an unrelated package we cannot vouch for (it would
+# process every byte of the code browsers run). About 9 minutes on two idle cores, once a machine.
+want_opt="wasm-opt version 116"
+if ! wasm-opt --version 2>/dev/null | grep -q "^$want_opt"; then
+  echo "install-deps: cargo install wasm-opt 0.116.1 (binaryen 116, about 9 minutes)"
+  PATH=/usr/bin:$PATH cargo install -q wasm-opt --version 0.116.1 --force
+fi
+
+# A real OpenID provider for the single sign-on tests, in a venv of its own:
+# .tools/venv/bin/python -m oidc_provider_mock.
 venv=.tools/venv
 if [ "${1:-}" != "--run-only" ] && ! "$venv/bin/python" -c 'import oidc_provider_mock' 2>/dev/null; then
-  py=""
-  for c in "$HOME/.pyenv/shims/python3" /usr/local/bin/python3 /usr/bin/python3; do
-    if [ -x "$c" ] && "$c" -c 'import venv, ensurepip' 2>/dev/null; then py=$c; break; fi
-  done
-  if [ -z "$py" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-    py=/usr/bin/python3
-  fi
+  py=$(python_with_venv)
   echo "install-deps: oidc-provider-mock into $venv (with $py)"
   rm -rf "$venv"
   "$py" -m venv "$venv"

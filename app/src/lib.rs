@@ -10,7 +10,7 @@ mod pages;
 pub mod services;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::SsrMode;
 use leptos_router::path;
@@ -22,6 +22,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                // Both name the site build's content-hashed files (`hash.txt`, see
+                // server/src/web_static.rs) when the server found them.
+                <HashedStylesheet options=options.clone() id="leptos"/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -43,7 +46,6 @@ pub fn App() -> impl IntoView {
     });
 
     view! {
-        <Stylesheet id="leptos" href="/pkg/berth.css"/>
         <Title text="Berth"/>
         <Router>
             <Routes fallback=pages::NotFound>

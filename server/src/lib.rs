@@ -17,4 +17,5 @@ pub mod sso;
 pub mod telemetry;
 pub mod username;
 pub mod web;
+pub mod web_static;
 pub mod workspace;

@@ -64,12 +64,14 @@ impl FromRef<AppState> for LeptosOptions {
 }
 
 pub fn leptos_options(config: &Config) -> LeptosOptions {
-    LeptosOptions::builder()
-        .output_name("berth")
-        .site_root(config.site_root.display().to_string())
-        .site_pkg_dir("pkg")
-        .site_addr(config.listen)
-        .build()
+    crate::web_static::with_hashed_names(
+        LeptosOptions::builder()
+            .output_name("berth")
+            .site_root(config.site_root.display().to_string())
+            .site_pkg_dir("pkg")
+            .site_addr(config.listen)
+            .build(),
+    )
 }
 
 /// The domain services one Berth process runs, shared by the HTTP layer and the CLI.
@@ -202,6 +204,7 @@ pub fn router(config: Arc<Config>, backend: Backend) -> Router {
     let routes = generate_route_list(App);
     // forwardAuth sits outside the session layers: it must not touch the database per request.
     let verify = Router::new().route("/auth/verify", get(crate::routes::verify::verify)).with_state(gateway);
+    let pkg = crate::web_static::pkg_routes(&state.leptos_options);
     let portal = Router::new()
         .route("/healthz", get(healthz))
         .route("/desktop/guacamole", get(guacamole_launch))
@@ -223,8 +226,10 @@ pub fn router(config: Arc<Config>, backend: Backend) -> Router {
         .layer(sessions)
         .layer(middleware::from_fn_with_state(state.clone(), one_session_cookie))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_cross_site))
+        .layer(crate::web_static::compression())
         .with_state(state);
-    verify.merge(portal)
+    // /auth/verify stays uncompressed (forwardAuth's hot path); /pkg is precompressed.
+    verify.merge(pkg).merge(portal)
 }
 
 /// Two session cookies in one request (one planted from a sibling host, or left from an older

@@ -51,7 +51,8 @@ pub fn site() -> &'static Path {
     SITE.get_or_init(|| {
         let root = workspace_root();
         let site = target_dir().join("site");
-        let wasm = site.join("pkg/berth.wasm");
+        // Written last by the site build, so its age is the build's.
+        let wasm = site.join("hash.txt");
         let sources = [root.join("app/src"), root.join("frontend/src"), root.join("style"), root.join("public")];
         if let Err(problem) = check_current(&wasm, &sources) {
             panic!("{problem}: run `scripts/build-site.sh` (or `make build`) first");
