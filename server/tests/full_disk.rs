@@ -6,7 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth::routes::hosts::HostTemplates;
+use berth::hosts::HostTemplates;
 use berth::routes::traefik::{RouteSecrets, TraefikSettings, TraefikWriter};
 use support::{Backend, Browser, TestDb, TestServer};
 

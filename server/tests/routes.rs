@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use berth::routes::hosts::HostTemplates;
+use berth::hosts::HostTemplates;
 use berth::routes::traefik::{RouteSecrets, TraefikSettings, TraefikWriter};
 use serde_json::Value;
 use support::{location, Backend, Browser, TestDb, TestServer};

@@ -23,7 +23,7 @@ use super::spec::{
 };
 use crate::config::Isolation;
 use crate::accounts::{AccountError, Accounts, User};
-use crate::routes::hosts::{App, HostTemplates};
+use crate::hosts::{App, HostTemplates};
 use crate::routes::traefik::{RouteSecrets, TraefikWriter};
 use crate::crypto::{random_password, AppSecrets, SecretBox};
 use crate::db::{now, Db};
@@ -117,6 +117,8 @@ pub struct Workspaces {
     pub routes: Option<Arc<TraefikWriter>>,
     /// How launch links are built.
     pub links: LinkSettings,
+    /// Bumped whenever a workspace may look different (progress, removal, a container event).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// What the dashboard's launch links need.
@@ -145,7 +147,17 @@ impl Workspaces {
             ssh_host,
             routes: None,
             links: LinkSettings::default(),
+            changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Wakes when some workspace may have changed; callers compare `view()`s to find out which.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Writes (or rewrites) the user's Traefik file; a failure is logged and shown, not fatal.
@@ -454,6 +466,7 @@ impl Workspaces {
             .lock()
             .expect("progress")
             .insert(username.to_string(), Progress { busy: Some(busy), steps, error: None });
+        self.changed();
     }
 
     fn step(&self, username: &str, name: &str, state: StepState, detail: Option<String>) {
@@ -466,6 +479,8 @@ impl Workspaces {
             }
             None => progress.steps.push(ProgressStep { name: name.to_string(), state, detail }),
         }
+        drop(all);
+        self.changed();
     }
 
     fn finish(&self, username: &str, error: Option<String>) {
@@ -478,6 +493,8 @@ impl Workspaces {
             }
         }
         progress.error = error;
+        drop(all);
+        self.changed();
     }
 
     /// Runs `op` as the step `name` of the current operation.
@@ -518,6 +535,7 @@ impl Workspaces {
             .lock()
             .expect("progress")
             .insert(username.to_string(), Progress { busy: Some(busy), steps: Vec::new(), error: None });
+        self.changed();
         let (this, username) = (self.clone(), username.to_string());
         tokio::spawn(async move {
             if let Err(e) = this.apply(&username, action).await {
@@ -610,6 +628,7 @@ impl Workspaces {
         self.remove_routes(username);
         guard.release().await;
         self.progress.lock().expect("progress").remove(username);
+        self.changed();
         Ok(result?)
     }
 
@@ -1049,6 +1068,7 @@ impl Workspaces {
                                 let actor = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
                                 let user = actor.and_then(|a| a.get(LABEL_USER)).cloned().unwrap_or_default();
                                 tracing::debug!(user, action = ?event.action, "container event");
+                                self.changed();
                             }
                             Err(e) => {
                                 *self.engine_problem.lock().expect("engine state") = Some(e.to_string());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use berth::config::Config;
 use berth::db::Db;
-use berth::web::Backend;
+use berth::backend::Backend;
 use berth::workspace::Workspaces;
 
 pub const TEST_IMAGE: &str = "berth-test/busybox:latest";
