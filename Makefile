@@ -43,13 +43,15 @@ portal-image: site
 	docker build -f docker/portal/Dockerfile -t berth/portal:latest .
 
 ## Benchmarks (release build): forwardAuth vs nginx, workspace start vs docker start, the
-## login page's bytes on the wire and time to hydrated in headless Chromium.
+## login page's bytes on the wire and time to hydrated in headless Chromium, engine calls with
+## 1 vs 200 open dashboards.
 bench: deps-test docker-engine site test-image
 	$(CARGO) build -p server --release
 	PIN=1 scripts/bench-verify.sh
 	THREADS=1 scripts/bench-verify.sh
 	scripts/bench-start.sh
 	scripts/bench-page.sh
+	scripts/bench-dashboards.sh
 
 ## The real workspace image (slim profile builds here in minutes; full is for production sites).
 image: docker-engine

@@ -153,6 +153,58 @@ async fn start_workspace_watch_it_run_and_stop_it() {
     drop(portal);
 }
 
+/// How often the page has called the `workspace_status` server function (Resource Timing).
+const WORKSPACE_STATUS_CALLS: &str =
+    "return performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname === '/api/workspace').length;";
+
+#[tokio::test]
+async fn the_dashboard_is_pushed_its_workspace_not_polling() {
+    let run = run_id();
+    let cleanup = DockerCleanup(format!("io.berth.test=e2e-{run}"));
+    let portal = Portal::with_test_workspaces(&cleanup, 35000).await;
+    let user = format!("pia-{run}");
+    portal.cli(&["user", "add", &user, "--password-stdin"], "pia-password-long\n");
+    let b = Browser::start("live").await;
+
+    b.log_in(&portal.base, &user, "pia-password-long").await;
+    b.wait_path("/dashboard").await;
+    b.wait_css("body[data-hydrated='true']").await;
+    b.wait_css("#workspace-state[data-state='absent']").await;
+    b.client.execute("window.__berthNoReload = 'still here'; return null;", vec![]).await.unwrap();
+    let calls = || async { b.client.execute(WORKSPACE_STATUS_CALLS, vec![]).await.unwrap().as_u64().unwrap() };
+    // Reaching the dashboard may ask once (after a client-side navigation); then nothing more.
+    let before = calls().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = calls().await;
+    assert!(after <= 1, "the dashboard asked {after} times");
+    assert_eq!(after, before, "no poll within 5 s");
+
+    // Started from another process, the workspace shows as running on the open page: Docker's
+    // events reach Berth, which pushes the new view (the fallback poll would ask the server).
+    portal.cli(&["workspace", "start", &user], "");
+    b.client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#workspace-state[data-state='running']"))
+        .await
+        .expect("the running state is pushed to the open dashboard");
+    assert_eq!(b.wait_css("#ssh-port").await.text().await.unwrap(), "35022");
+    assert_eq!(calls().await, before, "pushed, not asked for");
+    let marker = b.client.execute("return window.__berthNoReload || null;", vec![]).await.unwrap();
+    assert_eq!(marker, serde_json::json!("still here"), "no reload");
+    b.screenshot("1-running-pushed").await;
+    portal.cli(&["workspace", "stop", &user], "");
+    b.client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#workspace-state[data-state='stopped']"))
+        .await
+        .expect("the stopped state is pushed");
+    assert_eq!(calls().await, before, "still not asked for");
+    b.client.close().await.unwrap();
+    drop(portal);
+}
+
 #[tokio::test]
 async fn every_step_works_without_javascript() {
     let cleanup = Cleanup::new();

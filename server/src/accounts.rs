@@ -12,7 +12,7 @@ use tracing::instrument;
 use crate::db::{now, Db, DbKind, Row};
 use crate::passwords::{self, HashingGate, PasswordError};
 use crate::ratelimit::{address_key, AttemptLimiter, Quota, Refused};
-use crate::routes::hosts::HostRules;
+use crate::hosts::HostRules;
 use crate::username::Username;
 
 #[derive(Debug, thiserror::Error)]

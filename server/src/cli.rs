@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::accounts::NewUser;
 use crate::config::Config;
 use crate::db::Db;
-use crate::web::Backend;
+use crate::backend::Backend;
 use crate::workspace::{Actor, Owner};
 
 #[derive(Parser)]
@@ -178,7 +178,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let key = config.load_or_create_secret_key()?;
             let db = open_db(&config).await?;
             let backend = Backend::new(&config, db.clone(), &key);
-            let served = crate::web::serve(Arc::new(config), backend).await;
+            let served = crate::serve::serve(Arc::new(config), backend).await;
             close(db).await;
             served
         }

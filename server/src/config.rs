@@ -90,7 +90,7 @@ pub struct Config {
     pub traefik_dir: Option<PathBuf>,
     pub traefik: TraefikConfig,
     /// App host templates (`{user}`, `{domain}`).
-    pub hosts: crate::routes::hosts::HostTemplates,
+    pub hosts: crate::hosts::HostTemplates,
     pub guacamole: GuacamoleConfig,
     /// Local username/password login (off for SSO-only sites).
     pub password_login: bool,
@@ -381,7 +381,7 @@ impl Default for Config {
             workspace: WorkspaceDefaults::default(),
             traefik_dir: None,
             traefik: TraefikConfig::default(),
-            hosts: crate::routes::hosts::HostTemplates::default(),
+            hosts: crate::hosts::HostTemplates::default(),
             guacamole: GuacamoleConfig::default(),
             password_login: true,
             oidc_issuer: None,

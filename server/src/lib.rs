@@ -2,16 +2,19 @@
 //! The `berth` binary (src/main.rs) is a thin command-line front.
 
 pub mod accounts;
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod cookies;
 pub mod crypto;
 pub mod db;
 pub mod disk;
+pub mod hosts;
 pub mod passwords;
 pub mod portal;
 pub mod routes;
 pub mod ratelimit;
+pub mod serve;
 pub mod sessions;
 pub mod sso;
 pub mod telemetry;

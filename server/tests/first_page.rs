@@ -2,11 +2,10 @@
 //! variants picked by Accept-Encoding, a year's immutable caching, compressed HTML. Runs on a
 //! small site of its own (no wasm build needed), laid out like scripts/build-site.sh does.
 
-mod support;
 
 use std::path::Path;
 
-use support::{Backend, TestDb, TestServer};
+use testkit::{Backend, TestDb, TestServer};
 
 const JS: &str = "berth.0123456789abcdef.js";
 const WASM: &str = "berth.fedcba9876543210.wasm";

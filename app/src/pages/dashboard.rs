@@ -48,8 +48,11 @@ pub fn DashboardPage() -> impl IntoView {
 #[component]
 fn WorkspaceCard() -> impl IntoView {
     let act = ServerAction::<WorkspaceActionFn>::new();
-    let tick = ticker(1000);
-    let status = Resource::new(move || (tick.get(), act.version().get()), |_| workspace_status());
+    // The first state comes from the server function (rendered on the server); later ones are
+    // pushed by the server (see `live`), with a slow poll of Berth while the push channel is down.
+    let status = Resource::new(move || act.version().get(), |_| workspace_status());
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| live::follow(status));
     view! {
         <section class="card" id="workspace">
             <h2>"Workspace"</h2>
@@ -280,5 +283,145 @@ fn Credentials() -> impl IntoView {
             {move || regenerate.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error">{e.to_string()}</p> })}
             <p class="muted">"A new password applies at once; a stopped workspace gets it when it starts."</p>
         </details>
+    }
+}
+
+/// The browser's end of the live-state channel: an `EventSource` on the server's
+/// `/events/workspace` stream sets the card's resource from each `workspace` event. While the
+/// stream is down, the card asks Berth (the `workspace_status` server function, never Docker)
+/// every [`live::FALLBACK_POLL`], and a stream the browser gave up on is reopened as often.
+#[cfg(feature = "hydrate")]
+mod live {
+    use std::cell::RefCell;
+    use std::rc::{Rc, Weak};
+    use std::time::Duration;
+
+    use leptos::prelude::*;
+    use leptos::wasm_bindgen::closure::Closure;
+    use leptos::wasm_bindgen::JsCast;
+    use web_sys::{Event, EventSource, MessageEvent};
+
+    use crate::error::AppError;
+    use crate::model::WorkspaceView;
+
+    const STREAM: &str = "/events/workspace";
+    pub const FALLBACK_POLL: Duration = Duration::from_secs(15);
+
+    type Status = Resource<Result<WorkspaceView, AppError>>;
+
+    #[derive(Default)]
+    struct Channel {
+        source: Option<EventSource>,
+        // Kept alive as long as the source they are registered on.
+        on_message: Option<Closure<dyn FnMut(MessageEvent)>>,
+        on_open: Option<Closure<dyn FnMut(Event)>>,
+        on_error: Option<Closure<dyn FnMut(Event)>>,
+        poll: Option<IntervalHandle>,
+        reopen: Option<TimeoutHandle>,
+    }
+
+    impl Channel {
+        fn close_source(&mut self) {
+            if let Some(source) = self.source.take() {
+                source.close();
+            }
+            self.on_message = None;
+            self.on_open = None;
+            self.on_error = None;
+        }
+
+        fn shut(&mut self) {
+            self.close_source();
+            if let Some(poll) = self.poll.take() {
+                poll.clear();
+            }
+            if let Some(reopen) = self.reopen.take() {
+                reopen.clear();
+            }
+        }
+    }
+
+    // However the card goes away, the browser stops calling closures that are gone.
+    impl Drop for Channel {
+        fn drop(&mut self) {
+            self.shut();
+        }
+    }
+
+    /// Follows the caller's workspace until the card goes away.
+    pub fn follow(status: Status) {
+        let channel = Rc::new(RefCell::new(Channel::default()));
+        open(&channel, status);
+        let held = StoredValue::new_local(channel);
+        on_cleanup(move || {
+            if let Some(channel) = held.try_get_value() {
+                channel.borrow_mut().shut();
+            }
+        });
+    }
+
+    fn open(channel: &Rc<RefCell<Channel>>, status: Status) {
+        let Ok(source) = EventSource::new(STREAM) else {
+            fall_back(channel, status, true);
+            return;
+        };
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let Some(text) = event.data().as_string() else { return };
+            let Ok(view) = leptos::serde_json::from_str::<WorkspaceView>(&text) else { return };
+            // The stream starts with the current state, which the card usually shows already.
+            let same = status.with_untracked(|current| matches!(current, Some(Ok(shown)) if *shown == view));
+            if !same {
+                status.set(Some(Ok(view)));
+            }
+        });
+        let weak: Weak<RefCell<Channel>> = Rc::downgrade(channel);
+        let on_open = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            if let Some(channel) = weak.upgrade() {
+                if let Some(poll) = channel.borrow_mut().poll.take() {
+                    poll.clear();
+                }
+            }
+        });
+        let weak: Weak<RefCell<Channel>> = Rc::downgrade(channel);
+        let on_error = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            let Some(channel) = weak.upgrade() else { return };
+            // CONNECTING: the browser retries by itself. CLOSED: it gave up (an answer that was
+            // not a stream, such as a proxy's 502): open a new one later.
+            let closed = channel.borrow().source.as_ref().is_none_or(|s| s.ready_state() == EventSource::CLOSED);
+            fall_back(&channel, status, closed);
+        });
+        let _ = source.add_event_listener_with_callback("workspace", on_message.as_ref().unchecked_ref());
+        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let mut c = channel.borrow_mut();
+        c.source = Some(source);
+        c.on_message = Some(on_message);
+        c.on_open = Some(on_open);
+        c.on_error = Some(on_error);
+    }
+
+    /// Polls Berth while the stream is down; `reopen`: the stream is gone for good, open another
+    /// one after a while (later, never from inside one of its own callbacks).
+    fn fall_back(channel: &Rc<RefCell<Channel>>, status: Status, reopen: bool) {
+        let mut c = channel.borrow_mut();
+        if c.poll.is_none() {
+            c.poll = set_interval_with_handle(move || status.refetch(), FALLBACK_POLL).ok();
+        }
+        if reopen && c.reopen.is_none() {
+            let weak = Rc::downgrade(channel);
+            c.reopen = set_timeout_with_handle(
+                move || {
+                    let Some(channel) = weak.upgrade() else { return };
+                    {
+                        let mut c = channel.borrow_mut();
+                        c.reopen = None;
+                        c.close_source();
+                    }
+                    open(&channel, status);
+                },
+                FALLBACK_POLL,
+            )
+            .ok();
+        }
     }
 }

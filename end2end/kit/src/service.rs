@@ -8,7 +8,7 @@ use berth::config::Config;
 use berth::db::Db;
 use berth::routes::verify::Gateway;
 use berth::sessions::{Clock, SessionCache, SqlSessionStore};
-use berth::web::Backend;
+use berth::backend::Backend;
 use berth::workspace::{Actor, Owner, Workspaces};
 
 use crate::docker::{Cleanup, TEST_IMAGE};
@@ -77,7 +77,7 @@ pub fn sessions(db: &Db, clock: Clock, idle: std::time::Duration) -> Sessions {
     let gateway = Arc::new(Gateway::new(
         db.clone(),
         cache.clone(),
-        berth::routes::hosts::HostTemplates::default(),
+        berth::hosts::HostTemplates::default(),
         "localhost".into(),
         "http://127.0.0.1".parse().unwrap(),
         absolute_seconds,
@@ -106,7 +106,7 @@ pub fn traefik_writer(dir: &std::path::Path, cert_resolver: Option<&str>) -> ber
         portal_internal_url: "http://berth:3000".into(),
         portal_host: "berth.lab.example.org".into(),
         domain: "lab.example.org".into(),
-        hosts: berth::routes::hosts::HostTemplates::default(),
+        hosts: berth::hosts::HostTemplates::default(),
         entry_point: "websecure".into(),
         cert_resolver: cert_resolver.map(Into::into),
         tls: true,

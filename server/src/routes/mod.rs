@@ -1,7 +1,6 @@
-//! Routes into workspaces: app hosts, Traefik configuration, the forwardAuth endpoint and
-//! Guacamole tokens.
+//! Routes into workspaces: Traefik configuration, the forwardAuth endpoint and Guacamole
+//! tokens. (The app host templates they share live in `crate::hosts`.)
 
 pub mod guacamole;
-pub mod hosts;
 pub mod traefik;
 pub mod verify;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use super::hosts::{App, HostTemplates};
+use crate::hosts::{App, HostTemplates};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraefikError {

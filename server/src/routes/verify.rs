@@ -17,7 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use url::Url;
 
-use super::hosts::HostTemplates;
+use crate::hosts::HostTemplates;
 use crate::cookies;
 use crate::crypto::SecretBox;
 use crate::db::Db;

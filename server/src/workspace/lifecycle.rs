@@ -12,7 +12,7 @@ use super::runtime::{ExecOutcome, RuntimeError};
 use super::service::{Actor, Owner, WorkspaceError, Workspaces};
 use super::spec::{ResourceOverrides, WorkspaceSecrets};
 use crate::crypto::random_password;
-use crate::routes::hosts::App;
+use crate::hosts::App;
 use crate::routes::traefik::UserRoute;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use crate::accounts::User;
 use crate::config::Isolation;
 use crate::crypto::{AppSecrets, SecretBox};
 use crate::db::Db;
-use crate::routes::hosts::HostTemplates;
+use crate::hosts::HostTemplates;
 use crate::routes::traefik::TraefikWriter;
 
 /// The user a workspace belongs to, resolved by the caller (the workspace layer never looks

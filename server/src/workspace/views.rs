@@ -12,7 +12,7 @@ use super::runtime::{Observed, RuntimeError, RuntimeStatus, Usage};
 use super::service::{Actor, Owner, WorkspaceError, Workspaces};
 use super::spec::{PortBlock, ResourceOverrides};
 use crate::db::now;
-use crate::routes::hosts::App;
+use crate::hosts::App;
 
 impl Workspaces {
     /// The owner's workspace as the runtime has it: from the live picture when it is followed,

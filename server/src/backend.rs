@@ -1,0 +1,111 @@
+//! The domain services one Berth process runs, wired from its configuration; shared by the
+//! HTTP layer (`web`) and the command line (`cli`).
+
+use std::sync::Arc;
+
+use app::model::AdminAction;
+
+use crate::accounts::{AccountSettings, Accounts};
+use crate::config::Config;
+use crate::db::Db;
+use crate::hosts::HostRules;
+use crate::routes::guacamole::GuacamoleSettings;
+use crate::routes::traefik::{TraefikSettings, TraefikWriter};
+use crate::routes::verify::Gateway;
+use crate::sessions::SessionCache;
+use crate::sso::Sso;
+use crate::workspace::service::LinkSettings;
+use crate::workspace::spec::WorkspaceSettings;
+use crate::workspace::{Actor, DockerRuntime, DockerSettings, Engine, Owner, Workspaces};
+
+/// The domain services one Berth process runs, shared by the HTTP layer and the CLI.
+#[derive(Clone)]
+pub struct Backend {
+    pub db: Db,
+    pub accounts: Accounts,
+    pub workspaces: Arc<Workspaces>,
+    pub sessions: Arc<SessionCache>,
+    pub gateway: Arc<Gateway>,
+    pub guacamole: Option<GuacamoleSettings>,
+    pub sso: Arc<Sso>,
+}
+
+/// How long `/auth/verify` trusts a cached session before asking the database again.
+const GATEWAY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Backend {
+    pub fn new(config: &Config, db: Db, key: &[u8; 32]) -> Backend {
+        let idle = std::time::Duration::from_secs(config.session_idle_minutes * 60);
+        let sessions = Arc::new(SessionCache::new(GATEWAY_CACHE_TTL, idle));
+        let accounts = Accounts::new(
+            db.clone(),
+            AccountSettings {
+                attempts_per_window: config.login_attempts_per_window,
+                window: std::time::Duration::from_secs(config.login_window_seconds),
+                hashing_concurrency: config.hashing_concurrency(),
+                hosts: HostRules::from_config(config),
+            },
+            sessions.clone(),
+        );
+        let engine = Arc::new(Engine::new(config.docker_host.clone(), config.docker_tls_dir.clone()));
+        let settings = WorkspaceSettings::from_config(config);
+        let runtime = Arc::new(DockerRuntime::new(
+            engine,
+            DockerSettings {
+                min_free_mib: config.workspace.min_free_mib,
+                extra_label: settings.extra_label(),
+                attach_containers: config.workspace.attach_containers.clone(),
+                probe_image: Some(config.workspace_image.clone()),
+            },
+        ));
+        let public_url = config.public_url();
+        let ssh_host = config.ssh_host.clone().unwrap_or_else(|| public_url.host_str().unwrap_or("localhost").to_string());
+        let guacamole = match (&config.guacamole.public_url, &config.guacamole.secret_key) {
+            (Some(public_url), Some(secret)) => Some(GuacamoleSettings {
+                internal_url: config.guacamole.internal_url.clone(),
+                public_url: public_url.clone(),
+                secret: hex::decode(&secret.0).ok().and_then(|k| k.try_into().ok()).expect("validated 16-byte key"),
+                protocol: config.guacamole.protocol.clone().unwrap_or_else(|| "vnc".into()),
+            }),
+            _ => None,
+        };
+        let mut workspaces = Workspaces::new(db.clone(), runtime, settings, key, ssh_host);
+        workspaces.routes = config.traefik_dir.as_ref().map(|dir| {
+            Arc::new(TraefikWriter::new(TraefikSettings {
+                dir: dir.clone(),
+                portal_internal_url: config.traefik.portal_internal_url.clone(),
+                portal_host: public_url.host_str().unwrap_or("localhost").to_string(),
+                domain: config.domain.clone(),
+                hosts: config.hosts.clone(),
+                entry_point: config.traefik.entry_point.clone(),
+                cert_resolver: config.traefik.cert_resolver.clone(),
+                tls: config.traefik.tls,
+            }))
+        });
+        workspaces.links = LinkSettings {
+            scheme: public_url.scheme().to_string(),
+            domain: config.domain.clone(),
+            hosts: config.hosts.clone(),
+            guacamole: guacamole.is_some(),
+        };
+        let gateway = Arc::new(Gateway::new(
+            db.clone(),
+            sessions.clone(),
+            config.hosts.clone(),
+            config.domain.clone(),
+            public_url,
+            config.session_absolute_hours as i64 * 3600,
+            key,
+        ));
+        let sso = Arc::new(Sso::new(config.oidc(), config.public_url(), db.clone(), accounts.clone(), key));
+        Backend { db, accounts, workspaces: Arc::new(workspaces), sessions, gateway, guacamole, sso }
+    }
+
+    /// Disables an account everywhere: sessions, routes, running workspace.
+    pub async fn disable_user(&self, username: &str) -> anyhow::Result<()> {
+        let user = self.accounts.find_by_name(username).await?;
+        self.accounts.apply(None, user.id, AdminAction::Disable).await?;
+        self.workspaces.disable_user(&Actor::System, &Owner::from(&user)).await?;
+        Ok(())
+    }
+}

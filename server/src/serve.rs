@@ -1,0 +1,80 @@
+//! `berth serve`: binds the listener, starts the background workers and serves the HTTP
+//! surface (`web::router`) until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::sessions::SqlSessionStore;
+
+/// Serves until Ctrl-C or SIGTERM.
+pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> {
+    let db = backend.db.clone();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (key `listen`): {e}", config.listen))?;
+    let store = SqlSessionStore::new(db.clone(), backend.sessions.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.delete_expired().await {
+                tracing::warn!(error = %e, "could not delete expired sessions");
+            }
+        }
+    });
+    tokio::spawn(backend.workspaces.clone().watch_events());
+    // Sessions ended by another process (the CLI's `user disable`) leave this one's forwardAuth
+    // cache within about a second.
+    let (cache, revocation_db) = (backend.sessions.clone(), db.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = cache.follow_revocations(&revocation_db).await {
+                tracing::debug!(error = %e, "could not read the revocation counter");
+            }
+        }
+    });
+    // Said once at start (a WARN line when users can become host root); with the engine down,
+    // the first workspace operation asks again.
+    let workspaces = backend.workspaces.clone();
+    tokio::spawn(async move {
+        if let Err(e) = workspaces.isolation().await {
+            tracing::warn!(error = %e, "isolation mode not known yet: the engine did not answer");
+        }
+    });
+    let sso = backend.sso.clone();
+    tokio::spawn(async move { sso.warm_up().await });
+    // Told when the shutdown starts, so open live-state streams end instead of holding it up.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let app = crate::web::router(config.clone(), backend, stopping);
+    tracing::info!(listen = %config.listen, public_url = %config.public_url(), "Berth is serving");
+    println!("Berth is serving on http://{}", config.listen);
+    // Small answers (forwardAuth's 200s above all) must leave at once, not wait for Nagle's
+    // algorithm to coalesce them with data that never comes.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
