@@ -159,10 +159,9 @@ const WORKSPACE_STATUS_CALLS: &str =
 
 #[tokio::test]
 async fn the_dashboard_is_pushed_its_workspace_not_polling() {
-    let run = run_id();
-    let cleanup = DockerCleanup(format!("io.berth.test=e2e-{run}"));
+    let cleanup = Cleanup::new();
     let portal = Portal::with_test_workspaces(&cleanup, 35000).await;
-    let user = format!("pia-{run}");
+    let user = testkit::username("pia");
     portal.cli(&["user", "add", &user, "--password-stdin"], "pia-password-long\n");
     let b = Browser::start("live").await;
 
@@ -185,7 +184,7 @@ async fn the_dashboard_is_pushed_its_workspace_not_polling() {
     b.client
         .wait()
         .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#workspace-state[data-state='running']"))
+        .for_element(fantoccini::Locator::Css("#workspace-state[data-state='running']"))
         .await
         .expect("the running state is pushed to the open dashboard");
     assert_eq!(b.wait_css("#ssh-port").await.text().await.unwrap(), "35022");
@@ -197,7 +196,7 @@ async fn the_dashboard_is_pushed_its_workspace_not_polling() {
     b.client
         .wait()
         .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#workspace-state[data-state='stopped']"))
+        .for_element(fantoccini::Locator::Css("#workspace-state[data-state='stopped']"))
         .await
         .expect("the stopped state is pushed");
     assert_eq!(calls().await, before, "still not asked for");
