@@ -9,6 +9,7 @@ use crate::accounts::{AccountSettings, Accounts};
 use crate::config::Config;
 use crate::db::Db;
 use crate::hosts::HostRules;
+use crate::routes::app_gateway::AppGateway;
 use crate::routes::guacamole::GuacamoleSettings;
 use crate::routes::traefik::{TraefikSettings, TraefikWriter};
 use crate::routes::verify::Gateway;
@@ -26,6 +27,8 @@ pub struct Backend {
     pub workspaces: Arc<Workspaces>,
     pub sessions: Arc<SessionCache>,
     pub gateway: Arc<Gateway>,
+    /// Berth's own proxy for the app hosts, when it serves them (see `Config::app_gateway`).
+    pub app_gateway: Option<Arc<AppGateway>>,
     pub guacamole: Option<GuacamoleSettings>,
     pub sso: Arc<Sso>,
 }
@@ -86,6 +89,9 @@ impl Backend {
             scheme: public_url.scheme().to_string(),
             domain: config.domain.clone(),
             hosts: config.hosts.clone(),
+            // Through the gateway the app hosts are served on the portal's own port.
+            port: if config.app_gateway_enabled() { public_url.port() } else { None },
+            gateway: config.app_gateway_enabled(),
             guacamole: guacamole.is_some(),
         };
         let gateway = Arc::new(Gateway::new(
@@ -98,7 +104,11 @@ impl Backend {
             key,
         ));
         let sso = Arc::new(Sso::new(config.oidc(), config.public_url(), db.clone(), accounts.clone(), key));
-        Backend { db, accounts, workspaces: Arc::new(workspaces), sessions, gateway, guacamole, sso }
+        let workspaces = Arc::new(workspaces);
+        let app_gateway = config
+            .app_gateway_enabled()
+            .then(|| Arc::new(AppGateway::new(gateway.clone(), workspaces.clone(), config.public_url().scheme())));
+        Backend { db, accounts, workspaces, sessions, gateway, app_gateway, guacamole, sso }
     }
 
     /// Disables an account everywhere: sessions, routes, running workspace.

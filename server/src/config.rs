@@ -88,6 +88,9 @@ pub struct Config {
     pub workspace: WorkspaceDefaults,
     /// Directory of Traefik's file provider; unset: Berth writes no routes.
     pub traefik_dir: Option<PathBuf>,
+    /// Berth's own proxy for the app hosts (`jupyter-<user>.<domain>` on the portal's port):
+    /// `auto` serves them when no `traefik_dir` is set.
+    pub app_gateway: AppGatewayMode,
     pub traefik: TraefikConfig,
     /// App host templates (`{user}`, `{domain}`).
     pub hosts: crate::hosts::HostTemplates,
@@ -227,6 +230,16 @@ impl Default for PortPlanConfig {
             ssh: 22,
         }
     }
+}
+
+/// Whether Berth proxies the app hosts itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppGatewayMode {
+    /// On when Traefik is not configured (`traefik_dir` unset): a first run shows the apps.
+    Auto,
+    On,
+    Off,
 }
 
 /// How far a workspace is kept from the host. The modes differ in what Docker-in-Docker, FUSE
@@ -380,6 +393,7 @@ impl Default for Config {
             ports: PortPlanConfig::default(),
             workspace: WorkspaceDefaults::default(),
             traefik_dir: None,
+            app_gateway: AppGatewayMode::Auto,
             traefik: TraefikConfig::default(),
             hosts: crate::hosts::HostTemplates::default(),
             guacamole: GuacamoleConfig::default(),
@@ -601,6 +615,15 @@ impl Config {
         })
     }
 
+    /// Whether the embedded app gateway serves the app hosts.
+    pub fn app_gateway_enabled(&self) -> bool {
+        match self.app_gateway {
+            AppGatewayMode::Auto => self.traefik_dir.is_none(),
+            AppGatewayMode::On => true,
+            AppGatewayMode::Off => false,
+        }
+    }
+
     /// `scheme://host[:port]` of the portal, what browsers send as `Origin`.
     pub fn public_origin(&self) -> String {
         self.public_url().origin().ascii_serialization()
@@ -761,6 +784,24 @@ mod tests {
             assert!(config.database_url.0.starts_with("sqlite:"));
             assert_eq!(config.public_origin(), "http://127.0.0.1:3000");
             assert!(!config.secure_cookies());
+            assert!(config.app_gateway_enabled(), "a first run serves the apps itself");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_app_gateway_steps_aside_for_traefik_unless_asked() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BERTH_TRAEFIK_DIR", "/srv/traefik");
+            assert!(!load_in_jail().unwrap().app_gateway_enabled());
+            jail.set_env("BERTH_APP_GATEWAY", "on");
+            assert!(load_in_jail().unwrap().app_gateway_enabled());
+            jail.clear_env();
+            jail.set_env("BERTH_APP_GATEWAY", "off");
+            assert!(!load_in_jail().unwrap().app_gateway_enabled());
+            jail.set_env("BERTH_APP_GATEWAY", "sometimes");
+            let error = load_in_jail().unwrap_err().to_string();
+            assert!(error.contains("app_gateway"), "{error}");
             Ok(())
         });
     }

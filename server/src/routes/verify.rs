@@ -164,9 +164,9 @@ impl Gateway {
         ))
     }
 
-    /// Redeems a code at `APP_AUTH_PATH` on `host`: a redirect to where the user was going,
-    /// with this host's cookie.
-    fn redeem(&self, owner: &str, host: &str, proto: &str, query: &str) -> Response {
+    /// Redeems a code at `APP_AUTH_PATH` on `host` (addressed as `authority`): a redirect to
+    /// where the user was going, with this host's cookie.
+    fn redeem(&self, owner: &str, host: &str, authority: &str, proto: &str, query: &str) -> Response {
         let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let now = crate::db::now();
         let grant = params
@@ -192,7 +192,7 @@ impl Gateway {
             self.app_cookie,
             if self.secure_cookies { "; Secure" } else { "" }
         );
-        let location = format!("{proto}://{host}{back}");
+        let location = format!("{proto}://{authority}{back}");
         match (HeaderValue::from_str(&location), HeaderValue::from_str(&set_cookie)) {
             (Ok(location), Ok(set_cookie)) => {
                 let mut response = status(StatusCode::FOUND);
@@ -240,63 +240,105 @@ pub enum HopError {
     NotTheOwner,
 }
 
+/// One request for an app host, as forwardAuth (from Traefik's headers) or the embedded app
+/// gateway (from the request itself) sees it.
+pub struct AppRequest<'a> {
+    /// The owner the route belongs to (Traefik's middleware names it; the gateway reads it from the host).
+    pub owner: &'a str,
+    /// The app host, lower-case, without a port.
+    pub host: &'a str,
+    /// The host as the browser addressed it, with its port if any: redirects go back there.
+    pub authority: &'a str,
+    pub proto: &'a str,
+    /// Path and query.
+    pub uri: &'a str,
+    pub method: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+/// What to do with a request for an app host.
+pub enum Decision {
+    /// The owner, logged in: pass the request on with this `Cookie` header (Berth's removed),
+    /// or none at all.
+    Allow { cookie: Option<HeaderValue> },
+    /// Answer the browser with this (a redirect through the portal, the app cookie, 401, 403).
+    Answer(Response),
+}
+
+impl Gateway {
+    /// The owner-only check every request to an app host passes, whichever proxy asks.
+    pub async fn authorize(&self, req: &AppRequest<'_>) -> Decision {
+        let deny = |code| Decision::Answer(status(code));
+        // 1. The host must be one of the owner's hosts.
+        match self.hosts.owner_of(req.host, &self.domain) {
+            Some((host_owner, _)) if host_owner == req.owner => {}
+            _ => return deny(StatusCode::FORBIDDEN),
+        }
+        // 2. Cross-site websockets and fetches: the Origin must be the app's own host.
+        if let Some(origin) = header_str(req.headers, "origin") {
+            let same = Url::parse(origin).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).as_deref() == Some(req.host);
+            if !same {
+                return deny(StatusCode::FORBIDDEN);
+            }
+        }
+        // 3. Coming back from the portal with a code.
+        if let Some(rest) = req.uri.strip_prefix(APP_AUTH_PATH) {
+            if rest.is_empty() || rest.starts_with('?') {
+                return Decision::Answer(self.redeem(req.owner, req.host, req.authority, req.proto, rest.trim_start_matches('?')));
+            }
+        }
+        // 4. Who is asking: this host's cookie, for this owner, while the portal session lives.
+        let Some(session) = self.app_session(req.headers, req.owner, req.host).await else {
+            let accept = header_str(req.headers, "accept").unwrap_or_default();
+            if accept.contains("text/html") && req.method.eq_ignore_ascii_case("GET") {
+                let back = format!("{}://{}{}", req.proto, req.authority, req.uri);
+                let mut hop = self.public_url.join("/auth/app").expect("static path");
+                hop.query_pairs_mut().append_pair("rd", &back);
+                return Decision::Answer(
+                    (
+                        StatusCode::FOUND,
+                        [(header::LOCATION, hop.to_string()), (header::CACHE_CONTROL, "no-store".to_string())],
+                    )
+                        .into_response(),
+                );
+            }
+            return deny(StatusCode::UNAUTHORIZED);
+        };
+        // 5. Only the owner, admins included: their browser would run the user's code on a same-site origin.
+        if session.username != req.owner {
+            return deny(StatusCode::FORBIDDEN);
+        }
+        Decision::Allow { cookie: cookies::without_berth(req.headers) }
+    }
+}
+
 pub async fn verify(State(gw): State<Arc<Gateway>>, Query(query): Query<VerifyQuery>, headers: HeaderMap) -> Response {
-    // 1. The middleware names the owner; the forwarded host must be one of that owner's hosts.
+    // The middleware names the owner; the forwarded host must be one of that owner's hosts.
     let Some(owner) = query.owner.filter(|o| crate::username::Username::parse(o).is_ok()) else {
         return status(StatusCode::FORBIDDEN);
     };
     let Some(host) = header_str(&headers, "x-forwarded-host") else { return status(StatusCode::FORBIDDEN) };
     let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
-    match gw.hosts.owner_of(&host, &gw.domain) {
-        Some((host_owner, _)) if host_owner == owner => {}
-        _ => return status(StatusCode::FORBIDDEN),
-    }
-    // 2. Cross-site websockets and fetches: the Origin must be the app's own host.
-    if let Some(origin) = header_str(&headers, "origin") {
-        let same = Url::parse(origin).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)) == Some(host.clone());
-        if !same {
-            return status(StatusCode::FORBIDDEN);
-        }
-    }
     let proto = match header_str(&headers, "x-forwarded-proto") {
         Some("http") => "http",
         _ => "https",
     };
     let uri = header_str(&headers, "x-forwarded-uri").filter(|u| u.starts_with('/')).unwrap_or("/");
-    // 3. Coming back from the portal with a code.
-    if let Some(rest) = uri.strip_prefix(APP_AUTH_PATH) {
-        if rest.is_empty() || rest.starts_with('?') {
-            return gw.redeem(&owner, &host, proto, rest.trim_start_matches('?'));
+    let method = header_str(&headers, "x-forwarded-method").unwrap_or("GET");
+    let request = AppRequest { owner: &owner, host: &host, authority: &host, proto, uri, method, headers: &headers };
+    match gw.authorize(&request).await {
+        Decision::Answer(response) => response,
+        Decision::Allow { cookie } => {
+            let mut response = status(StatusCode::OK);
+            if let Ok(value) = HeaderValue::from_str(&owner) {
+                response.headers_mut().insert("x-berth-user", value);
+            }
+            // Traefik replaces the request's Cookie header with this one (authResponseHeaders), or
+            // removes it when this has none: the workspace never holds a Berth cookie.
+            if let Some(kept) = cookie {
+                response.headers_mut().insert(header::COOKIE, kept);
+            }
+            response
         }
     }
-    // 4. Who is asking: this host's cookie, for this owner, while the portal session lives.
-    let Some(session) = gw.app_session(&headers, &owner, &host).await else {
-        let accept = header_str(&headers, "accept").unwrap_or_default();
-        let method = header_str(&headers, "x-forwarded-method").unwrap_or("GET");
-        if accept.contains("text/html") && method.eq_ignore_ascii_case("GET") {
-            let back = format!("{proto}://{host}{uri}");
-            let mut hop = gw.public_url.join("/auth/app").expect("static path");
-            hop.query_pairs_mut().append_pair("rd", &back);
-            return (
-                StatusCode::FOUND,
-                [(header::LOCATION, hop.to_string()), (header::CACHE_CONTROL, "no-store".to_string())],
-            )
-                .into_response();
-        }
-        return status(StatusCode::UNAUTHORIZED);
-    };
-    // 5. Only the owner, admins included: their browser would run the user's code on a same-site origin.
-    if session.username != owner {
-        return status(StatusCode::FORBIDDEN);
-    }
-    let mut response = status(StatusCode::OK);
-    if let Ok(value) = HeaderValue::from_str(&owner) {
-        response.headers_mut().insert("x-berth-user", value);
-    }
-    // Traefik replaces the request's Cookie header with this one (authResponseHeaders), or
-    // removes it when this has none: the workspace never holds a Berth cookie.
-    if let Some(kept) = cookies::without_berth(&headers) {
-        response.headers_mut().insert(header::COOKIE, kept);
-    }
-    response
 }

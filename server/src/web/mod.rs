@@ -79,7 +79,7 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
 
 /// `stopping` turns true when the server shuts down (see [`AppState::stopping`]).
 pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
-    let Backend { db, accounts, workspaces, sessions: session_cache, gateway, guacamole, sso } = backend;
+    let Backend { db, accounts, workspaces, sessions: session_cache, gateway, app_gateway, guacamole, sso } = backend;
     let state = AppState {
         leptos_options: leptos_options(&config),
         accounts: accounts.clone(),
@@ -121,6 +121,7 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
     let portal = Router::new()
         .route("/healthz", get(healthz))
         .route("/desktop/guacamole", get(guacamole_launch))
+        .route(crate::workspace::NOVNC_LAUNCH, get(novnc_launch))
         .route("/auth/app", get(app_hop))
         .route(events::WORKSPACE_EVENTS, get(events::workspace_events))
         .route("/auth/oidc/{provider}/login", get(oidc_login))
@@ -143,8 +144,12 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         // Its default rules leave server-sent event streams alone.
         .layer(crate::web_static::compression())
         .with_state(state);
-    // /auth/verify stays uncompressed (forwardAuth's hot path); /pkg is precompressed.
-    verify.merge(pkg).merge(portal)
+    // /auth/verify stays uncompressed (forwardAuth's hot path); /pkg is precompressed. App hosts
+    // never reach any of it when Berth's gateway serves them: it is the outermost layer.
+    verify
+        .merge(pkg)
+        .merge(portal)
+        .layer(axum::middleware::from_fn_with_state(app_gateway, crate::routes::app_gateway::route))
 }
 
 /// The portal's half of the app hop: the owner, logged in here, is sent back to the app host
@@ -167,6 +172,22 @@ async fn app_hop(
         // Built from a parsed URL and encoded parts: a valid header value.
         Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => (StatusCode::FORBIDDEN, format!("Berth cannot open this: {e}.\n")).into_response(),
+    }
+}
+
+/// "Desktop (noVNC)": the owner's desktop page, with the VNC password handed over.
+async fn novnc_launch(State(state): State<AppState>, request: Request) -> Response {
+    let Some(user) = request.extensions().get::<RequestIdentity>().and_then(|i| i.user.clone()) else {
+        return Redirect::to("/login").into_response();
+    };
+    match state.workspaces.novnc_url(&Actor::from(&user), &Owner::from(&user)).await {
+        // no-store: the address carries the password (in its fragment, which no server sees).
+        Ok(Some(url)) => ([(axum::http::header::CACHE_CONTROL, "no-store")], Redirect::to(&url)).into_response(),
+        Ok(None) => (StatusCode::CONFLICT, "Start your workspace first.\n").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "noVNC: cannot read workspace record");
+            (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly.\n").into_response()
+        }
     }
 }
 

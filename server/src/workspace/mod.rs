@@ -25,5 +25,6 @@ pub use lifecycle::{Credential, CredentialApplied};
 pub use reconcile::ReconcileReport;
 pub use runtime::{RuntimeError, WorkspaceRuntime};
 pub use service::{Actor, Owner, WorkspaceError, Workspaces};
+pub use views::NOVNC_LAUNCH;
 #[cfg(test)]
 mod lifecycle_tests;

@@ -81,6 +81,17 @@ impl Records {
     }
 
     /// Every record with its owner, in one query (the admin overview, reconciliation).
+    /// The record of an approved user's workspace, by username (the app gateway knows no more).
+    pub async fn get_approved_by_name(&self, username: &str) -> Result<Option<WorkspaceRecord>, WorkspaceError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM workspaces w JOIN users u ON u.id = w.user_id WHERE u.username = $1 AND u.status = 'approved'"
+        ))
+        .bind(username)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.map(|row| self.from_row(&row, username)).transpose()
+    }
+
     pub async fn all(&self) -> Result<Vec<OwnedRecord>, WorkspaceError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS}, u.username AS username, u.status AS status FROM workspaces w JOIN users u ON u.id = w.user_id ORDER BY u.username"

@@ -125,12 +125,30 @@ pub struct Workspaces {
     pub links: LinkSettings,
 }
 
+/// Where one app of a workspace is reached, with what the proxy adds to each request.
+#[derive(Clone)]
+pub struct AppUpstream {
+    pub address: std::net::SocketAddr,
+    pub jupyter_token: String,
+    pub app_secret: String,
+}
+
+impl std::fmt::Debug for AppUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AppUpstream({}, <secrets redacted>)", self.address)
+    }
+}
+
 /// What the dashboard's launch links need.
 #[derive(Debug, Clone, Default)]
 pub struct LinkSettings {
     pub scheme: String,
     pub domain: String,
     pub hosts: HostTemplates,
+    /// `:port` of the app hosts' URLs (the embedded gateway serves them on the portal's port).
+    pub port: Option<u16>,
+    /// The embedded app gateway serves the app hosts (links show without Traefik routes).
+    pub gateway: bool,
     pub guacamole: bool,
 }
 
@@ -235,6 +253,18 @@ impl Workspaces {
             docker_inside: mode.docker_inside(),
             warning: mode.host_root_warning(),
         })
+    }
+
+    /// Where the embedded app gateway sends `username`'s `app` traffic, and the secret it adds
+    /// on the way (what Traefik's middlewares add): None when the user has no running workspace.
+    pub async fn app_upstream(&self, username: &str, app: crate::hosts::App) -> Result<Option<AppUpstream>, WorkspaceError> {
+        let Some(record) = self.records.get_approved_by_name(username).await? else { return Ok(None) };
+        let address = self.runtime.service_address(&super::names::workspace_name(username), app.port()).await?;
+        Ok(address.map(|address| AppUpstream {
+            address,
+            jupyter_token: record.secrets.jupyter_token,
+            app_secret: record.secrets.app_secret,
+        }))
     }
 
     /// The owner's stored record (slot, credentials, limits), if a workspace was ever made.

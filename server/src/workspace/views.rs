@@ -14,6 +14,9 @@ use super::spec::{PortBlock, ResourceOverrides};
 use crate::db::now;
 use crate::hosts::App;
 
+/// The portal path that opens the noVNC desktop with its password handed over.
+pub const NOVNC_LAUNCH: &str = "/desktop/novnc";
+
 impl Workspaces {
     /// The owner's workspace as the runtime has it: from the live picture when it is followed,
     /// else asked (and remembered).
@@ -110,23 +113,40 @@ impl Workspaces {
     }
 
     fn app_links(&self, username: &str) -> Vec<app::model::AppLink> {
-        if self.routes.is_none() {
+        if self.routes.is_none() && !self.links.gateway {
             return Vec::new();
         }
         let l = &self.links;
+        let port = l.port.map(|p| format!(":{p}")).unwrap_or_default();
         App::ALL
             .iter()
             .map(|app| {
                 let host = l.hosts.host(*app, username, &l.domain);
-                let (label, path) = match app {
-                    App::Code => ("VS Code", "/"),
-                    App::Jupyter => ("Jupyter", "/lab"),
-                    App::TensorBoard => ("TensorBoard", "/"),
-                    App::Desktop => ("Desktop (noVNC)", "/vnc.html?autoconnect=1&resize=remote&path=websockify"),
+                let (label, url) = match app {
+                    App::Code => ("VS Code", format!("{}://{host}{port}/", l.scheme)),
+                    App::Jupyter => ("Jupyter", format!("{}://{host}{port}/lab", l.scheme)),
+                    App::TensorBoard => ("TensorBoard", format!("{}://{host}{port}/", l.scheme)),
+                    // Through the portal, which hands noVNC the VNC password (see `novnc_url`).
+                    App::Desktop => ("Desktop (noVNC)", NOVNC_LAUNCH.to_string()),
                 };
-                app::model::AppLink { key: app.key().into(), label: label.into(), url: format!("{}://{host}{path}", l.scheme) }
+                app::model::AppLink { key: app.key().into(), label: label.into(), url }
             })
             .collect()
+    }
+
+    /// The noVNC page of the owner's desktop, connecting by itself: the VNC password rides in
+    /// the URL's fragment, which browsers never send to a server (so no proxy or log sees it)
+    /// and noVNC reads like a query parameter.
+    pub async fn novnc_url(&self, actor: &Actor, owner: &Owner) -> Result<Option<String>, WorkspaceError> {
+        let Some(credentials) = self.credentials(actor, owner).await? else { return Ok(None) };
+        let l = &self.links;
+        let port = l.port.map(|p| format!(":{p}")).unwrap_or_default();
+        let host = l.hosts.host(App::Desktop, &owner.username, &l.domain);
+        Ok(Some(format!(
+            "{}://{host}{port}/vnc.html?autoconnect=1&resize=remote&path=websockify#password={}",
+            l.scheme,
+            urlencoding::encode(&credentials.vnc_password)
+        )))
     }
 
     /// Every workspace on the runtime plus every user with a record, for admins. One query for
