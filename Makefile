@@ -44,7 +44,7 @@ portal-image: site
 
 ## Benchmarks (release build): forwardAuth vs nginx, workspace start vs docker start, the
 ## login page's bytes on the wire and time to hydrated in headless Chromium, engine calls with
-## 1 vs 200 open dashboards.
+## 1 vs 200 open dashboards, a workspace's static file through the app gateway vs direct.
 bench: deps-test docker-engine site test-image
 	$(CARGO) build -p server --release
 	PIN=1 scripts/bench-verify.sh
@@ -52,6 +52,7 @@ bench: deps-test docker-engine site test-image
 	scripts/bench-start.sh
 	scripts/bench-page.sh
 	scripts/bench-dashboards.sh
+	scripts/bench-gateway.sh
 
 ## The real workspace image (slim profile builds here in minutes; full is for production sites).
 image: docker-engine

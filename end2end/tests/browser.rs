@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use testkit::chromium::{processes_with_arg, Chromium as Browser};
+use fantoccini::key::Key;
 use testkit::docker::Cleanup;
 use testkit::{TestDb, TestServer};
 
@@ -265,6 +266,149 @@ async fn a_test_that_panics_leaves_no_browser_running() {
     while !processes_with_arg(&profile_arg).is_empty() {
         assert!(Instant::now() < deadline, "Chromium outlived the test: {:?}", processes_with_arg(&profile_arg));
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What a newcomer does after `make run`: the slim image, no Traefik, no variables beyond the
+/// image and the storage (and this run's clean-up label and a free port block). Jupyter and the
+/// desktop open through Berth's own gateway on `*.localhost`; nobody else gets in.
+#[tokio::test]
+async fn first_run_opens_jupyter_and_the_desktop_through_the_gateway() {
+    let cleanup = Cleanup::new();
+    let image = "berth/workspace:slim";
+    assert!(testkit::docker::image_exists(image), "{image} missing: make image builds it");
+    let db = TestDb::new(testkit::Backend::Sqlite).await;
+    let storage = db.dir.path().join("storage").display().to_string();
+    let env = [
+        ("BERTH_WORKSPACE_IMAGE", image),
+        ("BERTH_STORAGE_ROOT", storage.as_str()),
+        ("BERTH_WORKSPACE__EXTRA_LABEL", cleanup.label.as_str()),
+        ("BERTH_PORTS__BASE", "37000"),
+    ];
+    let server = TestServer::start_with_site(&db, &env).await;
+    let base = server.base.clone();
+    let port = server.port;
+    let user = testkit::username("walker");
+    let other = testkit::username("intruder");
+    for name in [&user, &other] {
+        server.cli_ok(&["user", "add", name, "--password-stdin"], &format!("{name}-password-long\n"));
+    }
+    let b = Browser::start("first-run").await;
+
+    b.log_in(&base, &user, &format!("{user}-password-long")).await;
+    b.wait_path("/dashboard").await;
+    b.wait_css("#workspace button[data-action='start']").await.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !b.has("#workspace-state[data-state='running']").await {
+        assert!(Instant::now() < deadline, "the workspace never ran: {:?}", step_states(&b).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let jupyter = b.wait_css("a[data-app='jupyter']").await.attr("href").await.unwrap().expect("a Jupyter link");
+    assert_eq!(jupyter, format!("http://jupyter-{user}.localhost:{port}/lab"));
+    let desktop = b.wait_css("a[data-app='desktop']").await.attr("href").await.unwrap().expect("a desktop link");
+    assert_eq!(desktop, "/desktop/novnc", "through the portal, which hands noVNC its password");
+    b.screenshot("1-running").await;
+
+    // A notebook in her home, one cell.
+    let notebook = r#"{"cells":[{"cell_type":"code","execution_count":null,"id":"six","metadata":{},"outputs":[],"source":["print(6*7)"]}],"metadata":{"kernelspec":{"display_name":"Python 3 (Berth)","language":"python","name":"python3"}},"nbformat":4,"nbformat_minor":5}"#;
+    testkit::docker::docker(&[
+        "exec", "-u", &user, &format!("workspace-{user}"), "sh", "-c",
+        &format!("cat > /home/{user}/six.ipynb <<'EOF'\n{notebook}\nEOF"),
+    ]);
+
+    // Jupyter through the gateway: the hop through the portal is invisible; the cell runs
+    // (a kernel's websocket through the gateway) and prints 42.
+    b.client.goto(&format!("http://jupyter-{user}.localhost:{port}/lab/tree/six.ipynb")).await.unwrap();
+    let cell = wait_js(&b, "return document.querySelector('.jp-Notebook .jp-Cell .cm-content') ? true : null;", 120).await;
+    assert_eq!(cell, serde_json::json!(true));
+    assert_eq!(b.client.current_url().await.unwrap().host_str(), Some(format!("jupyter-{user}.localhost").as_str()));
+    // Run it (Shift+Enter, as a person would) until it has run: a cell run before the kernel
+    // is up may be dropped, so press again while its prompt still says it never ran.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let output = loop {
+        let state = b
+            .client
+            .execute(
+                "const out = document.querySelector('.jp-Notebook .jp-OutputArea-output');
+                 const prompt = document.querySelector('.jp-Notebook .jp-Cell .jp-InputPrompt');
+                 return [out ? out.textContent.trim() : '', prompt ? prompt.textContent.trim() : ''];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (out, prompt): (String, String) = serde_json::from_value(state).unwrap();
+        if !out.is_empty() {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "the cell never printed (prompt {prompt:?})");
+        if prompt == "[ ]:" || prompt.is_empty() {
+            let editor = b.wait_css(".jp-Notebook .jp-Cell .cm-content").await;
+            editor.click().await.unwrap();
+            editor.send_keys(&format!("{}{}", char::from(Key::Shift), char::from(Key::Enter))).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    };
+    b.screenshot("2-jupyter").await;
+    assert_eq!(output, "42");
+
+    // The desktop: noVNC connects by itself, its password handed over in the fragment.
+    b.client.goto(&format!("{base}/desktop/novnc")).await.unwrap();
+    let connected = wait_js(
+        &b,
+        "const canvas = document.querySelector('#noVNC_container canvas');
+         return document.documentElement.classList.contains('noVNC_connected') && canvas && canvas.width > 0 ? location.host : null;",
+        120,
+    )
+    .await;
+    b.screenshot("3-desktop").await;
+    assert_eq!(connected, serde_json::json!(format!("desktop-{user}.localhost:{port}")));
+
+    // Another logged-in user: refused on both hosts (the portal hands out no code for them).
+    b.client.goto(&format!("{base}/dashboard")).await.unwrap();
+    b.log_out().await;
+    b.log_in(&base, &other, &format!("{other}-password-long")).await;
+    b.wait_path("/dashboard").await;
+    for app_host in [format!("jupyter-{user}.localhost"), format!("desktop-{user}.localhost")] {
+        b.client.goto(&format!("http://{app_host}:{port}/")).await.unwrap();
+        let status = b.client.execute("return performance.getEntriesByType('navigation')[0].responseStatus;", vec![]).await.unwrap();
+        assert_eq!(status, serde_json::json!(403), "{other} on {app_host}");
+        let text = b.wait_css("body").await.text().await.unwrap();
+        assert!(text.contains("another user's workspace"), "{text}");
+    }
+    b.screenshot("4-refused").await;
+
+    // Logged out: an app link leads to the login page, then back to the app.
+    b.client.goto(&format!("{base}/dashboard")).await.unwrap();
+    b.log_out().await;
+    b.client.goto(&format!("http://jupyter-{user}.localhost:{port}/lab")).await.unwrap();
+    b.wait_path("/login").await;
+    b.fill("#login-form input[name=username]", &user).await;
+    b.fill("#login-form input[name=password]", &format!("{user}-password-long")).await;
+    b.wait_css("#login-form button[type=submit]").await.click().await.unwrap();
+    let back = wait_js(
+        &b,
+        "return document.querySelector('.jp-LabShell, #jp-main-dock-panel') ? location.host + location.pathname : null;",
+        120,
+    )
+    .await;
+    assert_eq!(back, serde_json::json!(format!("jupyter-{user}.localhost:{port}/lab")));
+    b.screenshot("5-back-in-jupyter").await;
+    b.client.close().await.unwrap();
+    drop(server);
+}
+
+/// Runs `script` until it returns something other than null; fails after `seconds`.
+async fn wait_js(b: &Browser, script: &str, seconds: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        // A page in the middle of navigating may refuse scripts for a moment.
+        if let Ok(value) = b.client.execute(script, vec![]).await {
+            if !value.is_null() {
+                return value;
+            }
+        }
+        assert!(Instant::now() < deadline, "waited {seconds} s for: {script}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
