@@ -311,10 +311,14 @@ async fn first_run_opens_jupyter_and_the_desktop_through_the_gateway() {
 
     // A notebook in her home, one cell.
     let notebook = r#"{"cells":[{"cell_type":"code","execution_count":null,"id":"six","metadata":{},"outputs":[],"source":["print(6*7)"]}],"metadata":{"kernelspec":{"display_name":"Python 3 (Berth)","language":"python","name":"python3"}},"nbformat":4,"nbformat_minor":5}"#;
-    testkit::docker::docker(&[
-        "exec", "-u", &user, &format!("workspace-{user}"), "sh", "-c",
-        &format!("cat > /home/{user}/six.ipynb <<'EOF'\n{notebook}\nEOF"),
-    ]);
+    // Running comes before the entrypoint has made her account: retry until it has.
+    let write = format!("cat > /home/{user}/six.ipynb <<'EOF'\n{notebook}\nEOF");
+    let workspace = format!("workspace-{user}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = testkit::docker::try_docker(&["exec", "-u", &user, &workspace, "sh", "-c", &write]) {
+        assert!(Instant::now() < deadline, "cannot write the notebook as {user}: {e}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // Jupyter through the gateway: the hop through the portal is invisible; the cell runs
     // (a kernel's websocket through the gateway) and prints 42.
@@ -407,7 +411,12 @@ async fn wait_js(b: &Browser, script: &str, seconds: u64) -> serde_json::Value {
                 return value;
             }
         }
-        assert!(Instant::now() < deadline, "waited {seconds} s for: {script}");
+        if Instant::now() >= deadline {
+            b.screenshot("timed-out").await;
+            let url = b.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+            let text = b.client.execute("return document.body ? document.body.innerText.slice(0, 400) : '';", vec![]).await.unwrap_or_default();
+            panic!("waited {seconds} s for: {script}\nat {url}: {text}");
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
