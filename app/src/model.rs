@@ -196,7 +196,7 @@ pub enum StepState {
     Failed,
 }
 
-/// One step of a start (create, start, each service answering).
+/// One step of a start (create, start, each installed service answering).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgressStep {
     pub name: String,
@@ -212,6 +212,9 @@ pub struct LimitsView {
     /// 0: no limit.
     pub cpus: f64,
     pub gpus: String,
+    /// What the card says about GPUs ("GPUs: 0,2", "no GPUs on this server" for `auto` on a
+    /// server without any).
+    pub gpus_summary: String,
 }
 
 /// What the dashboard's workspace card shows.
@@ -232,8 +235,11 @@ pub struct WorkspaceView {
     pub drift: bool,
     /// None when the Docker engine answers; otherwise why not.
     pub engine_problem: Option<String>,
-    /// Launch links of the workspace's web apps (through the portal's login).
+    /// Launch links of the workspace's web apps (through the portal's login), for the apps
+    /// the image has.
     pub apps: Vec<AppLink>,
+    /// Running, and every service the image has answered after this start.
+    pub ready: bool,
     /// "Desktop in browser (Guacamole)" is available at /desktop/guacamole.
     pub guacamole: bool,
     /// The isolation mode, once Berth has asked the engine.

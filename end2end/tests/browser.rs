@@ -303,6 +303,14 @@ async fn first_run_opens_jupyter_and_the_desktop_through_the_gateway() {
         assert!(Instant::now() < deadline, "the workspace never ran: {:?}", step_states(&b).await);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // Every installed service answers (Jupyter and noVNC among them) before the apps are opened.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !b.has("#workspace-ready").await {
+        assert!(Instant::now() < deadline, "never ready: {:?}", step_states(&b).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(b.wait_css("#gpus").await.text().await.unwrap(), "no GPUs on this server");
+    assert!(!b.has("a[data-app='code']").await, "no VS Code link: the slim image has no code-server");
     let jupyter = b.wait_css("a[data-app='jupyter']").await.attr("href").await.unwrap().expect("a Jupyter link");
     assert_eq!(jupyter, format!("http://jupyter-{user}.localhost:{port}/lab"));
     let desktop = b.wait_css("a[data-app='desktop']").await.attr("href").await.unwrap().expect("a desktop link");

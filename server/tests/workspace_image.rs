@@ -1,7 +1,8 @@
 //! The real workspace image (slim profile, `make image`) started through Berth itself: SSH with
 //! the user's password, VNC, Jupyter with and without its token, the app gate in front of
-//! TensorBoard and code-server, passwords regenerated while it runs, Docker inside, and a home
-//! that survives stop, reset and start.
+//! TensorBoard and code-server, passwords regenerated while it runs, Docker inside, the services
+//! the image declares (steps, links, "ready", a broken one shown failed with its own log lines),
+//! and a home that survives stop, reset and start.
 //!
 //! `BERTH_TEST_WORKSPACE_IMAGE` picks another tag of the image (default `berth/workspace:slim`).
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use app::model::StepState;
 use berth::workspace::{Credential, CredentialApplied};
-use testkit::docker::{docker, image_exists, Cleanup};
+use testkit::docker::{docker, image_exists, try_docker, Cleanup};
 use testkit::service::{approved_user, backend, config, SYSTEM};
 use testkit::{username, Backend as DbBackend, TestDb};
 use tokio::io::AsyncReadExt;
@@ -116,6 +117,8 @@ async fn slim_workspace_image_through_berth() {
     // This engine refuses --privileged; the image's Docker-in-Docker runs with all capabilities.
     config.workspace.isolation = berth::config::Isolation::Capabilities;
     config.workspace.stop_timeout_seconds = 10;
+    // Routes written (to a directory nobody reads), so the card has launch links.
+    config.traefik_dir = Some(db.dir.path().join("traefik"));
     let b = backend(&config, &db.url).await;
     let user = username("img");
     let owner = approved_user(&b, &user).await;
@@ -166,19 +169,34 @@ async fn slim_workspace_image_through_berth() {
     let code = format!("http://{ip}:8443/");
     assert_eq!(gate_status(&code, None).await, Some(403), "no secret, no code-server");
     assert_eq!(gate_status(&code, Some(&app_secret)).await, Some(502), "let through, but slim has no code-server behind");
-    // The dashboard's probes ask through the gate: TensorBoard answers there, and the gate
-    // alone does not pass for slim's missing code-server.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let steps = w.view(SYSTEM, &owner).await.unwrap().steps;
-        let state = |name: &str| steps.iter().find(|s| s.name == name).map(|s| s.state);
-        if state("TensorBoard answering") == Some(StepState::Done) {
-            assert_ne!(state("VS Code answering"), Some(StepState::Done), "{steps:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "TensorBoard never reported answering: {steps:?}");
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    // The image declares its services: slim has no code-server, so the card has neither a VS
+    // Code step nor a VS Code link, and it is ready once every installed service answers (the
+    // dashboard's probes ask TensorBoard through the gate).
+    let view = until_view(&w, &owner, Duration::from_secs(180), "ready", |v| v.ready).await;
+    let installed = w.installed_services(SYSTEM, &owner).unwrap().expect("the services are known");
+    for program in ["sshd", "jupyter", "novnc", "tensorboard", "vnc", "app-gate", "dockerd"] {
+        assert!(installed.iter().any(|p| p == program), "{program} missing from {installed:?}");
     }
+    assert!(!installed.iter().any(|p| p == "code-server"), "slim has no code-server: {installed:?}");
+    let answering: Vec<(&str, StepState)> =
+        view.steps.iter().filter(|s| s.name.ends_with(" answering")).map(|s| (s.name.as_str(), s.state)).collect();
+    assert_eq!(
+        answering,
+        vec![
+            ("SSH answering", StepState::Done),
+            ("Desktop (VNC) answering", StepState::Done),
+            ("Remote desktop (RDP) answering", StepState::Done),
+            ("Desktop in browser (noVNC) answering", StepState::Done),
+            ("Jupyter answering", StepState::Done),
+            ("TensorBoard answering", StepState::Done),
+        ]
+    );
+    let links: Vec<&str> = view.apps.iter().map(|a| a.key.as_str()).collect();
+    assert_eq!(links, vec!["jupyter", "tensorboard", "desktop"], "no VS Code link");
+    // Each service's output is in the container's log, its lines marked with its name.
+    let log = docker_logs(&format!("workspace-{user}"));
+    assert!(log.lines().any(|l| l.starts_with("[sshd] ")), "sshd's lines are in docker logs, prefixed: {log}");
+    assert!(log.lines().any(|l| l.starts_with("[jupyter] ")), "so are Jupyter's");
     // Behind the gate, TensorBoard listens on loopback only: not on the user's network.
     let direct = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect((ip.as_str(), 16006))).await;
     assert!(matches!(direct, Ok(Err(_))), "TensorBoard's own port answers from outside: {direct:?}");
@@ -238,11 +256,63 @@ async fn slim_workspace_image_through_berth() {
     let driver = ssh.until_ok("docker info --format '{{.Driver}}'", Duration::from_secs(120));
     assert!(!driver.is_empty(), "docker info answered inside the workspace");
 
-    // Stop, reset, start: the home and its owner survive.
+    // A service broken from outside (its program no longer executable, and supervisord told to
+    // restart it) shows failed, with its own last lines, once Berth looks again: a start of the
+    // running workspace follows its services anew.
+    docker(&["exec", &container, "chmod", "-x", "/opt/berth/venv/bin/tensorboard"]);
+    // supervisorctl says the start failed (exit 1): that is the point.
+    let _ = try_docker(&["exec", &container, "supervisorctl", "restart", "tensorboard"]);
+    w.start(SYSTEM, &owner).await.unwrap();
+    let failed = |v: &app::model::WorkspaceView| v.steps.iter().any(|s| s.name == "TensorBoard answering" && s.state == StepState::Failed);
+    let view = until_view(&w, &owner, Duration::from_secs(120), "TensorBoard shown failed", failed).await;
+    let detail = view.steps.iter().find(|s| s.name == "TensorBoard answering").and_then(|s| s.detail.clone()).unwrap_or_default();
+    let (first, lines) = detail.split_once('\n').unwrap_or((detail.as_str(), ""));
+    assert_eq!(first, "failed; its last lines:", "{detail}");
+    assert!(lines.contains("/opt/berth/venv/bin/tensorboard") && lines.contains("Permission denied"), "its own words: {detail}");
+    assert!(lines.lines().count() <= 20, "the last lines only: {detail}");
+    assert!(!lines.contains("[tensorboard]") && !lines.contains("[sshd]") && !lines.contains("berth-entrypoint"), "only its lines, unprefixed: {detail}");
+    let view = until_view(&w, &owner, Duration::from_secs(120), "SSH answering after the restart", |v| {
+        v.steps.iter().any(|s| s.name == "SSH answering" && s.state == StepState::Done)
+    })
+    .await;
+    assert!(!view.ready, "a failed service: not ready");
+
+    // Stop, reset, start: the home and its owner survive, and the reset image's TensorBoard
+    // runs again.
     w.stop(SYSTEM, &owner).await.unwrap();
     w.reset(SYSTEM, &owner).await.unwrap();
     w.stop(SYSTEM, &owner).await.unwrap();
     w.start(SYSTEM, &owner).await.unwrap();
+    until_view(&w, &owner, Duration::from_secs(180), "ready after the reset", |v| v.ready).await;
     let after = ssh.until_ok("cat ~/persist; stat -c %U:%G ~/persist", Duration::from_secs(180));
     assert_eq!(after.lines().collect::<Vec<_>>(), vec!["kept".to_string(), format!("{user}:{user}")]);
+}
+
+/// Asks for the owner's card until `done` holds (at most `within`).
+async fn until_view(
+    w: &berth::workspace::Workspaces,
+    owner: &berth::workspace::Owner,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&app::model::WorkspaceView) -> bool,
+) -> app::model::WorkspaceView {
+    let deadline = Instant::now() + within;
+    loop {
+        let view = w.view(SYSTEM, owner).await.unwrap();
+        if done(&view) {
+            return view;
+        }
+        if Instant::now() >= deadline {
+            let log = docker_logs(&format!("workspace-{}", owner.username));
+            let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!("{what}: never, the card says {:?}\nthe workspace's last log lines:\n{}", view.steps, tail.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `docker logs NAME`, stdout and stderr together.
+fn docker_logs(name: &str) -> String {
+    let out = Command::new("docker").args(["logs", name]).output().expect("docker logs");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }

@@ -391,8 +391,17 @@ async fn routes_follow_the_workspace_and_vanish_when_the_user_is_disabled() {
     let file = traefik.join(format!("user-{user}.yml"));
     let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).expect("routes written at start")).unwrap();
     berth::routes::traefik::TraefikWriter::check_user(&value, &user).unwrap();
-    let view = b.workspaces.view(SYSTEM, &owner).await.unwrap();
-    let jupyter = view.apps.iter().find(|a| a.key == "jupyter").expect("launch link");
+    // Launch links come once the workspace has said which services it has (the busybox
+    // stand-in declares none: every app is offered, as before images declared theirs).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let jupyter = loop {
+        let view = b.workspaces.view(SYSTEM, &owner).await.unwrap();
+        if let Some(link) = view.apps.iter().find(|a| a.key == "jupyter") {
+            break link.clone();
+        }
+        assert!(Instant::now() < deadline, "no Jupyter launch link: {view:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(jupyter.url, format!("http://jupyter-{user}.lab.example.org/lab"));
 
     // A stale file of a user who no longer exists is removed; a deleted one is rewritten.

@@ -119,7 +119,15 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
                     StepState::Done => ("●", "done"),
                     StepState::Failed => ("✕", "failed"),
                 };
-                let detail = s.detail.clone().map(|d| view! { <span class="muted">" — " {d}</span> });
+                // A failed service's detail carries its last log lines: kept as lines.
+                let detail = s.detail.clone().map(|d| match d.split_once('\n') {
+                    Some((first, log)) => view! {
+                        <span class="muted">" — " {first.to_string()}</span>
+                        <pre class="step-log">{log.to_string()}</pre>
+                    }
+                    .into_any(),
+                    None => view! { <span class="muted">" — " {d}</span> }.into_any(),
+                });
                 // data-state and data-step are for machines (tests, scripts); the mark is for people.
                 view! {
                     <li class=format!("step {class}") data-state=class data-step=s.name.clone()>
@@ -238,6 +246,7 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
         <p>
             <span class=format!("badge {}", state.as_str()) id="workspace-state" data-state=state.as_str()>{state.as_str()}</span>
             " " <span class="muted">{uptime(view.uptime_seconds)}</span>
+            {view.ready.then(|| view! { " " <span class="badge ready" id="workspace-ready" title="Every service of the workspace answers">"ready"</span> })}
             {view.drift.then(|| view! { <span class="badge pending" title="Settings changed; applied at the next restart">"update pending"</span> })}
         </p>
         {controls}
@@ -245,8 +254,9 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
         {steps}
         {launch}
         {access}
-        <p class="muted">{format!("Memory {} GiB (reserved {} GiB, swap {} GiB) · {cpus} · GPUs: {}{}",
-            limits.memory_limit_gib, limits.memory_reservation_gib, limits.swap_gib, limits.gpus, gpu_note)}</p>
+        <p class="muted">{format!("Memory {} GiB (reserved {} GiB, swap {} GiB) · {cpus} · ",
+            limits.memory_limit_gib, limits.memory_reservation_gib, limits.swap_gib)}
+            <span id="gpus" data-gpus=limits.gpus.clone()>{limits.gpus_summary.clone()}</span>{gpu_note}</p>
         {isolation}
         <Credentials/>
         {reset}

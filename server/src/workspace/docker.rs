@@ -296,6 +296,12 @@ impl WorkspaceRuntime for DockerRuntime {
     async fn watch(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
         let events = self.engine.events().await?;
         Ok(events
+            // An exec (Berth's own service listing, a password change) changes nothing the
+            // runtime reports about the workspace: no need to look at it again for each.
+            .filter(|event| {
+                let exec = matches!(event, Ok(e) if e.action.as_deref().is_some_and(|a| a.starts_with("exec_")));
+                std::future::ready(!exec)
+            })
             .map(|event| {
                 let event = event?;
                 let attributes = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
@@ -335,6 +341,10 @@ impl WorkspaceRuntime for DockerRuntime {
 
     async fn exec_with_input(&self, name: &str, cmd: &[&str], input: &[u8], timeout: Duration) -> Result<ExecOutcome, RuntimeError> {
         Ok(self.engine.exec_with_input(name, cmd, input, timeout).await?)
+    }
+
+    async fn log_tail(&self, name: &str, lines: usize) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.engine.log_tail(name, lines).await?)
     }
 }
 

@@ -12,7 +12,7 @@ use bollard::models::{
     NetworkCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
     StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
@@ -300,6 +300,22 @@ impl Engine {
             }
         }
         Ok(ExecOutcome { exit_code: None, output })
+    }
+
+    /// The container's last `lines` log lines (stdout and stderr), oldest first: the engine
+    /// sends only those, so a long log costs nothing.
+    pub async fn log_tail(&self, name: &str, lines: usize) -> Result<Vec<String>, EngineError> {
+        let docker = self.client().await?;
+        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(&lines.to_string()).build();
+        let mut stream = docker.logs(name, Some(options));
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(output) => text.push_str(&output.to_string()),
+                Err(e) => return Err(self.fail("container logs", e).await),
+            }
+        }
+        Ok(text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
     }
 
     pub async fn ensure_network(&self, name: &str, labels: HashMap<String, String>) -> Result<(), EngineError> {

@@ -52,6 +52,13 @@ struct State {
     clock: i64,
     /// None: a CPU-only engine that refuses privileged containers, like the one tests run on.
     capabilities: Option<Capabilities>,
+    /// What an exec of a program answers (by the command's first word); others: exit 0, no output.
+    exec_answers: BTreeMap<String, ExecOutcome>,
+    /// Each workspace's log, oldest line first.
+    logs: BTreeMap<String, Vec<String>>,
+    /// Where a service port of any running workspace is reached (a listener the test runs);
+    /// other ports: an address where nothing answers.
+    addresses: BTreeMap<u16, SocketAddr>,
 }
 
 pub struct FakeRuntime {
@@ -76,6 +83,22 @@ impl FakeRuntime {
 
     pub fn set_capabilities(&self, capabilities: Capabilities) {
         self.state.lock().expect("fake").capabilities = Some(capabilities);
+    }
+
+    /// From now on an exec of `program` in any running workspace answers `outcome`.
+    pub fn answer_exec(&self, program: &str, outcome: ExecOutcome) {
+        self.state.lock().expect("fake").exec_answers.insert(program.to_string(), outcome);
+    }
+
+    /// The workspace prints `lines` (to its log, which `log_tail` reads).
+    pub fn print(&self, name: &str, lines: &[&str]) {
+        let mut state = self.state.lock().expect("fake");
+        state.logs.entry(name.to_string()).or_default().extend(lines.iter().map(|l| l.to_string()));
+    }
+
+    /// From now on `port` of a running workspace is reached at `address`.
+    pub fn answer_on(&self, port: u16, address: SocketAddr) {
+        self.state.lock().expect("fake").addresses.insert(port, address);
     }
 
     pub fn heal(&self) {
@@ -285,9 +308,11 @@ impl WorkspaceRuntime for FakeRuntime {
 
     async fn service_address(&self, name: &str, port: u16) -> Result<Option<SocketAddr>, RuntimeError> {
         self.call(format!("address {name}"))?;
-        let running = self.state.lock().expect("fake").workspaces.get(name).is_some_and(|w| w.status == RuntimeStatus::Running);
-        // TEST-NET-1: nothing answers there, so probes of a fake workspace never succeed.
-        Ok(running.then(|| SocketAddr::from(([192, 0, 2, 1], port))))
+        let state = self.state.lock().expect("fake");
+        let running = state.workspaces.get(name).is_some_and(|w| w.status == RuntimeStatus::Running);
+        // TEST-NET-1: nothing answers there, so probes of other ports never succeed.
+        let address = state.addresses.get(&port).copied().unwrap_or(SocketAddr::from(([192, 0, 2, 1], port)));
+        Ok(running.then_some(address))
     }
 
     fn proxy_host(&self, owner: &str) -> String {
@@ -300,6 +325,14 @@ impl WorkspaceRuntime for FakeRuntime {
         if !running {
             return Err(RuntimeError::Failed { op: "docker exec".into(), status: Some(409), message: format!("container {name} is not running") });
         }
-        Ok(ExecOutcome { exit_code: Some(0), output: String::new() })
+        let answer = cmd.first().and_then(|program| self.state.lock().expect("fake").exec_answers.get(*program).cloned());
+        Ok(answer.unwrap_or(ExecOutcome { exit_code: Some(0), output: String::new() }))
+    }
+
+    async fn log_tail(&self, name: &str, lines: usize) -> Result<Vec<String>, RuntimeError> {
+        self.call(format!("logs {name} {lines}"))?;
+        let state = self.state.lock().expect("fake");
+        let log = state.logs.get(name).map(Vec::as_slice).unwrap_or_default();
+        Ok(log[log.len().saturating_sub(lines)..].to_vec())
     }
 }

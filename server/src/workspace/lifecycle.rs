@@ -1,15 +1,17 @@
 //! Starting, stopping, restarting, resetting and removing workspaces, and changing what they
 //! are made from (credentials, limits). Each runs under the owner's lock and shows its steps.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use app::model::{StepState, WorkspaceAction, WorkspaceState};
 
-use super::names::{container_port, workspace_name};
+use super::names::workspace_name;
 use super::records::WorkspaceRecord;
 use super::runtime::{ExecOutcome, RuntimeError};
 use super::service::{Actor, Owner, WorkspaceError, Workspaces};
+use super::services::{listing_from_exec, service_log, Listing, ServiceWatch, Step, LIST_SERVICES, LOG_SCAN_LINES, LOG_TAIL_LINES};
 use super::spec::{ResourceOverrides, WorkspaceSecrets};
 use crate::crypto::random_password;
 use crate::hosts::App;
@@ -59,16 +61,12 @@ const SET_CREDENTIALS: &str = "/usr/local/lib/berth/berth-set-credentials";
 /// chpasswd and vncpasswd take well under a second; a hung exec must not hold the user's lock.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Service ports probed after a start, in the order the card lists them.
-const PROBES: &[(&str, u16)] = &[
-    ("SSH", container_port::SSH),
-    ("Desktop (VNC)", container_port::VNC),
-    ("Remote desktop (RDP)", container_port::RDP),
-    ("Desktop in browser (noVNC)", container_port::NOVNC),
-    ("VS Code", container_port::CODE),
-    ("Jupyter", container_port::JUPYTER),
-    ("TensorBoard", container_port::TENSORBOARD),
-];
+/// How often the watcher knocks on the service ports while it follows a start.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// How often it asks the workspace for its services meanwhile (an exec, dearer than a knock).
+const LIST_EVERY: Duration = Duration::from_secs(2);
+/// `berth-services` answers in well under a second; a hung one must not stall the watch.
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Workspaces {
     fn user_route(&self, username: &str, secrets: &WorkspaceSecrets) -> UserRoute {
@@ -401,7 +399,7 @@ impl Workspaces {
         *self.engine_problem.lock().expect("engine state") = None;
         self.write_routes(username, &record.secrets);
         tracing::info!(user = username, "workspace running");
-        self.spawn_probes(username.to_string());
+        self.watch_services(username, None);
         Ok(())
     }
 
@@ -429,42 +427,122 @@ impl Workspaces {
         created
     }
 
-    /// Marks each service port as answering once it accepts a TCP connection.
-    fn spawn_probes(self: &Arc<Self>, username: String) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let name = workspace_name(&username);
-            let mut waiting = Vec::new();
-            for (label, port) in PROBES {
-                match this.runtime.service_address(&name, *port).await {
-                    Ok(Some(address)) => waiting.push((*label, *port, address)),
-                    _ => return,
+    /// Follows the services of a workspace that has just started, in the background: asks the
+    /// image which services it runs, knocks on their ports until each answers, shows each as a
+    /// step (a failed one with its last log lines) and marks the workspace ready when all
+    /// answer. A newer watch of the same workspace (another start) ends this one.
+    pub(super) fn watch_services(self: &Arc<Self>, username: &str, started_at: Option<i64>) {
+        let generation = self.services.begin(username, started_at);
+        let (this, username) = (self.clone(), username.to_string());
+        tokio::spawn(async move { this.follow_services(&username, generation).await });
+    }
+
+    /// A workspace seen running without a watch of this start (started by another process or
+    /// by Docker, or running when Berth started) gets one, so its card and links are right too.
+    pub(super) fn watch_if_new(self: &Arc<Self>, observed: &super::runtime::Observed) {
+        let Some(owner) = observed.owner.as_deref() else { return };
+        if observed.status == super::runtime::RuntimeStatus::Running && self.services.needs_watch(owner, observed.started_at) {
+            self.watch_services(owner, observed.started_at);
+        }
+    }
+
+    async fn follow_services(&self, username: &str, generation: u64) {
+        let name = workspace_name(username);
+        let deadline = tokio::time::Instant::now() + self.probe_timeout;
+        let app_secret = self.app_secrets.for_user(username);
+        let mut watch: Option<ServiceWatch> = None;
+        let mut addresses: HashMap<u16, std::net::SocketAddr> = HashMap::new();
+        let mut listed_at: Option<tokio::time::Instant> = None;
+        let mut problem = None;
+        let mut shown: Vec<Step> = Vec::new();
+        let ready = loop {
+            if !self.services.is_current(username, generation) {
+                return;
+            }
+            let undeclared = watch.as_ref().is_some_and(|w| !w.declared);
+            if !undeclared && listed_at.is_none_or(|at| at.elapsed() >= LIST_EVERY) {
+                listed_at = Some(tokio::time::Instant::now());
+                let answer = self.runtime.exec_with_input(&name, &[LIST_SERVICES], b"", LIST_TIMEOUT).await;
+                match listing_from_exec(answer) {
+                    Listing::Declared(services) => {
+                        let w = watch.get_or_insert_with(ServiceWatch::declared);
+                        for program in w.update(&services) {
+                            let log = match self.runtime.log_tail(&name, LOG_SCAN_LINES).await {
+                                Ok(log) => Ok(service_log(&log, &program, LOG_TAIL_LINES)),
+                                Err(e) => Err(e.to_string()),
+                            };
+                            tracing::warn!(user = username, service = %program, "workspace service failed");
+                            w.set_log(&program, log);
+                        }
+                        self.services.learned(username, generation, w.installed());
+                    }
+                    Listing::Undeclared => {
+                        tracing::debug!(user = username, "the workspace image does not declare its services; probing every port");
+                        let w = ServiceWatch::undeclared();
+                        self.services.learned(username, generation, w.installed());
+                        watch = Some(w);
+                    }
+                    Listing::NotRunning => break false,
+                    Listing::Unknown(why) => problem = Some(why),
                 }
             }
-            for (label, _, _) in &waiting {
-                this.progress.step(&username, &format!("{label} answering"), StepState::Running, None);
-            }
-            let deadline = tokio::time::Instant::now() + this.probe_timeout;
-            let app_secret = this.app_secrets.for_user(&username);
-            while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
-                let mut still = Vec::new();
-                for (label, port, address) in waiting {
-                    let gated = App::ALL.iter().any(|app| app.gated() && app.port() == port);
+            if let Some(w) = &mut watch {
+                for probe in w.to_probe() {
+                    let address = match addresses.get(&probe.port) {
+                        Some(a) => *a,
+                        None => match self.runtime.service_address(&name, probe.port).await {
+                            Ok(Some(a)) => *addresses.entry(probe.port).or_insert(a),
+                            // Not running any more.
+                            Ok(None) => break,
+                            Err(_) => continue,
+                        },
+                    };
+                    let gated = App::ALL.iter().any(|app| app.gated() && app.port() == probe.port);
                     if answers(address, gated.then_some(app_secret.as_str())).await {
-                        this.progress.step(&username, &format!("{label} answering"), StepState::Done, None);
-                    } else {
-                        still.push((label, port, address));
+                        w.answered(probe.program);
                     }
                 }
-                waiting = still;
-                if !waiting.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                self.show_steps(username, &mut shown, w.steps(false));
+                if w.ready() {
+                    break true;
                 }
             }
-            for (label, _, _) in waiting {
-                this.progress.step(&username, &format!("{label} answering"), StepState::Failed, Some("not answering yet".into()));
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                match &watch {
+                    Some(w) => self.show_steps(username, &mut shown, w.steps(true)),
+                    None => {
+                        let why = problem.take().unwrap_or_else(|| "no answer".into());
+                        tracing::warn!(user = username, why = %why, "cannot tell which services the workspace runs");
+                        self.progress.step(username, "services", StepState::Failed, Some(format!("the workspace did not say which services it runs: {why}")));
+                    }
+                }
+                break false;
             }
-        });
+            tokio::time::sleep(PROBE_EVERY.min(deadline - now)).await;
+        };
+        let started_at = self.live.get(username).and_then(|o| o.started_at);
+        self.services.finish(username, generation, ready, started_at);
+        // Views read the board: dashboards are told.
+        self.progress.bump();
+    }
+
+    /// Writes the steps that changed since `shown`, so a dashboard is pushed news only.
+    fn show_steps(&self, username: &str, shown: &mut Vec<Step>, steps: Vec<Step>) {
+        for step in &steps {
+            if !shown.contains(step) {
+                let (name, state, detail) = step.clone();
+                self.progress.step(username, &name, state, detail);
+            }
+        }
+        *shown = steps;
+    }
+
+    /// What Berth learnt of the workspace's services: the installed supervisor programs
+    /// (None until the workspace has run under this Berth and said).
+    pub fn installed_services(&self, actor: &Actor, owner: &Owner) -> Result<Option<Vec<String>>, WorkspaceError> {
+        actor.may_operate(owner)?;
+        Ok(self.services.installed(&owner.username))
     }
 }
 

@@ -63,7 +63,11 @@ async fn start_creates_then_starts_and_a_second_start_changes_nothing() {
     f.w.start(SYSTEM, &alice).await.unwrap();
     let calls = f.fake.calls();
     assert_eq!(
-        calls.iter().filter(|c| !c.starts_with("observe") && !c.starts_with("address") && *c != "capabilities").cloned().collect::<Vec<_>>(),
+        calls
+            .iter()
+            .filter(|c| !c.starts_with("observe") && !c.starts_with("address") && *c != "capabilities" && !c.ends_with("berth-services"))
+            .cloned()
+            .collect::<Vec<_>>(),
         vec!["prepare workspace-alice", "connect alice", "create workspace-alice", "start workspace-alice"]
     );
     assert_eq!(f.fake.workspace("workspace-alice").unwrap().status, RuntimeStatus::Running);
@@ -309,4 +313,249 @@ async fn auto_isolation_and_gpus_follow_what_the_runtime_offers() {
     assert_eq!(f.w.isolation().await.unwrap(), Isolation::Sysbox);
     let plan = f.fake.workspace("workspace-bob").unwrap().plan;
     assert_eq!((plan.gpus, plan.runtime_class.as_deref()), (super::spec::GpuRequest::All, Some("sysbox-runc")));
+}
+
+// --- the services a workspace's image declares (see `services`) ---------------------------
+
+use super::names::container_port;
+use super::runtime::ExecOutcome;
+use super::services::{LIST_SERVICES, LOG_SCAN_LINES};
+
+/// A workspace's port as a test serves it: a loopback listener that accepts, and answers any
+/// request with `status` when given (the app gate's ports are asked over HTTP).
+async fn serve(status: Option<&'static str>) -> std::net::SocketAddr {
+    serve_at("127.0.0.1:0".parse().unwrap(), status).await
+}
+
+/// A loopback address where nothing listens yet; [`serve_at`] it later.
+fn not_yet() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+async fn serve_at(address: std::net::SocketAddr, status: Option<&'static str>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                if let Some(status) = status {
+                    let mut buffer = [0u8; 1024];
+                    let _ = stream.read(&mut buffer).await;
+                    let _ = stream.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            });
+        }
+    });
+    address
+}
+
+/// `berth-services` answering `services` as (program, supervisord state).
+fn declares(fake: &FakeRuntime, services: &[(&str, &str)]) {
+    let list: Vec<serde_json::Value> = services.iter().map(|(n, s)| serde_json::json!({"name": n, "state": s})).collect();
+    fake.answer_exec(LIST_SERVICES, ExecOutcome { exit_code: Some(0), output: serde_json::Value::Array(list).to_string() });
+}
+
+/// Workspaces over `f`'s database and runtime that follow services for up to `probe_timeout`,
+/// with Traefik routes (so the card has launch links).
+fn probing(f: &Fixture, probe_timeout: Duration) -> Arc<Workspaces> {
+    let mut w = Workspaces::new(f.db.clone(), f.fake.clone(), f.w.settings().clone(), &[7; 32], "localhost".into());
+    w.probe_timeout = probe_timeout;
+    w.routes = Some(Arc::new(crate::routes::traefik::TraefikWriter::new(crate::routes::traefik::TraefikSettings {
+        dir: f.dir.path().join("traefik"),
+        portal_internal_url: "http://berth:3000".into(),
+        portal_host: "berth.localhost".into(),
+        domain: "localhost".into(),
+        hosts: Default::default(),
+        entry_point: "websecure".into(),
+        cert_resolver: None,
+        tls: true,
+    })));
+    w.links.scheme = "http".into();
+    w.links.domain = "localhost".into();
+    Arc::new(w)
+}
+
+async fn until_view(w: &Workspaces, owner: &Owner, what: &str, done: impl Fn(&app::model::WorkspaceView) -> bool) -> app::model::WorkspaceView {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let view = w.view(SYSTEM, owner).await.unwrap();
+        if done(&view) {
+            return view;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {:?}", view.steps);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn service_steps(view: &app::model::WorkspaceView) -> Vec<(String, StepState)> {
+    view.steps.iter().filter(|s| s.name.ends_with(" answering") || s.name.ends_with(" running")).map(|s| (s.name.clone(), s.state)).collect()
+}
+
+const SLIM: &[(&str, &str)] = &[
+    ("app-gate", "RUNNING"),
+    ("dbus", "RUNNING"),
+    ("jupyter", "RUNNING"),
+    ("novnc", "RUNNING"),
+    ("sshd", "RUNNING"),
+    ("tensorboard", "RUNNING"),
+];
+
+#[tokio::test]
+async fn a_start_shows_only_the_installed_services_and_says_ready_when_all_answer() {
+    let f = fixture().await;
+    let w = probing(&f, Duration::from_secs(30));
+    let alice = user(&f.db, "alice", "approved", false).await;
+    declares(&f.fake, SLIM);
+    f.fake.answer_on(container_port::SSH, serve(None).await);
+    f.fake.answer_on(container_port::NOVNC, serve(None).await);
+    // Jupyter is slow to come up: its port does not answer yet.
+    let jupyter = not_yet();
+    f.fake.answer_on(container_port::JUPYTER, jupyter);
+    f.fake.answer_on(container_port::TENSORBOARD, serve(Some("200 OK")).await);
+
+    w.start(SYSTEM, &alice).await.unwrap();
+    let view = until_view(&w, &alice, "SSH answers", |v| v.steps.iter().any(|s| s.name == "SSH answering" && s.state == StepState::Done)).await;
+    assert_eq!(view.state, WorkspaceState::Running, "running as soon as the container runs");
+    assert!(!view.ready);
+    let view = until_view(&w, &alice, "TensorBoard answers", |v| service_steps(v).iter().filter(|s| s.1 == StepState::Done).count() == 3).await;
+    assert_eq!(
+        service_steps(&view),
+        vec![
+            ("SSH answering".to_string(), StepState::Done),
+            ("Desktop in browser (noVNC) answering".to_string(), StepState::Done),
+            ("Jupyter answering".to_string(), StepState::Running),
+            ("TensorBoard answering".to_string(), StepState::Done),
+        ],
+        "no VS Code, VNC or RDP step: the image has none of them"
+    );
+    assert!(!view.ready, "Jupyter has not answered");
+    let keys: Vec<&str> = view.apps.iter().map(|a| a.key.as_str()).collect();
+    assert_eq!(keys, vec!["jupyter", "tensorboard", "desktop"], "no VS Code link");
+    assert_eq!(
+        w.installed_services(SYSTEM, &alice).unwrap(),
+        Some(vec!["app-gate", "dbus", "jupyter", "novnc", "sshd", "tensorboard"].into_iter().map(String::from).collect())
+    );
+
+    serve_at(jupyter, None).await;
+    let view = until_view(&w, &alice, "ready", |v| v.ready).await;
+    assert!(service_steps(&view).iter().all(|s| s.1 == StepState::Done), "{:?}", view.steps);
+
+    // Stopped: no longer ready, and the links stay (disabled on the card) for what the image has.
+    w.stop(SYSTEM, &alice).await.unwrap();
+    let view = w.view(SYSTEM, &alice).await.unwrap();
+    assert!(!view.ready);
+    assert_eq!(view.apps.len(), 3);
+}
+
+#[tokio::test]
+async fn a_failed_service_shows_failed_with_the_last_lines_of_its_own_log() {
+    let f = fixture().await;
+    let w = probing(&f, Duration::from_secs(30));
+    let alice = user(&f.db, "alice", "approved", false).await;
+    f.fake.answer_on(container_port::SSH, serve(None).await);
+    let jupyter = not_yet();
+    f.fake.answer_on(container_port::JUPYTER, jupyter);
+    declares(&f.fake, &[("sshd", "RUNNING"), ("jupyter", "BACKOFF")]);
+    let mut log = vec!["berth-entrypoint: user alice (10000:10000), services: sshd jupyter".to_string()];
+    for i in 1..=25 {
+        log.push(format!("[jupyter] traceback line {i}"));
+        log.push(format!("[sshd] sshd line {i}"));
+    }
+    log.push("[jupyter] OSError: [Errno 98] Address already in use".into());
+    f.fake.print("workspace-alice", &log.iter().map(String::as_str).collect::<Vec<_>>());
+
+    w.start(SYSTEM, &alice).await.unwrap();
+    let view = until_view(&w, &alice, "Jupyter fails", |v| v.steps.iter().any(|s| s.name == "Jupyter answering" && s.state == StepState::Failed)).await;
+    let step = view.steps.iter().find(|s| s.name == "Jupyter answering").unwrap();
+    let expected: Vec<String> = (7..=25).map(|i| format!("traceback line {i}")).chain(["OSError: [Errno 98] Address already in use".to_string()]).collect();
+    assert_eq!(step.detail.as_deref(), Some(format!("failed; its last lines:\n{}", expected.join("\n")).as_str()));
+    assert!(f.fake.calls().contains(&format!("logs workspace-alice {LOG_SCAN_LINES}")), "a bounded tail of the log: {:?}", f.fake.calls());
+    assert!(!view.ready);
+
+    // supervisord tries again (STARTING): still shown failed, not "starting" again.
+    declares(&f.fake, &[("sshd", "RUNNING"), ("jupyter", "STARTING")]);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let view = w.view(SYSTEM, &alice).await.unwrap();
+    assert_eq!(view.steps.iter().find(|s| s.name == "Jupyter answering").map(|s| s.state), Some(StepState::Failed));
+
+    // It comes up after all (its port freed): done, and ready.
+    declares(&f.fake, &[("sshd", "RUNNING"), ("jupyter", "RUNNING")]);
+    serve_at(jupyter, None).await;
+    let view = until_view(&w, &alice, "ready after the recovery", |v| v.ready).await;
+    assert_eq!(view.steps.iter().find(|s| s.name == "Jupyter answering").map(|s| (s.state, s.detail.clone())), Some((StepState::Done, None)));
+}
+
+#[tokio::test]
+async fn a_service_without_a_port_that_fails_shows_too() {
+    let f = fixture().await;
+    let w = probing(&f, Duration::from_secs(30));
+    let alice = user(&f.db, "alice", "approved", false).await;
+    f.fake.answer_on(container_port::SSH, serve(None).await);
+    declares(&f.fake, &[("sshd", "RUNNING"), ("dockerd", "FATAL")]);
+    f.fake.print("workspace-alice", &["[dockerd] failed to start daemon: Devices cgroup isn't mounted"]);
+    w.start(SYSTEM, &alice).await.unwrap();
+    let view = until_view(&w, &alice, "Docker fails", |v| v.steps.iter().any(|s| s.name == "Docker running")).await;
+    let step = view.steps.iter().find(|s| s.name == "Docker running").unwrap();
+    assert_eq!((step.state, step.detail.as_deref()), (StepState::Failed, Some("failed; its last lines:\nfailed to start daemon: Devices cgroup isn't mounted")));
+    until_view(&w, &alice, "SSH answers", |v| v.steps.iter().any(|s| s.name == "SSH answering" && s.state == StepState::Done)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!w.view(SYSTEM, &alice).await.unwrap().ready, "a failed service spoils ready, port or not");
+}
+
+#[tokio::test]
+async fn an_image_that_declares_no_services_is_probed_on_every_port() {
+    let f = fixture().await;
+    let w = probing(&f, Duration::from_secs(30));
+    let alice = user(&f.db, "alice", "approved", false).await;
+    // What Docker answers for an exec of a file the image lacks.
+    f.fake.answer_exec(LIST_SERVICES, ExecOutcome { exit_code: Some(126), output: "OCI runtime exec failed: exec failed: unable to start container process: exec: \"/usr/local/lib/berth/berth-services\": stat /usr/local/lib/berth/berth-services: no such file or directory: unknown".into() });
+    w.start(SYSTEM, &alice).await.unwrap();
+    let view = until_view(&w, &alice, "every port probed", |v| service_steps(v).len() == 7).await;
+    assert!(view.steps.iter().any(|s| s.name == "VS Code answering" && s.state == StepState::Running), "{:?}", view.steps);
+    assert_eq!(view.apps.len(), 4, "nothing known to be missing: every link");
+    let execs = f.fake.calls().iter().filter(|c| c.contains(LIST_SERVICES)).count();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(f.fake.calls().iter().filter(|c| c.contains(LIST_SERVICES)).count(), execs, "not asked again");
+}
+
+#[tokio::test]
+async fn a_workspace_started_by_another_process_gets_its_services_learnt_from_events() {
+    let f = fixture().await;
+    let alice = user(&f.db, "alice", "approved", false).await;
+    declares(&f.fake, &[("sshd", "RUNNING"), ("jupyter", "RUNNING")]);
+    f.fake.answer_on(container_port::SSH, serve(None).await);
+    f.fake.answer_on(container_port::JUPYTER, serve(None).await);
+    // The serving process follows the runtime; the command line starts the workspace.
+    let serving = probing(&f, Duration::from_secs(30));
+    let follower = tokio::spawn(serving.clone().watch_events());
+    let cli = probing(&f, Duration::from_millis(10));
+    cli.start(SYSTEM, &alice).await.unwrap();
+    let view = until_view(&serving, &alice, "ready in the serving process", |v| v.ready).await;
+    assert_eq!(view.apps.iter().map(|a| a.key.as_str()).collect::<Vec<_>>(), vec!["jupyter"]);
+    assert_eq!(service_steps(&view), vec![("SSH answering".to_string(), StepState::Done), ("Jupyter answering".to_string(), StepState::Done)]);
+    // Berth restarted while it runs: the new process learns them too.
+    let restarted = probing(&f, Duration::from_secs(30));
+    let follower2 = tokio::spawn(restarted.clone().watch_events());
+    until_view(&restarted, &alice, "ready after a restart of Berth", |v| v.ready && v.apps.len() == 1).await;
+    follower.abort();
+    follower2.abort();
+}
+
+#[tokio::test]
+async fn the_card_says_there_are_no_gpus_on_a_cpu_only_server() {
+    let f = fixture().await;
+    let alice = user(&f.db, "alice", "approved", false).await;
+    assert_eq!(f.w.settings().defaults.gpus, "auto", "the default");
+    let view = f.w.view(SYSTEM, &alice).await.unwrap();
+    assert_eq!((view.limits.gpus.as_str(), view.limits.gpus_summary.as_str()), ("auto", "no GPUs on this server"));
+    f.w.set_overrides(SYSTEM, &alice, &super::spec::ResourceOverrides { gpus: Some("none".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(f.w.view(SYSTEM, &alice).await.unwrap().limits.gpus_summary, "GPUs: none");
+
+    let f = fixture().await;
+    f.fake.set_capabilities(super::runtime::Capabilities { runtimes: vec!["runc".into(), "nvidia".into()], privileged: Ok(()), gpus: true });
+    let bob = user(&f.db, "bob", "approved", false).await;
+    assert_eq!(f.w.view(SYSTEM, &bob).await.unwrap().limits.gpus_summary, "GPUs: all");
 }

@@ -1,7 +1,8 @@
 //! One VM-like workspace per user. The plan (`spec`) is pure; the runtime seam (`runtime`)
 //! has a Docker implementation (`docker`, over the engine driver `engine`) and an in-memory
 //! one for tests (`fake`); the service (`service`, with `lifecycle`, `views`, `reconcile`)
-//! decides, over the stored `records`, the `progress` board and the `live` picture.
+//! decides, over the stored `records`, the `progress` board, the `live` picture and what it
+//! learnt of each workspace's `services`.
 
 pub mod docker;
 pub mod engine;
@@ -16,6 +17,7 @@ mod reconcile;
 pub mod records;
 pub mod runtime;
 pub mod service;
+pub mod services;
 pub mod spec;
 mod views;
 

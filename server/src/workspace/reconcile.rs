@@ -88,11 +88,15 @@ impl Workspaces {
         Ok(report)
     }
 
-    /// Reads every workspace from the runtime into the live picture.
-    async fn resync(&self) -> Result<(), WorkspaceError> {
+    /// Reads every workspace from the runtime into the live picture; running ones whose
+    /// services this Berth has not followed yet get a watch.
+    async fn resync(self: &Arc<Self>) -> Result<(), WorkspaceError> {
         let listed = self.runtime.list().await?;
         if self.live.replace_all(listed) {
             self.progress.bump();
+        }
+        for observed in self.live.snapshot() {
+            self.watch_if_new(&observed);
         }
         Ok(())
     }
@@ -123,6 +127,9 @@ impl Workspaces {
                                             tracing::debug!(owner = ?event.owner, name = %event.name, "workspace event");
                                             if let Some(owner) = event.owner {
                                                 self.refresh(&owner).await;
+                                                if let Some(observed) = self.live.get(&owner) {
+                                                    self.watch_if_new(&observed);
+                                                }
                                             }
                                         }
                                         Some(Err(e)) => {

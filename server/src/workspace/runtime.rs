@@ -180,6 +180,10 @@ pub trait WorkspaceRuntime: Send + Sync + 'static {
     /// Runs `cmd` as root in the running workspace with `input` on its stdin (secrets go there,
     /// never in argv). A stopped workspace: `Failed` with status 409.
     async fn exec_with_input(&self, name: &str, cmd: &[&str], input: &[u8], timeout: Duration) -> Result<ExecOutcome, RuntimeError>;
+
+    /// The last `lines` lines the workspace printed (its services and its entrypoint, stdout
+    /// and stderr together), oldest first; never more, however long its log is.
+    async fn log_tail(&self, name: &str, lines: usize) -> Result<Vec<String>, RuntimeError>;
 }
 
 #[cfg(test)]

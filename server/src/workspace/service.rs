@@ -14,6 +14,7 @@ use super::live::LiveState;
 use super::lock::UserLocks;
 use super::progress::ProgressBoard;
 use super::records::Records;
+use super::services::ServiceBoard;
 pub use super::error::WorkspaceError;
 use super::runtime::{Capabilities, RuntimeError, WorkspaceRuntime};
 use super::spec::{build_plan, WorkspacePlan, WorkspaceSettings, WorkspaceUser};
@@ -108,12 +109,14 @@ pub struct Workspaces {
     locks: UserLocks,
     pub(super) progress: ProgressBoard,
     pub(super) live: LiveState,
+    /// Each workspace's services as last learnt (installed, ready).
+    pub(super) services: ServiceBoard,
     /// What the runtime offers, asked once when a decision needs it.
     capabilities: tokio::sync::OnceCell<Capabilities>,
     /// The isolation mode in force, `auto` resolved against the runtime once.
     isolation: tokio::sync::OnceCell<Isolation>,
     pub(super) engine_problem: Mutex<Option<String>>,
-    /// How long to wait for the service ports to answer after a start.
+    /// How long to follow the services after a start (until they all answer, at most this).
     pub probe_timeout: Duration,
     /// How long a create or start may take before it counts as failed.
     pub operation_timeout: Duration,
@@ -162,6 +165,7 @@ impl Workspaces {
             app_secrets: AppSecrets::new(key),
             progress: ProgressBoard::default(),
             live: LiveState::default(),
+            services: ServiceBoard::default(),
             capabilities: tokio::sync::OnceCell::new(),
             isolation: tokio::sync::OnceCell::new(),
             engine_problem: Mutex::new(None),

@@ -8,6 +8,7 @@ use app::model::{LimitsView, PortsView, WorkspaceRow, WorkspaceState, WorkspaceV
 use futures_util::StreamExt;
 
 use super::names::workspace_name;
+use super::services;
 use super::runtime::{Observed, RuntimeError, RuntimeStatus, Usage};
 use super::service::{Actor, Owner, WorkspaceError, Workspaces};
 use super::spec::{PortBlock, ResourceOverrides};
@@ -57,14 +58,17 @@ impl Workspaces {
         })
     }
 
-    fn limits(&self, o: &ResourceOverrides) -> LimitsView {
+    /// `server_gpus`: whether the runtime can give GPUs, when known.
+    fn limits(&self, o: &ResourceOverrides, server_gpus: Option<bool>) -> LimitsView {
         let d = &self.settings.defaults;
+        let gpus = o.gpus.clone().unwrap_or_else(|| d.gpus.clone());
         LimitsView {
             memory_reservation_gib: o.memory_reservation_gib.unwrap_or(d.memory_reservation_gib),
             memory_limit_gib: o.memory_limit_gib.unwrap_or(d.memory_limit_gib),
             swap_gib: o.swap_gib.unwrap_or(d.swap_gib),
             cpus: o.cpus.unwrap_or(d.cpus),
-            gpus: o.gpus.clone().unwrap_or_else(|| d.gpus.clone()),
+            gpus_summary: gpus_summary(&gpus, server_gpus),
+            gpus,
         }
     }
 
@@ -95,18 +99,26 @@ impl Workspaces {
         };
         let state = progress.busy.unwrap_or(state);
         let guacamole = self.links.guacamole && record.is_some();
+        // `auto` GPUs depend on the server: asked of the runtime once (cached), and only while
+        // it answers.
+        let overrides = record.as_ref().map(|r| r.overrides.clone()).unwrap_or_default();
+        let gpus_auto = overrides.gpus.as_deref().unwrap_or(&self.settings.defaults.gpus) == "auto";
+        let server_gpus = if gpus_auto && observed.is_ok() { self.capabilities().await.ok().map(|c| c.gpus) } else { None };
         Ok(WorkspaceView {
             username: username.to_string(),
             state,
             ports: record.as_ref().and_then(|r| self.ports_view(r.slot)),
             ssh_host: self.ssh_host.clone(),
             uptime_seconds: if state == WorkspaceState::Running { started_at.map(|t| (now() - t).max(0)) } else { None },
-            limits: self.limits(&record.map(|r| r.overrides).unwrap_or_default()),
+            limits: self.limits(&overrides, server_gpus),
             steps: progress.steps,
             error: progress.error,
             drift,
             engine_problem: observed.err().map(|e| e.to_string()),
             apps: self.app_links(username),
+            // No operation under way, the container runs, and every installed service answered
+            // after this start.
+            ready: state == WorkspaceState::Running && self.services.ready(username),
             guacamole,
             isolation: self.isolation_view(),
         })
@@ -118,8 +130,10 @@ impl Workspaces {
         }
         let l = &self.links;
         let port = l.port.map(|p| format!(":{p}")).unwrap_or_default();
+        let installed = self.services.installed(username);
         App::ALL
             .iter()
+            .filter(|app| services::app_installed(**app, installed.as_deref()))
             .map(|app| {
                 let host = l.hosts.host(*app, username, &l.domain);
                 let (label, url) = match app {
@@ -218,5 +232,29 @@ impl Workspaces {
         // Known by now (the rows' drift needed it) unless no workspace exists yet.
         let _ = self.isolation().await;
         Ok(WorkspacesOverview { rows, foreign, engine_problem: None, isolation: self.isolation_view() })
+    }
+}
+
+/// What the card says about GPUs: `auto` is resolved against the server, so a CPU-only one
+/// says so instead of a bare "none".
+fn gpus_summary(setting: &str, server_gpus: Option<bool>) -> String {
+    match (setting, server_gpus) {
+        ("auto", Some(false)) => "no GPUs on this server".into(),
+        ("auto", Some(true)) => "GPUs: all".into(),
+        (other, _) => format!("GPUs: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gpus_summary;
+
+    #[test]
+    fn the_card_says_there_are_no_gpus_when_auto_finds_none() {
+        assert_eq!(gpus_summary("auto", Some(false)), "no GPUs on this server");
+        assert_eq!(gpus_summary("auto", Some(true)), "GPUs: all");
+        assert_eq!(gpus_summary("auto", None), "GPUs: auto", "the engine was not asked yet");
+        assert_eq!(gpus_summary("none", Some(false)), "GPUs: none", "asked for none: not the server's doing");
+        assert_eq!(gpus_summary("0,2", Some(true)), "GPUs: 0,2");
     }
 }
