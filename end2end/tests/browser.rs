@@ -134,7 +134,7 @@ async fn start_workspace_watch_it_run_and_stop_it() {
     // Every service port answers in the busybox stand-in image: each step ends done.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let steps = step_states(&b).await;
+        let steps = b.step_states().await;
         let settled = steps.iter().all(|(_, state)| state == "done" || state == "failed");
         if settled && steps.iter().any(|(name, _)| name == "SSH answering") {
             assert!(steps.iter().all(|(_, state)| state == "done"), "{steps:?}");
@@ -300,13 +300,13 @@ async fn first_run_opens_jupyter_and_the_desktop_through_the_gateway() {
     b.wait_css("#workspace button[data-action='start']").await.click().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !b.has("#workspace-state[data-state='running']").await {
-        assert!(Instant::now() < deadline, "the workspace never ran: {:?}", step_states(&b).await);
+        assert!(Instant::now() < deadline, "the workspace never ran: {:?}", b.step_states().await);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // Every installed service answers (Jupyter and noVNC among them) before the apps are opened.
     let deadline = Instant::now() + Duration::from_secs(180);
     while !b.has("#workspace-ready").await {
-        assert!(Instant::now() < deadline, "never ready: {:?}", step_states(&b).await);
+        assert!(Instant::now() < deadline, "never ready: {:?}", b.step_states().await);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(b.wait_css("#gpus").await.text().await.unwrap(), "no GPUs on this server");
@@ -429,23 +429,6 @@ async fn wait_js(b: &Browser, script: &str, seconds: u64) -> serde_json::Value {
     }
 }
 
-/// The states of the dashboard's progress steps, in order: (data-step, data-state). Read in
-/// one go, so a re-render between two reads cannot mix two versions of the list.
-async fn step_states(b: &Browser) -> Vec<(String, String)> {
-    let steps = b
-        .client
-        .execute(
-            "return [...document.querySelectorAll('#workspace-steps li[data-step]')].map(li => [li.dataset.step, li.dataset.state]);",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let steps: Vec<(String, String)> = serde_json::from_value(steps).expect("pairs of strings");
-    for (name, state) in &steps {
-        assert!(["pending", "running", "done", "failed"].contains(&state.as_str()), "step {name:?}: data-state {state:?}");
-    }
-    steps
-}
 
 /// The current page was not hydrated and cannot be: a script inserted into it does not run
 /// (so neither can the module that would hydrate it), and it is not marked hydrated. Checked at

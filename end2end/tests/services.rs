@@ -46,12 +46,12 @@ async fn the_slim_image_shows_only_its_services_and_gets_ready() {
     // The services come up one by one; the card says ready when every installed one answers.
     let deadline = Instant::now() + Duration::from_secs(240);
     while !b.has("#workspace-ready").await {
-        assert!(Instant::now() < deadline, "never ready: {:?}", step_states(&b).await);
+        assert!(Instant::now() < deadline, "never ready: {:?}", b.step_states().await);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     b.screenshot("1-ready").await;
     assert_eq!(b.wait_css("#workspace-ready").await.text().await.unwrap(), "ready");
-    let steps = step_states(&b).await;
+    let steps = b.step_states().await;
     let answering: Vec<(&str, &str)> =
         steps.iter().filter(|(name, _)| name.ends_with(" answering")).map(|(n, s)| (n.as_str(), s.as_str())).collect();
     assert_eq!(
@@ -80,15 +80,3 @@ async fn the_slim_image_shows_only_its_services_and_gets_ready() {
     drop(server);
 }
 
-/// The dashboard's progress steps, in order: (data-step, data-state), read in one go.
-async fn step_states(b: &Browser) -> Vec<(String, String)> {
-    let steps = b
-        .client
-        .execute(
-            "return [...document.querySelectorAll('#workspace-steps li[data-step]')].map(li => [li.dataset.step, li.dataset.state]);",
-            vec![],
-        )
-        .await
-        .unwrap();
-    serde_json::from_value(steps).expect("pairs of strings")
-}

@@ -176,6 +176,24 @@ impl Chromium {
         ran.as_bool().expect("a boolean")
     }
 
+    /// The dashboard's progress steps, in order: (data-step, data-state). Read in one go, so a
+    /// re-render between two reads cannot mix two versions of the list.
+    pub async fn step_states(&self) -> Vec<(String, String)> {
+        let steps = self
+            .client
+            .execute(
+                "return [...document.querySelectorAll('#workspace-steps li[data-step]')].map(li => [li.dataset.step, li.dataset.state]);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let steps: Vec<(String, String)> = serde_json::from_value(steps).expect("pairs of strings");
+        for (name, state) in &steps {
+            assert!(["pending", "running", "done", "failed"].contains(&state.as_str()), "step {name:?}: data-state {state:?}");
+        }
+        steps
+    }
+
     pub async fn log_in(&self, base: &str, user: &str, password: &str) {
         self.open(&format!("{base}/login")).await;
         self.fill("#login-form input[name=username]", user).await;
