@@ -10,14 +10,6 @@ use std::time::{Duration, Instant};
 use testkit::docker::{docker, env, try_docker, Cleanup};
 use testkit::{location, username, Backend as DbBackend, Browser, TestDb, TestServer};
 
-async fn user(server: &TestServer, name: &str) -> Browser {
-    let out = server.cli(&["user", "add", name, "--password-stdin"], &format!("{name}-password-long\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let browser = Browser::new(server);
-    assert_eq!(browser.log_in(name, &format!("{name}-password-long")).await.status(), 200, "login {name}");
-    browser
-}
-
 /// A client that reaches every `*.localhost` app host of these users at the test server, as a
 /// browser does (it resolves `*.localhost` to loopback by itself), with no cookie jar.
 fn app_client(server: &TestServer, hosts: &[&str]) -> reqwest::Client {
@@ -64,8 +56,8 @@ async fn the_app_gateway_serves_each_workspace_to_its_owner_alone() {
     let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = TestServer::start_with(&db, &extra).await;
     let (alice_name, bob_name) = (username("alice"), username("bob"));
-    let alice = user(&server, &alice_name).await;
-    let bob = user(&server, &bob_name).await;
+    let alice = Browser::new_user(&server, &alice_name).await;
+    let bob = Browser::new_user(&server, &bob_name).await;
     let jupyter = format!("jupyter-{alice_name}.localhost");
     let code = format!("{alice_name}-code.localhost");
     let bobs_jupyter = format!("jupyter-{bob_name}.localhost");

@@ -65,14 +65,6 @@ impl Events {
     }
 }
 
-async fn user(server: &TestServer, name: &str) -> Browser {
-    let out = server.cli(&["user", "add", name, "--password-stdin"], &format!("{name}-password-long\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let browser = Browser::new(server);
-    assert_eq!(browser.log_in(name, &format!("{name}-password-long")).await.status(), 200, "login {name}");
-    browser
-}
-
 #[tokio::test]
 async fn the_owner_alone_gets_their_workspace_pushed_as_it_changes() {
     let cleanup = Cleanup::new();
@@ -82,8 +74,8 @@ async fn the_owner_alone_gets_their_workspace_pushed_as_it_changes() {
     let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = TestServer::start_with(&db, &extra).await;
     let (alice_name, bob_name) = (username("alice"), username("bob"));
-    let alice = user(&server, &alice_name).await;
-    let bob = user(&server, &bob_name).await;
+    let alice = Browser::new_user(&server, &alice_name).await;
+    let bob = Browser::new_user(&server, &bob_name).await;
     let url = format!("{}/events/workspace", server.base);
     let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 

@@ -15,6 +15,15 @@ impl Browser {
         Self::at(&server.base)
     }
 
+    /// A new approved account `name` (password `<name>-password-long`), logged in.
+    pub async fn new_user(server: &TestServer, name: &str) -> Browser {
+        let out = server.cli(&["user", "add", name, "--password-stdin"], &format!("{name}-password-long\n"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let browser = Browser::new(server);
+        assert_eq!(browser.log_in(name, &format!("{name}-password-long")).await.status(), 200, "login {name}");
+        browser
+    }
+
     pub fn at(base: &str) -> Browser {
         let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         let http = reqwest::Client::builder()
