@@ -10,6 +10,7 @@
 #   BERTH_TENSORBOARD_PORT, BERTH_CODE_SERVER_PORT (their loopback ports behind the gate).
 #   Mounts: /home/$BERTH_USER (persistent), /workspace, /shared (ro),
 #   /shared/tensorboard/$BERTH_USER (rw), /var/lib/state (persistent, root's).
+#   Berth also mounts a fresh tmpfs on /run.
 # Any other command given to the container runs instead of supervisord, after the setup.
 set -euo pipefail
 
@@ -144,8 +145,9 @@ cp "$STATE/machine-id" /etc/machine-id
 [ -d /var/lib/dbus ] && ln -sf /etc/machine-id /var/lib/dbus/machine-id
 
 # --- runtime directories and stale files from a previous run ---------------------------------
-mkdir -p /run/sshd /run/dbus /run/xrdp /var/log/supervisor /tmp/.X11-unix /tmp/.ICE-unix
-chmod 1777 /tmp/.X11-unix /tmp/.ICE-unix
+# Berth mounts a fresh tmpfs on /run (an image run by hand may not): make what lives there.
+mkdir -p /run/sshd /run/dbus /run/xrdp /run/lock /var/log/supervisor /tmp/.X11-unix /tmp/.ICE-unix
+chmod 1777 /run/lock /tmp/.X11-unix /tmp/.ICE-unix
 rm -f /tmp/.X*-lock /tmp/.X11-unix/X* /run/dbus/pid /run/supervisord.pid /run/supervisor.sock
 install -d -m 0700 -o "$UID_" -g "$GID_" "/run/user/$UID_"
 

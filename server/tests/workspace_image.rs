@@ -286,6 +286,12 @@ async fn slim_workspace_image_through_berth() {
     until_view(&w, &owner, Duration::from_secs(180), "ready after the reset", |v| v.ready).await;
     let after = ssh.until_ok("cat ~/persist; stat -c %U:%G ~/persist", Duration::from_secs(180));
     assert_eq!(after.lines().collect::<Vec<_>>(), vec!["kept".to_string(), format!("{user}:{user}")]);
+
+    // Killed (no clean shutdown: supervisord's socket and every pid file left behind), then
+    // started: every service comes back.
+    docker(&["kill", &container]);
+    w.start(SYSTEM, &owner).await.unwrap();
+    until_view(&w, &owner, Duration::from_secs(180), "ready after a kill", |v| v.ready).await;
 }
 
 /// Asks for the owner's card until `done` holds (at most `within`).

@@ -276,6 +276,9 @@ pub fn build_plan(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
     let docker_data = root.join("docker").join(u);
     let bind = |source: &PathBuf, target: String, read_only: bool| Mount::Bind { source: source.clone(), target, read_only };
     let mounts = vec![
+        // Fresh at every start, as on a machine that boots: no socket, pid file or half-written
+        // state of an earlier run (a workspace killed mid-start) can stop a service from starting.
+        Mount::Tmpfs { target: "/run".into(), size_bytes: 64 << 20, mode: 0o755 },
         bind(&home, format!("/home/{u}"), false),
         bind(&workspace, "/workspace".into(), false),
         bind(&shared, "/shared".into(), true),
@@ -469,6 +472,7 @@ mod tests {
         let plan = build_plan(&alice(0), &s).unwrap();
         let bind = |source: &str, target: &str, read_only: bool| Mount::Bind { source: source.into(), target: target.into(), read_only };
         assert_eq!(plan.mounts, vec![
+            Mount::Tmpfs { target: "/run".into(), size_bytes: 67108864, mode: 0o755 },
             bind("/srv/berth/homes/alice", "/home/alice", false),
             bind("/srv/berth/workspaces/alice", "/workspace", false),
             bind("/srv/berth/shared", "/shared", true),
