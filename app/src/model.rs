@@ -209,6 +209,9 @@ pub struct LimitsView {
     pub memory_reservation_gib: u64,
     pub memory_limit_gib: u64,
     pub swap_gib: u64,
+    /// What the card says about swap ("swap 50 GiB", "swap not limited on this server" when the
+    /// kernel does not account swap per container).
+    pub swap_summary: String,
     /// 0: no limit.
     pub cpus: f64,
     pub gpus: String,

@@ -44,6 +44,15 @@ pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> 
     tokio::spawn(async move {
         if let Err(e) = workspaces.isolation().await {
             tracing::warn!(error = %e, "isolation mode not known yet: the engine did not answer");
+            return;
+        }
+        if let Ok(capabilities) = workspaces.capabilities().await {
+            if !capabilities.swap_limit {
+                tracing::warn!(
+                    "this engine's kernel does not account swap per container: workspaces' swap limits do not hold \
+                     (cgroup v2, or swapaccount=1 on the kernel command line with cgroup v1, turns it on)"
+                );
+            }
         }
     });
     let sso = backend.sso.clone();

@@ -544,4 +544,10 @@ async fn auto_isolation_and_gpus_work_on_this_engine() {
     assert_eq!(b.workspaces.isolation().await.unwrap(), expected);
     assert_eq!(inspect(&format!("workspace-{user}"), "{{.HostConfig.DeviceRequests}}"), "[]", "no GPUs asked of a CPU-only engine");
     assert_eq!(docker(&["ps", "-aq", "--filter", "label=io.berth.probe"]), "", "the privileged probe is removed");
+    // Swap accounting as the Docker CLI reports it, and the card's words for it.
+    let swap_limit = docker(&["info", "--format", "{{.SwapLimit}}"]) == "true";
+    assert_eq!(b.workspaces.capabilities().await.unwrap().swap_limit, swap_limit);
+    let card = b.workspaces.view(SYSTEM, &owner).await.unwrap();
+    let expected = if swap_limit { "swap 50 GiB" } else { "swap not limited on this server" };
+    assert_eq!(card.limits.swap_summary, expected);
 }

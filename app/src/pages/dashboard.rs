@@ -254,8 +254,8 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
         {steps}
         {launch}
         {access}
-        <p class="muted">{format!("Memory {} GiB (reserved {} GiB, swap {} GiB) · {cpus} · ",
-            limits.memory_limit_gib, limits.memory_reservation_gib, limits.swap_gib)}
+        <p class="muted">{format!("Memory {} GiB (reserved {} GiB, ", limits.memory_limit_gib, limits.memory_reservation_gib)}
+            <span id="swap">{limits.swap_summary.clone()}</span>{format!(") · {cpus} · ")}
             <span id="gpus" data-gpus=limits.gpus.clone()>{limits.gpus_summary.clone()}</span>{gpu_note}</p>
         {isolation}
         <Credentials/>

@@ -223,7 +223,7 @@ impl WorkspaceRuntime for DockerRuntime {
             },
             None => Err("not checked".to_string()),
         };
-        Ok(Capabilities { runtimes: info.runtimes, privileged, gpus })
+        Ok(Capabilities { runtimes: info.runtimes, privileged, gpus, swap_limit: info.swap_limit })
     }
 
     async fn prepare_storage(&self, plan: &WorkspacePlan, check_space: bool) -> Result<(), RuntimeError> {

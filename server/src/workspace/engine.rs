@@ -71,6 +71,8 @@ impl EngineError {
 pub struct EngineInfo {
     pub runtimes: Vec<String>,
     pub cdi_gpus: bool,
+    /// The kernel accounts swap per container, so a swap limit holds (`SwapLimit`).
+    pub swap_limit: bool,
 }
 
 pub struct Engine {
@@ -149,7 +151,7 @@ impl Engine {
                     .unwrap_or_default()
                     .iter()
                     .any(|d| d.id.as_deref().is_some_and(|id| id.starts_with("nvidia.com/gpu")));
-                Ok(EngineInfo { runtimes, cdi_gpus })
+                Ok(EngineInfo { runtimes, cdi_gpus, swap_limit: info.swap_limit.unwrap_or(false) })
             }
             Err(e) => Err(self.fail("info", e).await),
         }

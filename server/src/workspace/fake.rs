@@ -183,7 +183,7 @@ impl WorkspaceRuntime for FakeRuntime {
     async fn capabilities(&self) -> Result<Capabilities, RuntimeError> {
         self.call("capabilities".into())?;
         let configured = self.state.lock().expect("fake").capabilities.clone();
-        Ok(configured.unwrap_or(Capabilities { runtimes: vec!["runc".into()], privileged: Err("refused by the fake".into()), gpus: false }))
+        Ok(configured.unwrap_or(Capabilities { runtimes: vec!["runc".into()], privileged: Err("refused by the fake".into()), gpus: false, swap_limit: true }))
     }
 
     async fn prepare_storage(&self, plan: &WorkspacePlan, check_space: bool) -> Result<(), RuntimeError> {

@@ -62,6 +62,9 @@ pub struct Capabilities {
     pub privileged: Result<(), String>,
     /// Whether GPUs can be handed to workspaces (an NVIDIA runtime, or CDI GPU devices).
     pub gpus: bool,
+    /// Whether a workspace's swap limit holds: without swap accounting in the kernel, Docker
+    /// limits memory only and a workspace may swap as much as the host has.
+    pub swap_limit: bool,
 }
 
 /// A workspace's condition on the runtime, in the runtime's own words mapped to a few.

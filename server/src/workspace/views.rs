@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 
 use super::names::workspace_name;
 use super::services;
-use super::runtime::{Observed, RuntimeError, RuntimeStatus, Usage};
+use super::runtime::{Capabilities, Observed, RuntimeError, RuntimeStatus, Usage};
 use super::service::{Actor, Owner, WorkspaceError, Workspaces};
 use super::spec::{PortBlock, ResourceOverrides};
 use crate::db::now;
@@ -58,16 +58,18 @@ impl Workspaces {
         })
     }
 
-    /// `server_gpus`: whether the runtime can give GPUs, when known.
-    fn limits(&self, o: &ResourceOverrides, server_gpus: Option<bool>) -> LimitsView {
+    /// `server`: what the runtime offers, when known.
+    fn limits(&self, o: &ResourceOverrides, server: Option<&Capabilities>) -> LimitsView {
         let d = &self.settings.defaults;
         let gpus = o.gpus.clone().unwrap_or_else(|| d.gpus.clone());
+        let swap_gib = o.swap_gib.unwrap_or(d.swap_gib);
         LimitsView {
             memory_reservation_gib: o.memory_reservation_gib.unwrap_or(d.memory_reservation_gib),
             memory_limit_gib: o.memory_limit_gib.unwrap_or(d.memory_limit_gib),
-            swap_gib: o.swap_gib.unwrap_or(d.swap_gib),
+            swap_gib,
+            swap_summary: swap_summary(swap_gib, server.map(|c| c.swap_limit)),
             cpus: o.cpus.unwrap_or(d.cpus),
-            gpus_summary: gpus_summary(&gpus, server_gpus),
+            gpus_summary: gpus_summary(&gpus, server.map(|c| c.gpus)),
             gpus,
         }
     }
@@ -99,18 +101,17 @@ impl Workspaces {
         };
         let state = progress.busy.unwrap_or(state);
         let guacamole = self.links.guacamole && record.is_some();
-        // `auto` GPUs depend on the server: asked of the runtime once (cached), and only while
-        // it answers.
+        // `auto` GPUs and the swap limit depend on the server: asked of the runtime once
+        // (cached), and only while it answers.
         let overrides = record.as_ref().map(|r| r.overrides.clone()).unwrap_or_default();
-        let gpus_auto = overrides.gpus.as_deref().unwrap_or(&self.settings.defaults.gpus) == "auto";
-        let server_gpus = if gpus_auto && observed.is_ok() { self.capabilities().await.ok().map(|c| c.gpus) } else { None };
+        let server = if observed.is_ok() { self.capabilities().await.ok() } else { None };
         Ok(WorkspaceView {
             username: username.to_string(),
             state,
             ports: record.as_ref().and_then(|r| self.ports_view(r.slot)),
             ssh_host: self.ssh_host.clone(),
             uptime_seconds: if state == WorkspaceState::Running { started_at.map(|t| (now() - t).max(0)) } else { None },
-            limits: self.limits(&overrides, server_gpus),
+            limits: self.limits(&overrides, server),
             steps: progress.steps,
             error: progress.error,
             drift,
@@ -245,9 +246,25 @@ fn gpus_summary(setting: &str, server_gpus: Option<bool>) -> String {
     }
 }
 
+/// What the card says about swap: `server_swap_limit` is whether the kernel accounts swap per
+/// container (unknown until the runtime answers).
+fn swap_summary(swap_gib: u64, server_swap_limit: Option<bool>) -> String {
+    match server_swap_limit {
+        Some(false) => "swap not limited on this server".into(),
+        _ => format!("swap {swap_gib} GiB"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::gpus_summary;
+    use super::{gpus_summary, swap_summary};
+
+    #[test]
+    fn the_card_says_when_the_server_cannot_limit_swap() {
+        assert_eq!(swap_summary(50, Some(true)), "swap 50 GiB");
+        assert_eq!(swap_summary(0, None), "swap 0 GiB", "the engine was not asked yet");
+        assert_eq!(swap_summary(50, Some(false)), "swap not limited on this server");
+    }
 
     #[test]
     fn the_card_says_there_are_no_gpus_when_auto_finds_none() {
