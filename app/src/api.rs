@@ -108,7 +108,7 @@ pub async fn log_in(username: String, password: String, rd: Option<String>) -> R
     session.insert(SESSION_LOGIN_AT, now).await.map_err(|_| AppError::Internal)?;
     // Saved here, not only after the response is built, so a refused write gets a clear answer.
     session.save().await.map_err(|_| ssr::fail(AppError::Unavailable(LOGIN_NOT_SAVED.into())))?;
-    match rd.and_then(|rd| ssr::services().return_path(&rd)) {
+    match rd.and_then(|rd| ssr::services().login_return(&rd)) {
         Some(back) => leptos_axum::redirect(&back),
         None => leptos_axum::redirect(if user.is_admin { "/admin" } else { "/dashboard" }),
     }

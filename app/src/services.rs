@@ -47,9 +47,12 @@ pub trait PortalServices: Send + Sync + 'static {
     fn login_options(&self) -> crate::model::LoginOptions;
     /// The provider's end-session URL for an SSO login, if it has one.
     async fn sso_logout_url(&self, provider: &str, id_token: &str) -> Option<String>;
-    /// Where to send the browser after login to reach `url`, when `url` is an app host Berth
-    /// generated (a portal path that hands the app host its own cookie); None otherwise.
-    fn return_path(&self, url: &str) -> Option<String>;
+    /// Where the login form sends the browser back to reach `url`, when `url` is an app host
+    /// Berth generated: the app's own address, normalised. It is another origin, so the
+    /// hydrated page leaves by a full page load (its router would try to render a portal path
+    /// such as `/auth/app` itself); the app host then sends the browser through the hop that
+    /// gives it its own cookie. None otherwise.
+    fn login_return(&self, url: &str) -> Option<String>;
     /// The caller's own workspace card.
     async fn workspace(&self, user: &CurrentUser) -> Result<WorkspaceView, AppError>;
     /// Starts, stops, restarts or resets `owner`'s workspace in the background; the card

@@ -137,8 +137,8 @@ impl PortalServices for Portal {
         self.sso.logout_url(provider, id_token).await
     }
 
-    fn return_path(&self, url: &str) -> Option<String> {
-        self.gateway.return_path(url)
+    fn login_return(&self, url: &str) -> Option<String> {
+        self.gateway.normalized_return(url)
     }
 
     async fn workspace(&self, user: &CurrentUser) -> Result<WorkspaceView, AppError> {
