@@ -371,6 +371,9 @@ async fn first_run_opens_jupyter_and_the_desktop_through_the_gateway() {
     };
     b.screenshot("2-jupyter").await;
     assert_eq!(output, "42");
+    // The image turns JupyterLab's news prompt off: a workspace has no internet to fetch it from.
+    let text = b.client.execute("return document.body.innerText;", vec![]).await.unwrap();
+    assert!(!text.as_str().unwrap_or_default().contains("Jupyter news"), "no news prompt: {text}");
 
     // The desktop: noVNC connects by itself, its password handed over in the fragment.
     b.client.goto(&format!("{base}/desktop/novnc")).await.unwrap();
