@@ -449,7 +449,7 @@ impl Workspaces {
     async fn follow_services(&self, username: &str, generation: u64) {
         let name = workspace_name(username);
         let deadline = tokio::time::Instant::now() + self.probe_timeout;
-        let app_secret = self.app_secrets.for_user(username);
+        let app_secret = self.records.app_secret(username);
         let mut watch: Option<ServiceWatch> = None;
         let mut addresses: HashMap<u16, std::net::SocketAddr> = HashMap::new();
         let mut listed_at: Option<tokio::time::Instant> = None;

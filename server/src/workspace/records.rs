@@ -43,6 +43,11 @@ impl Records {
         Records { db, sealer, app_secrets }
     }
 
+    /// The secret `username`'s app gate requires (derived, never stored).
+    pub fn app_secret(&self, username: &str) -> String {
+        self.app_secrets.for_user(username)
+    }
+
     fn from_row(&self, row: &sqlx::any::AnyRow, username: &str) -> Result<WorkspaceRecord, WorkspaceError> {
         let open = |column: &str| -> Result<String, WorkspaceError> {
             let sealed: String = row.try_get(column)?;
