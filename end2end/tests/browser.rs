@@ -356,9 +356,17 @@ async fn first_run_opens_jupyter_and_the_desktop_through_the_gateway() {
             b.screenshot("2-jupyter-cell-never-ran").await;
             panic!("the cell never printed (prompt {prompt:?}); see 2-jupyter-cell-never-ran.png");
         }
-        if prompt == "[ ]:" || prompt.is_empty() {
-            // While JupyterLab still lays out the notebook (or shows a dialog) the editor
-            // cannot take a click: try again on the next round.
+        // A cell run before the notebook's kernel session is up makes JupyterLab ask which
+        // kernel to use: answer as a person would, with its default (the notebook's own).
+        let dialog = b.client.find(fantoccini::Locator::Css(".jp-Dialog button.jp-mod-accept")).await;
+        if let Ok(accept) = dialog {
+            b.screenshot("2-jupyter-dialog").await;
+            if let Err(e) = accept.click().await {
+                eprintln!("JupyterLab's dialog does not take a click yet: {e}");
+            }
+        } else if prompt == "[ ]:" || prompt.is_empty() {
+            // While JupyterLab still lays out the notebook the editor cannot take a click:
+            // try again on the next round.
             let editor = b.wait_css(".jp-Notebook .jp-Cell .cm-content").await;
             if let Err(e) = editor.click().await {
                 b.screenshot("2-jupyter-not-interactable").await;
