@@ -202,3 +202,28 @@ pub async fn admin_workspace_action(username: String, action: String) -> Result<
         .ok_or_else(|| ssr::fail(AppError::Invalid(format!("unknown action {action:?}"))))?;
     ssr::services().workspace_action(&admin, &username, action).await.map_err(ssr::fail)
 }
+
+/// A workspace's usage now and over the last `hours` (1 when absent): the caller's own, or
+/// anyone's for an admin. Read from Berth's samples, never from the engine.
+#[server(endpoint = "usage")]
+pub async fn get_usage(user: Option<String>, hours: Option<u32>) -> Result<crate::model::UsagePanel, AppError> {
+    let me = ssr::require_user().map_err(ssr::fail)?;
+    let owner = user.unwrap_or_else(|| me.username.clone());
+    ssr::services().usage_panel(&me, &owner, hours.unwrap_or(1)).await.map_err(ssr::fail)
+}
+
+/// The host's GPUs and whose processes are on them (admins).
+#[server(endpoint = "gpus")]
+pub async fn get_gpu_board() -> Result<crate::model::GpuBoard, AppError> {
+    let admin = ssr::require_admin().map_err(ssr::fail)?;
+    ssr::services().gpu_board(&admin).await.map_err(ssr::fail)
+}
+
+/// The last lines a workspace printed (matching `q`, when given), for the logs page's first
+/// render; the page then follows `/logs/stream`.
+#[server(endpoint = "workspace-log")]
+pub async fn get_workspace_log(user: Option<String>, q: Option<String>) -> Result<Vec<String>, AppError> {
+    let me = ssr::require_user().map_err(ssr::fail)?;
+    let owner = user.unwrap_or_else(|| me.username.clone());
+    ssr::services().log_tail(&me, &owner, q.as_deref().unwrap_or_default()).await.map_err(ssr::fail)
+}

@@ -55,6 +55,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/pending") view=pages::PendingPage ssr=SsrMode::Async/>
                 <Route path=path!("/dashboard") view=pages::DashboardPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/workspaces/:user") view=pages::WorkspaceDetailPage ssr=SsrMode::Async/>
+                <Route path=path!("/logs") view=pages::LogsPage ssr=SsrMode::Async/>
                 <Route path=path!("/auth/error") view=pages::AuthErrorPage ssr=SsrMode::Async/>
                 <Route path=path!("/sso/username") view=pages::SsoUsernamePage ssr=SsrMode::Async/>
             </Routes>

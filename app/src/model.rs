@@ -275,8 +275,10 @@ pub struct WorkspaceRow {
     pub username: String,
     pub state: WorkspaceState,
     pub ports: Option<PortsView>,
-    pub cpu_percent: Option<f64>,
-    pub memory_bytes: Option<u64>,
+    /// What it uses now, while it runs and Berth samples it.
+    pub usage: Option<UsageNow>,
+    /// Its limits (from its record; None for an orphan).
+    pub limits: Option<LimitsView>,
     pub drift: bool,
     /// Labeled as Berth's but no user or record matches.
     pub orphan: bool,
@@ -290,6 +292,119 @@ pub struct WorkspacesOverview {
     pub foreign: Vec<String>,
     pub engine_problem: Option<String>,
     pub isolation: Option<IsolationView>,
+    /// The host's size and what all workspaces use together.
+    pub host: HostTotals,
+}
+
+/// The host as a whole, for the admin's totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct HostTotals {
+    /// 0 when not known yet.
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub cpu_cores_used: f64,
+    pub memory_used_bytes: u64,
+    pub gpus: Vec<GpuView>,
+    /// Set when there are no GPUs to show: "no NVIDIA GPUs on this host", or why they cannot be read.
+    pub gpu_note: Option<String>,
+}
+
+/// One workspace's resource use now (Berth's latest sample, never a fresh engine call).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct UsageNow {
+    /// Unix seconds of the sample.
+    pub at: i64,
+    /// Cores in use: 1.0 is one core busy all the time.
+    pub cpu_cores: f64,
+    pub memory_bytes: u64,
+    /// The memory limit the kernel enforces (0: none).
+    pub memory_limit_bytes: u64,
+    /// Bytes per second.
+    pub net_rx_rate: f64,
+    pub net_tx_rate: f64,
+    pub disk_read_rate: f64,
+    pub disk_write_rate: f64,
+    /// Sizes, measured every few minutes (None until first measured).
+    pub home_bytes: Option<u64>,
+    pub writable_layer_bytes: Option<u64>,
+    /// The GPUs its processes are on.
+    pub gpus: Vec<WorkspaceGpu>,
+}
+
+/// A GPU as one workspace sees it: the whole GPU's figures, and its own processes there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceGpu {
+    pub gpu: GpuView,
+    pub processes: Vec<GpuProcessView>,
+}
+
+/// One physical GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuView {
+    pub index: u32,
+    pub name: String,
+    pub utilization_percent: u32,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub temperature_celsius: Option<u32>,
+    /// Everything running on it, with the workspace owner where it is one.
+    pub processes: Vec<GpuProcessView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuProcessView {
+    pub pid: u32,
+    /// The workspace's owner; None for a process outside every workspace.
+    pub user: Option<String>,
+    pub memory_bytes: Option<u64>,
+}
+
+/// One point of a workspace's usage history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct UsagePoint {
+    pub at: i64,
+    pub cpu_cores: f64,
+    pub memory_bytes: u64,
+    pub net_rx_rate: f64,
+    pub net_tx_rate: f64,
+    pub disk_read_rate: f64,
+    pub disk_write_rate: f64,
+    /// Per GPU index its processes were on: (index, utilisation %, its memory there, temperature).
+    pub gpus: Vec<GpuPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuPoint {
+    pub index: u32,
+    pub utilization_percent: u32,
+    pub memory_bytes: u64,
+    pub temperature_celsius: Option<u32>,
+}
+
+/// A workspace's usage panel: now, the last hour, and what it is measured against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsagePanel {
+    pub username: String,
+    pub state: WorkspaceState,
+    pub now: Option<UsageNow>,
+    /// Oldest first.
+    pub history: Vec<UsagePoint>,
+    /// Unix seconds the panel was made: the charts' right edge.
+    pub until: i64,
+    /// The hours the charts span.
+    pub hours: u32,
+    pub limits: LimitsView,
+    pub host_cpus: u32,
+    pub host_memory_bytes: u64,
+    /// "no NVIDIA GPUs on this host", or why they cannot be read; None when GPUs are read.
+    pub gpu_note: Option<String>,
+}
+
+/// The admin's board of the host's GPUs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuBoard {
+    pub gpus: Vec<GpuView>,
+    pub note: Option<String>,
 }
 
 /// Service credentials shown to the workspace's owner on request.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::AppError;
 use crate::model::{
-    AdminAction, CurrentUser, UserSummary, WorkspaceAction, WorkspaceCredentials, WorkspaceView, WorkspacesOverview,
+    AdminAction, CurrentUser, GpuBoard, UsagePanel, UserSummary, WorkspaceAction, WorkspaceCredentials, WorkspaceView, WorkspacesOverview,
 };
 
 /// Session keys shared by the server functions (which write them at login) and the
@@ -62,6 +62,13 @@ pub trait PortalServices: Send + Sync + 'static {
     /// `which` is `ssh` or `vnc`.
     async fn regenerate_credential(&self, user: &CurrentUser, which: &str) -> Result<(), AppError>;
     async fn workspaces_overview(&self, admin: &CurrentUser) -> Result<WorkspacesOverview, AppError>;
+    /// `owner`'s usage now and over the last `hours`: the owner's own, or any for an admin.
+    async fn usage_panel(&self, actor: &CurrentUser, owner: &str, hours: u32) -> Result<UsagePanel, AppError>;
+    /// Every GPU of the host and whose processes are on it (admins).
+    async fn gpu_board(&self, admin: &CurrentUser) -> Result<GpuBoard, AppError>;
+    /// The last lines `owner`'s workspace printed that contain `search` (any case); the
+    /// owner's own, or any for an admin.
+    async fn log_tail(&self, actor: &CurrentUser, owner: &str, search: &str) -> Result<Vec<String>, AppError>;
 }
 
 /// Context handle the server provides to every render and server-function call.

@@ -618,3 +618,62 @@ async fn bench_first_page() {
         times[times.len() - 1]
     );
 }
+
+/// The dashboard's usage charts follow a workspace that starts burning CPU, live; the admin's
+/// table shows it; the logs page follows the workspace's output.
+#[tokio::test]
+async fn the_dashboard_charts_rising_cpu_and_the_logs_page_follows_output() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(testkit::Backend::Sqlite).await;
+    let mut env = testkit::docker::env(&cleanup, &db.dir.path().join("storage"), 37500);
+    // A stored sample every two seconds: the chart grows within the test's patience.
+    env.push(("BERTH_MONITORING__SAMPLE_SECONDS".into(), "2".into()));
+    let portal = Portal::on(db, &env).await;
+    let user = testkit::username("cleo");
+    let boss = testkit::username("boss");
+    portal.cli(&["user", "add", &user, "--password-stdin"], "cleo-password-long\n");
+    portal.cli(&["user", "add", &boss, "--admin", "--password-stdin"], "boss-password-long\n");
+    let b = Browser::start("monitoring").await;
+    b.log_in(&portal.base, &user, "cleo-password-long").await;
+    b.wait_path("/dashboard").await;
+    b.wait_css("#workspace button[data-action='start']").await.click().await.unwrap();
+    b.wait_css("#workspace-state[data-state='running']").await;
+    // Idle first: a few points, each well under one core.
+    let cpu_chart = "#usage-cpu svg.chart";
+    let idle = wait_js(&b, &format!("const c = document.querySelector(\"{cpu_chart}\"); return c && Number(c.dataset.points) >= 2 ? Number(c.dataset.last) : null;"), 30).await;
+    assert!(idle.as_f64().unwrap() < 0.5, "an idle busybox workspace uses little CPU: {idle}");
+    let workspace = format!("workspace-{user}");
+    testkit::docker::docker(&["exec", "-d", &workspace, "sh", "-c", "yes > /dev/null"]);
+    let started = Instant::now();
+    // The chart rises on the open page, no reload: the last point reaches most of a core.
+    let busy = wait_js(&b, &format!("const c = document.querySelector(\"{cpu_chart}\"); return c && Number(c.dataset.last) >= 0.5 ? Number(c.dataset.last) : null;"), 30).await;
+    assert!(started.elapsed() < Duration::from_secs(30), "within 30 s");
+    assert!(busy.as_f64().unwrap() >= 0.5, "{busy}");
+    let text = b.wait_css("#usage-cpu .value").await.text().await.unwrap();
+    assert!(text.contains("cores") && text.contains("% of the host"), "{text}");
+    b.screenshot("dashboard-usage").await;
+
+    // The logs page follows: a line printed now shows up on the open page.
+    b.open(&format!("{}/logs", portal.base)).await;
+    b.wait_css("body[data-hydrated='true']").await;
+    wait_js(&b, "const s = document.querySelector('#log-status'); return s && s.textContent.includes('Following live') ? true : null;", 20).await;
+    let marker = format!("berth-browser-marker-{}", testkit::hex(4));
+    testkit::docker::docker(&["exec", &workspace, "sh", "-c", &format!("echo {marker} > /proc/1/fd/1")]);
+    wait_js(&b, &format!("const l = document.querySelector('#log-lines'); return l && l.textContent.includes('{marker}') ? true : null;"), 15).await;
+    b.screenshot("logs-live").await;
+    b.log_out().await;
+
+    // The admin's table: the workspace with its CPU, sortable, and totals for the host.
+    b.log_in(&portal.base, &boss, "boss-password-long").await;
+    b.wait_path("/dashboard").await;
+    b.open(&format!("{}/admin?sort=cpu", portal.base)).await;
+    let row = format!("#workspaces-table tr[data-workspace='{user}'] td.cpu");
+    wait_js(&b, &format!("const c = document.querySelector(\"{row}\"); return c && c.textContent.includes('cores') ? true : null;"), 20).await;
+    assert!(b.has("#workspaces-table[data-sort='cpu']").await, "sorted by CPU");
+    let totals = b.wait_css("#host-totals").await.text().await.unwrap();
+    assert!(totals.contains("cores"), "{totals}");
+    assert!(b.has("#gpu-board-none").await, "this CPU-only host has no GPU board");
+    b.screenshot("admin-usage").await;
+    b.client.close().await.unwrap();
+    drop(portal);
+}

@@ -9,6 +9,8 @@ use crate::accounts::{AccountSettings, Accounts};
 use crate::config::Config;
 use crate::db::Db;
 use crate::hosts::HostRules;
+use crate::metrics::Metrics;
+use crate::monitor::{Monitor, MonitorSettings};
 use crate::routes::app_gateway::AppGateway;
 use crate::routes::guacamole::GuacamoleSettings;
 use crate::routes::traefik::{TraefikSettings, TraefikWriter};
@@ -31,6 +33,9 @@ pub struct Backend {
     pub app_gateway: Option<Arc<AppGateway>>,
     pub guacamole: Option<GuacamoleSettings>,
     pub sso: Arc<Sso>,
+    /// What every workspace uses (its sampler runs in `berth serve` only).
+    pub monitor: Arc<Monitor>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// How long `/auth/verify` trusts a cached session before asking the database again.
@@ -72,7 +77,11 @@ impl Backend {
             }),
             _ => None,
         };
+        let monitor = Arc::new(Monitor::new(db.clone(), MonitorSettings::from_config(config)));
+        let metrics = Arc::new(Metrics::new(monitor.clone()));
         let mut workspaces = Workspaces::new(db.clone(), runtime, settings, key, ssh_host);
+        let counted = metrics.clone();
+        workspaces.on_operation = Some(Arc::new(move |operation, ok, took| counted.operation(operation, ok, took)));
         workspaces.routes = config.traefik_dir.as_ref().map(|dir| {
             Arc::new(TraefikWriter::new(TraefikSettings {
                 dir: dir.clone(),
@@ -108,7 +117,7 @@ impl Backend {
         let app_gateway = config
             .app_gateway_enabled()
             .then(|| Arc::new(AppGateway::new(gateway.clone(), workspaces.clone(), config.public_url().scheme())));
-        Backend { db, accounts, workspaces, sessions, gateway, app_gateway, guacamole, sso }
+        Backend { db, accounts, workspaces, sessions, gateway, app_gateway, guacamole, sso, monitor, metrics }
     }
 
     /// Disables an account everywhere: sessions, routes, running workspace.

@@ -270,7 +270,7 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
     let owner = |name: String| async move { anyhow::Ok(Owner::from(&backend.accounts.find_by_name(&name).await?)) };
     match command {
         WorkspaceCommand::List { json } => {
-            let overview = workspaces.overview(system, false).await?;
+            let overview = workspaces.overview(system).await?;
             if let Some(problem) = &overview.engine_problem {
                 anyhow::bail!("{problem}");
             }

@@ -104,6 +104,12 @@ pub struct Config {
     pub oidc_name: Option<String>,
     /// More providers (or every option of one): `[[oidc_providers]]` tables in berth.toml.
     pub oidc_providers: Vec<OidcProviderConfig>,
+    /// `GET /metrics` on the portal's address requires `Authorization: Bearer <metrics_token>`.
+    pub metrics_token: Option<Secret>,
+    /// A second address serving only `/metrics` (for a Prometheus on a private network); the
+    /// token, when set, is required there too.
+    pub metrics_listen: Option<SocketAddr>,
+    pub monitoring: MonitoringConfig,
     /// What the loaded configuration said in deprecated words, to be logged once logging is up.
     #[serde(skip)]
     pub deprecations: Vec<String>,
@@ -149,6 +155,25 @@ impl Default for OidcProviderConfig {
             admin_groups: Vec::new(),
             require_verified_email: false,
         }
+    }
+}
+
+/// Berth's own usage sampling and history (see README "Monitoring").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct MonitoringConfig {
+    /// Seconds between stored samples of each running workspace.
+    pub sample_seconds: u64,
+    /// Days the history is kept (averaged to one sample a minute after the first hour).
+    pub retention_days: u64,
+    /// `nvml` (the NVIDIA driver's library, loaded at run time; none on the host: no GPUs),
+    /// `none`, or the path of a recorded inventory (JSON), for demos and tests.
+    pub gpu_inventory: String,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig { sample_seconds: 10, retention_days: 7, gpu_inventory: "nvml".into() }
     }
 }
 
@@ -403,6 +428,9 @@ impl Default for Config {
             oidc_client_secret: None,
             oidc_name: None,
             oidc_providers: Vec::new(),
+            metrics_token: None,
+            metrics_listen: None,
+            monitoring: MonitoringConfig::default(),
             deprecations: Vec::new(),
         }
     }
@@ -508,6 +536,20 @@ impl Config {
                     format!("{host} is plain TCP to another machine: anyone on the way gets root there; set docker_tls_dir (TLS client certificates) or use a loopback address"),
                 ));
             }
+        }
+        if let Some(token) = &self.metrics_token {
+            if token.0.len() < 16 {
+                return Err(invalid("metrics_token", "must be at least 16 characters (e.g. `openssl rand -hex 24`)"));
+            }
+        }
+        if self.metrics_listen.is_some_and(|m| m == self.listen) {
+            return Err(invalid("metrics_listen", "must differ from `listen`"));
+        }
+        if self.monitoring.sample_seconds == 0 || self.monitoring.sample_seconds > 3600 {
+            return Err(invalid("monitoring.sample_seconds", "must be between 1 and 3600"));
+        }
+        if self.monitoring.retention_days == 0 {
+            return Err(invalid("monitoring.retention_days", "must be at least 1"));
         }
         if self.workspace_image.trim().is_empty() {
             return Err(invalid("workspace_image", "must name an image"));
@@ -683,6 +725,9 @@ impl Config {
         }
         if shown.guacamole.secret_key.is_some() {
             shown.guacamole.secret_key = Some(Secret("<redacted>".into()));
+        }
+        if shown.metrics_token.is_some() {
+            shown.metrics_token = Some(Secret("<redacted>".into()));
         }
         let mut text = toml_string(&shown);
         match self.workspace.isolation {
@@ -959,7 +1004,9 @@ mod tests {
         let mut config = Config::default();
         config.database_url = Secret("postgres://berth:hunter2hunter2@db/berth".into());
         config.secret_key = Some(Secret("ab".repeat(32)));
+        config.metrics_token = Some(Secret("scrape-me-if-you-can-0123".into()));
         let text = config.redacted_toml();
+        assert!(!text.contains("scrape-me-if-you-can"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains(&"ab".repeat(32)), "{text}");
         assert!(text.contains("listen = \"127.0.0.1:3000\""), "{text}");

@@ -10,6 +10,8 @@ pub mod crypto;
 pub mod db;
 pub mod disk;
 pub mod hosts;
+pub mod metrics;
+pub mod monitor;
 pub mod passwords;
 pub mod portal;
 pub mod routes;

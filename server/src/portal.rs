@@ -4,7 +4,7 @@ use app::error::AppError;
 use std::sync::Arc;
 
 use app::model::{
-    AdminAction, CurrentUser, UserSummary, WorkspaceAction, WorkspaceCredentials, WorkspaceView, WorkspacesOverview,
+    AdminAction, CurrentUser, GpuBoard, UsagePanel, UserSummary, WorkspaceAction, WorkspaceCredentials, WorkspaceView, WorkspacesOverview,
 };
 use app::services::{LogInRequest, PortalServices, SignUpRequest};
 
@@ -17,7 +17,12 @@ pub struct Portal {
     pub gateway: Arc<crate::routes::verify::Gateway>,
     pub sso: Arc<crate::sso::Sso>,
     pub password_login: bool,
+    pub monitor: Arc<crate::monitor::Monitor>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
+
+/// The longest history a usage panel shows: the retention's default.
+const MAX_PANEL_HOURS: u32 = 7 * 24;
 
 fn password_login_off() -> AppError {
     AppError::Refused("Password login is turned off here; use single sign-on.".into())
@@ -107,7 +112,16 @@ impl PortalServices for Portal {
         if !self.password_login {
             return Err(password_login_off());
         }
-        self.accounts.log_in(&r.username, &r.password, r.client).await.map(|u| u.current()).map_err(to_app_error)
+        let result = self.accounts.log_in(&r.username, &r.password, r.client).await;
+        // Refusals before the password is checked (rate limit, busy) are not login attempts.
+        match &result {
+            Ok(_) => self.metrics.login(true, "password"),
+            Err(AccountError::BadCredentials | AccountError::PendingApproval | AccountError::Rejected | AccountError::Disabled) => {
+                self.metrics.login(false, "password")
+            }
+            Err(_) => {}
+        }
+        result.map(|u| u.current()).map_err(to_app_error)
     }
 
     async fn list_users(&self, actor: &CurrentUser) -> Result<Vec<UserSummary>, AppError> {
@@ -146,11 +160,7 @@ impl PortalServices for Portal {
     }
 
     async fn workspace_action(&self, actor: &CurrentUser, owner: &str, action: WorkspaceAction) -> Result<(), AppError> {
-        let owner = if owner == actor.username {
-            Owner::from(actor)
-        } else {
-            Owner::from(&self.accounts.find_by_name(owner).await.map_err(to_app_error)?)
-        };
+        let owner = self.owner_named(actor, owner).await?;
         self.workspaces.apply_in_background(&Actor::from(actor), &owner, action).map_err(workspace_error)
     }
 
@@ -171,6 +181,91 @@ impl PortalServices for Portal {
     }
 
     async fn workspaces_overview(&self, admin: &CurrentUser) -> Result<WorkspacesOverview, AppError> {
-        self.workspaces.overview(&Actor::from(admin), true).await.map_err(workspace_error)
+        let mut overview = self.workspaces.overview(&Actor::from(admin)).await.map_err(workspace_error)?;
+        for row in &mut overview.rows {
+            row.usage = self.monitor.now_of(&row.username);
+        }
+        let (cpus, memory) = match self.workspaces.capabilities().await {
+            Ok(c) => (c.host_cpus, c.host_memory_bytes),
+            Err(_) => (0, 0),
+        };
+        overview.host = self.monitor.host_totals(cpus, memory);
+        Ok(overview)
+    }
+
+    async fn usage_panel(&self, actor: &CurrentUser, owner: &str, hours: u32) -> Result<UsagePanel, AppError> {
+        let owner = self.owner_named(actor, owner).await?;
+        let actor = Actor::from(actor);
+        actor.may_watch(&owner).map_err(workspace_error)?;
+        let view = self.workspaces.view(&actor, &owner).await.map_err(workspace_error)?;
+        let until = crate::db::now();
+        let hours = hours.clamp(1, MAX_PANEL_HOURS);
+        let since = until - i64::from(hours) * 3600;
+        let history = self.monitor.history.since(&owner.username, since).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read the usage history");
+            AppError::Unavailable("The usage history cannot be read right now.".into())
+        })?;
+        let (host_cpus, host_memory_bytes) = match self.workspaces.capabilities().await {
+            Ok(c) => (c.host_cpus, c.host_memory_bytes),
+            Err(_) => (0, 0),
+        };
+        Ok(UsagePanel {
+            username: owner.username.clone(),
+            state: view.state,
+            now: self.monitor.now_of(&owner.username),
+            history,
+            until,
+            hours,
+            limits: view.limits,
+            host_cpus,
+            host_memory_bytes,
+            gpu_note: self.monitor.gpu_board().1,
+        })
+    }
+
+    async fn log_tail(&self, actor: &CurrentUser, owner: &str, search: &str) -> Result<Vec<String>, AppError> {
+        use futures_util::StreamExt;
+        if search.len() > 200 {
+            return Err(AppError::Invalid("The search text is too long.".into()));
+        }
+        let owner = self.owner_named(actor, owner).await?;
+        let request = crate::workspace::runtime::LogRequest { tail: crate::web::LOG_PAGE_TAIL, follow: false };
+        let lines = match self.workspaces.logs(&Actor::from(actor), &owner, request).await {
+            Ok(lines) => lines,
+            Err(WorkspaceError::Runtime(e)) if e.status() == Some(404) => return Ok(Vec::new()),
+            Err(e) => return Err(workspace_error(e)),
+        };
+        let needle = search.trim().to_lowercase();
+        let lines: Vec<Result<String, RuntimeError>> = lines.collect().await;
+        let mut shown = Vec::new();
+        for line in lines {
+            let line = line.map_err(|e| workspace_error(e.into()))?;
+            if crate::web::log_matches(&line, &needle) {
+                shown.push(line);
+            }
+        }
+        Ok(shown)
+    }
+
+    async fn gpu_board(&self, admin: &CurrentUser) -> Result<GpuBoard, AppError> {
+        if !admin.is_admin {
+            return Err(AppError::Forbidden);
+        }
+        let (gpus, note) = self.monitor.gpu_board();
+        Ok(GpuBoard { gpus, note })
+    }
+}
+
+impl Portal {
+    /// The account `owner` names, as an owner the actor may act on (checked by the service).
+    async fn owner_named(&self, actor: &CurrentUser, owner: &str) -> Result<Owner, AppError> {
+        if owner == actor.username {
+            return Ok(Owner::from(actor));
+        }
+        if !actor.is_admin {
+            // Whether another account exists is not a user's business.
+            return Err(AppError::Forbidden);
+        }
+        Ok(Owner::from(&self.accounts.find_by_name(owner).await.map_err(to_app_error)?))
     }
 }

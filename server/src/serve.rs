@@ -25,6 +25,27 @@ pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> 
         }
     });
     tokio::spawn(backend.workspaces.clone().watch_events());
+    tokio::spawn(crate::monitor::run_sampler(backend.monitor.clone(), backend.workspaces.clone()));
+    if let Some(address) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {address} (key `metrics_listen`): {e}"))?;
+        let state = crate::metrics::MetricsState {
+            metrics: backend.metrics.clone(),
+            monitor: backend.monitor.clone(),
+            db: db.clone(),
+            token: config.metrics_token.as_ref().map(|t| t.0.clone()),
+        };
+        let metrics_only = axum::Router::new()
+            .route(crate::web::METRICS_PATH, axum::routing::get(crate::metrics::serve_metrics))
+            .with_state(state);
+        tracing::info!(listen = %address, "metrics served on their own address");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics_only).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     // Sessions ended by another process (the CLI's `user disable`) leave this one's forwardAuth
     // cache within about a second.
     let (cache, revocation_db) = (backend.sessions.clone(), db.clone());

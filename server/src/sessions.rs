@@ -44,6 +44,13 @@ impl SqlSessionStore {
     }
 }
 
+/// Sessions that have not expired (by the absolute expiry stored with each).
+pub async fn count_active(db: &Db) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT COUNT(*) FROM sessions WHERE expires_at >= $1").bind(crate::db::now()).fetch_one(&db.pool).await?;
+    row.try_get::<i64, _>(0)
+}
+
 pub async fn end_sessions_of(db: &Db, cache: &SessionCache, user_id: i64) -> Result<u64, sqlx::Error> {
     let mut tx = db.pool.begin().await?;
     let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;

@@ -249,7 +249,7 @@ impl Sso {
     /// Completes the callback: state, code exchange with PKCE, ID-token checks, account mapping.
     #[tracing::instrument(skip_all, fields(provider = %pending.provider))]
     pub async fn finish(&self, pending: PendingLogin, state: &str, code: &str) -> Result<Outcome, SsoError> {
-        if !constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
+        if !crate::crypto::constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
             return Err(SsoError::State);
         }
         let provider = self.provider(&pending.provider)?;
@@ -418,10 +418,6 @@ pub fn normalize_username(raw: &str) -> Option<String> {
         name.pop();
     }
     Username::parse(&name).ok().map(|u| u.to_string())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -274,7 +274,7 @@ async fn drift_is_shown_and_applied_at_the_next_start() {
     let overrides = berth::workspace::spec::ResourceOverrides { cpus: Some(1.5), memory_limit_gib: Some(2), ..Default::default() };
     w.set_overrides(SYSTEM, &owner, &overrides).await.unwrap();
     assert!(w.view(SYSTEM, &owner).await.unwrap().drift, "running container no longer matches");
-    let overview = w.overview(SYSTEM, false).await.unwrap();
+    let overview = w.overview(SYSTEM).await.unwrap();
     assert!(overview.rows.iter().any(|r| r.username == user && r.drift));
 
     w.stop(SYSTEM, &owner).await.unwrap();

@@ -2,6 +2,7 @@ use leptos::prelude::*;
 
 use super::{action_error, viewer_resource, Frame};
 use crate::api::{get_workspaces_overview, list_users, AdminAction as AdminActionFn, AdminWorkspaceAction};
+use super::usage::{bytes, cpu_text, rate, sort_rows, urlencode, GpuSection, SORT_KEYS};
 use crate::model::{AdminAction, UserSummary, WorkspaceState, WorkspacesOverview};
 
 #[component]
@@ -30,7 +31,7 @@ pub fn AdminPage() -> impl IntoView {
                                 })}
                             </Transition>
                         </section>
-                        {is_admin.then(|| view! { <WorkspacesSection/> })}
+                        {is_admin.then(|| view! { <WorkspacesSection/> <GpuSection/> })}
                     </Frame>
                 }
             })}
@@ -87,6 +88,8 @@ fn WorkspacesSection() -> impl IntoView {
     let act = ServerAction::<AdminWorkspaceAction>::new();
     let tick = super::dashboard::ticker(3000);
     let overview = Resource::new(move || (tick.get(), act.version().get()), |_| get_workspaces_overview());
+    let query = leptos_router::hooks::use_query_map();
+    let sort = Memo::new(move |_| query.with(|q| q.get("sort")).unwrap_or_else(|| "owner".into()));
     view! {
         <section class="card" id="admin-workspaces">
             <h1>"Workspaces"</h1>
@@ -94,7 +97,11 @@ fn WorkspacesSection() -> impl IntoView {
             <Transition fallback=|| view! { <p class="muted">"Asking Docker…"</p> }>
                 {move || Suspend::new(async move {
                     match overview.await {
-                        Ok(o) => view! { <WorkspacesTable overview=o act=act/> }.into_any(),
+                        Ok(mut o) => {
+                            let key = sort.get();
+                            sort_rows(&mut o.rows, &key);
+                            view! { <WorkspacesTable overview=o act=act sort=key/> }.into_any()
+                        }
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     }
                 })}
@@ -104,7 +111,8 @@ fn WorkspacesSection() -> impl IntoView {
 }
 
 #[component]
-fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspaceAction>) -> impl IntoView {
+fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspaceAction>, sort: String) -> impl IntoView {
+    let host = overview.host.clone();
     let banner = overview.engine_problem.map(|p| view! { <p class="banner" role="alert">"Docker engine not reachable: " {p}</p> });
     let isolation = overview.isolation.map(|i| match i.warning {
         Some(warning) => view! {
@@ -122,11 +130,32 @@ fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspac
         }
         .into_any(),
     });
+    let sorted_by = sort.clone();
+    let header = move |key: &'static str| {
+        let label = SORT_KEYS.iter().find(|(k, _)| *k == key).map_or(key, |(_, l)| *l);
+        let class = if sorted_by == key { "sorted" } else { "" };
+        view! { <th><a href=format!("/admin?sort={key}") class=class data-sort=key>{label}</a></th> }
+    };
+    let totals_cpu = if host.cpus > 0 { format!("{:.2} of {} cores", host.cpu_cores_used, host.cpus) } else { format!("{:.2} cores", host.cpu_cores_used) };
+    let totals_memory = if host.memory_bytes > 0 {
+        format!("{} of {}", bytes(host.memory_used_bytes), bytes(host.memory_bytes))
+    } else {
+        bytes(host.memory_used_bytes)
+    };
+    let totals_gpus = if host.gpus.is_empty() {
+        host.gpu_note.clone().unwrap_or_default()
+    } else {
+        host.gpus
+            .iter()
+            .map(|g| format!("{}: {} %, {} / {}", g.index, g.utilization_percent, bytes(g.memory_used_bytes), bytes(g.memory_total_bytes)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     let foreign = (!overview.foreign.is_empty()).then(|| {
         view! { <p class="muted">"Foreign containers using workspace names: " {overview.foreign.join(", ")}</p> }
     });
     let empty = overview.rows.is_empty().then(|| {
-        view! { <tr><td colspan="6" class="muted">"No workspaces yet: they appear here when their users first start them."</td></tr> }
+        view! { <tr><td colspan="10" class="muted">"No workspaces yet: they appear here when their users first start them."</td></tr> }
     });
     let rows = overview
         .rows
@@ -148,20 +177,43 @@ fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspac
                     </ActionForm>
                 }
             });
-            let cpu = row.cpu_percent.map(|c| format!("{c:.1} %")).unwrap_or_default();
-            let memory = row.memory_bytes.map(|m| format!("{:.1} GiB", m as f64 / (1u64 << 30) as f64)).unwrap_or_default();
+            let usage = row.usage.clone();
+            let limits = row.limits.clone();
+            let cpu = usage.as_ref().map(|u| cpu_text(u.cpu_cores, limits.as_ref().map_or(0.0, |l| l.cpus), host.cpus)).unwrap_or_default();
+            let memory = usage
+                .as_ref()
+                .map(|u| format!("{} / {}", bytes(u.memory_bytes), bytes(u.memory_limit_bytes)))
+                .unwrap_or_default();
+            let network = usage.as_ref().map(|u| format!("↓ {} ↑ {}", rate(u.net_rx_rate), rate(u.net_tx_rate))).unwrap_or_default();
+            let disk = usage.as_ref().map(|u| format!("r {} w {}", rate(u.disk_read_rate), rate(u.disk_write_rate))).unwrap_or_default();
+            let home = usage.as_ref().and_then(|u| u.home_bytes).map(bytes).unwrap_or_default();
+            let gpus = usage
+                .as_ref()
+                .map(|u| {
+                    u.gpus
+                        .iter()
+                        .map(|g| format!("{}: {} %, {}", g.gpu.index, g.gpu.utilization_percent, bytes(g.processes.iter().filter_map(|p| p.memory_bytes).sum())))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default();
+            let detail = format!("/admin/workspaces/{}", urlencode(&row.username));
             let ports = row.ports.map(|p| format!("ssh {} · vnc {} · rdp {}", p.ssh, p.vnc, p.rdp)).unwrap_or_default();
             view! {
                 <tr data-workspace=row.username.clone()>
-                    <td>{row.username.clone()}</td>
+                    <td><a href=detail>{row.username.clone()}</a></td>
                     <td>
                         <span class=format!("badge {}", state.as_str()) data-state=state.as_str()>{state.as_str()}</span>
                         {row.drift.then(|| view! { " " <span class="badge pending">"drift"</span> })}
                         {row.orphan.then(|| view! { " " <span class="badge error">"orphan"</span> })}
                     </td>
                     <td>{ports}</td>
-                    <td>{cpu}</td>
-                    <td>{memory}</td>
+                    <td class="cpu">{cpu}</td>
+                    <td class="memory">{memory}</td>
+                    <td>{network}</td>
+                    <td>{disk}</td>
+                    <td>{home}</td>
+                    <td>{gpus}</td>
                     <td class="actions">{button}</td>
                 </tr>
             }
@@ -172,9 +224,18 @@ fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspac
         {isolation}
         {foreign}
         <div class="table-wrap">
-            <table>
-                <thead><tr><th>"Owner"</th><th>"State"</th><th>"Ports"</th><th>"CPU"</th><th>"Memory"</th><th></th></tr></thead>
+            <table id="workspaces-table" data-sort=sort.clone()>
+                <thead><tr>
+                    {header("owner")}<th>"State"</th><th>"Ports"</th>{header("cpu")}{header("memory")}{header("network")}{header("disk")}{header("home")}<th>"GPUs"</th><th></th>
+                </tr></thead>
                 <tbody>{empty}{rows}</tbody>
+                <tfoot><tr id="host-totals">
+                    <th>"Host"</th><td></td><td></td>
+                    <td>{totals_cpu}</td>
+                    <td>{totals_memory}</td>
+                    <td></td><td></td><td></td>
+                    <td>{totals_gpus}</td><td></td>
+                </tr></tfoot>
             </table>
         </div>
     }

@@ -1,10 +1,12 @@
 mod account;
 mod admin;
 pub(crate) mod dashboard;
+pub(crate) mod usage;
 
 pub use account::{AuthErrorPage, LoginPage, PendingPage, SignUpPage, SsoUsernamePage};
 pub use admin::AdminPage;
 pub use dashboard::DashboardPage;
+pub use usage::{LogsPage, WorkspaceDetailPage};
 
 use leptos::prelude::*;
 

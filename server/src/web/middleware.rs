@@ -85,10 +85,12 @@ pub(super) async fn identify(State(state): State<AppState>, session: Session, mu
                 return Redirect::to(&back).into_response();
             }
         }
+        let admin_page = path == "/admin" || path.starts_with("/admin/");
         let target = match (path, &user) {
             ("/" | "/login" | "/signup", Some(_)) => Some("/dashboard"),
-            ("/" | "/dashboard" | "/admin", None) => Some("/login"),
-            ("/admin", Some(u)) if !u.is_admin => Some("/dashboard"),
+            ("/" | "/dashboard" | "/logs", None) => Some("/login"),
+            (_, None) if admin_page => Some("/login"),
+            (_, Some(u)) if admin_page && !u.is_admin => Some("/dashboard"),
             _ => None,
         };
         if let Some(target) = target {

@@ -3,6 +3,7 @@
 //! sessions, identity, page guards: `middleware`). Single sign-on's handlers are in `oidc`.
 
 mod events;
+mod logs;
 mod middleware;
 mod oidc;
 
@@ -33,6 +34,11 @@ use crate::workspace::Workspaces;
 use middleware::{identify, one_session_cookie, refuse_cross_site};
 use oidc::{oidc_callback, oidc_login, oidc_username};
 
+pub use logs::{matches as log_matches, STREAM_TAIL as LOG_PAGE_TAIL};
+
+/// Prometheus's address on the portal (see `metrics`).
+pub const METRICS_PATH: &str = "/metrics";
+
 /// The portal's session cookie on http; host-only.
 pub const SESSION_COOKIE: &str = "berth_session";
 /// On https: the `__Host-` prefix makes browsers refuse it from any other host, or with a Domain.
@@ -56,6 +62,7 @@ pub struct AppState {
     pub guacamole: Option<Arc<GuacamoleSettings>>,
     pub http: reqwest::Client,
     pub sso: Arc<Sso>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// True once the server shuts down: long-lived responses (the live-state streams) end.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -79,7 +86,7 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
 
 /// `stopping` turns true when the server shuts down (see [`AppState::stopping`]).
 pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
-    let Backend { db, accounts, workspaces, sessions: session_cache, gateway, app_gateway, guacamole, sso } = backend;
+    let Backend { db, accounts, workspaces, sessions: session_cache, gateway, app_gateway, guacamole, sso, monitor, metrics } = backend;
     let state = AppState {
         leptos_options: leptos_options(&config),
         accounts: accounts.clone(),
@@ -88,6 +95,7 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         workspaces: workspaces.clone(),
         guacamole: guacamole.map(Arc::new),
         sso: sso.clone(),
+        metrics: metrics.clone(),
         stopping,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -101,7 +109,21 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         gateway: gateway.clone(),
         sso,
         password_login: config.password_login,
+        monitor: monitor.clone(),
+        metrics: metrics.clone(),
     }));
+    let metrics_route = match &config.metrics_token {
+        Some(token) => Router::new().route(
+            METRICS_PATH,
+            get(crate::metrics::serve_metrics).with_state(crate::metrics::MetricsState {
+                metrics: metrics.clone(),
+                monitor,
+                db: db.clone(),
+                token: Some(token.0.clone()),
+            }),
+        ),
+        None => Router::new().route(METRICS_PATH, get(crate::metrics::metrics_off)),
+    };
 
     // Host-only: the portal's session never travels to an app host (they get their own cookie,
     // see routes/verify.rs).
@@ -116,7 +138,7 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
 
     let routes = generate_route_list(App);
     // forwardAuth sits outside the session layers: it must not touch the database per request.
-    let verify = Router::new().route("/auth/verify", get(crate::routes::verify::verify)).with_state(gateway);
+    let verify = Router::new().route(crate::routes::verify::VERIFY_PATH, get(crate::routes::verify::verify)).with_state(gateway);
     let pkg = crate::web_static::pkg_routes(&state.leptos_options);
     let portal = Router::new()
         .route("/healthz", get(healthz))
@@ -124,6 +146,8 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         .route(crate::workspace::NOVNC_LAUNCH, get(novnc_launch))
         .route("/auth/app", get(app_hop))
         .route(events::WORKSPACE_EVENTS, get(events::workspace_events))
+        .route(logs::LOG_STREAM, get(logs::log_stream))
+        .route(logs::LOG_DOWNLOAD, get(logs::log_download))
         .route("/auth/oidc/{provider}/login", get(oidc_login))
         .route("/auth/oidc/{provider}/callback", get(oidc_callback))
         .route("/auth/oidc/username", axum::routing::post(oidc_username))
@@ -147,8 +171,10 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
     // /auth/verify stays uncompressed (forwardAuth's hot path); /pkg is precompressed. App hosts
     // never reach any of it when Berth's gateway serves them: it is the outermost layer.
     verify
+        .merge(metrics_route)
         .merge(pkg)
         .merge(portal)
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::count_requests))
         .layer(axum::middleware::from_fn_with_state(app_gateway, crate::routes::app_gateway::route))
 }
 

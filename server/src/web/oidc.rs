@@ -100,8 +100,14 @@ async fn oidc_finish(state: &AppState, provider: &str, query: CallbackQuery, sea
         Err(e) => return sso_failed(e),
     };
     match state.sso.finish(pending, &returned_state, &code).await {
-        Ok(outcome) => sso_outcome(state, session, outcome).await,
-        Err(e) => sso_failed(e),
+        Ok(outcome) => {
+            state.metrics.login(true, "sso");
+            sso_outcome(state, session, outcome).await
+        }
+        Err(e) => {
+            state.metrics.login(false, "sso");
+            sso_failed(e)
+        }
     }
 }
 

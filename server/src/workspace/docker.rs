@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use super::engine::{Engine, EngineError};
 use super::names::{network_name, workspace_name, LABEL_MANAGED, LABEL_SPEC, LABEL_USER};
 use super::runtime::{
-    Capabilities, Created, ExecOutcome, Observed, RuntimeError, RuntimeEvent, RuntimeStatus, Usage, WorkspaceRuntime,
+    Capabilities, Created, ExecOutcome, Observed, RuntimeError, RuntimeEvent, RuntimeStatus, LogRequest, UsageReading, WorkspaceRuntime,
 };
 use super::spec::{plan_network, GpuRequest, Mount, WorkspacePlan};
 use crate::config::Isolation;
@@ -223,7 +223,7 @@ impl WorkspaceRuntime for DockerRuntime {
             },
             None => Err("not checked".to_string()),
         };
-        Ok(Capabilities { runtimes: info.runtimes, privileged, gpus, swap_limit: info.swap_limit })
+        Ok(Capabilities { runtimes: info.runtimes, privileged, gpus, swap_limit: info.swap_limit, host_cpus: info.cpus, host_memory_bytes: info.memory_bytes })
     }
 
     async fn prepare_storage(&self, plan: &WorkspacePlan, check_space: bool) -> Result<(), RuntimeError> {
@@ -316,8 +316,16 @@ impl WorkspaceRuntime for DockerRuntime {
             .boxed())
     }
 
-    async fn usage(&self, name: &str) -> Result<Usage, RuntimeError> {
-        Ok(self.engine.usage(name).await?)
+    async fn usage_stream(&self, name: &str) -> Result<BoxStream<'static, Result<UsageReading, RuntimeError>>, RuntimeError> {
+        Ok(self.engine.stats(name).await?.map(|r| r.map_err(RuntimeError::from)).boxed())
+    }
+
+    async fn writable_layer_bytes(&self, name: &str) -> Result<Option<u64>, RuntimeError> {
+        Ok(self.engine.writable_layer_bytes(name).await?)
+    }
+
+    async fn logs(&self, name: &str, request: LogRequest) -> Result<BoxStream<'static, Result<String, RuntimeError>>, RuntimeError> {
+        Ok(self.engine.logs(name, request.tail, request.follow).await?.map(|r| r.map_err(RuntimeError::from)).boxed())
     }
 
     async fn service_address(&self, name: &str, port: u16) -> Result<Option<SocketAddr>, RuntimeError> {

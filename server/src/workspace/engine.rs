@@ -8,11 +8,11 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EventMessage, ExecConfig, NetworkConnectRequest,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, EventMessage, ExecConfig, NetworkConnectRequest,
     NetworkCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, InspectContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
     StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
@@ -22,7 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::RwLock;
 
 use super::names::LABEL_MANAGED;
-use super::runtime::{Created, ExecOutcome, Usage};
+use super::runtime::{Created, ExecOutcome, UsageReading};
 
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 /// Seconds bollard waits for an answer; stops wait for the container's own timeout on top.
@@ -73,6 +73,8 @@ pub struct EngineInfo {
     pub cdi_gpus: bool,
     /// The kernel accounts swap per container, so a swap limit holds (`SwapLimit`).
     pub swap_limit: bool,
+    pub cpus: u32,
+    pub memory_bytes: u64,
 }
 
 pub struct Engine {
@@ -151,7 +153,13 @@ impl Engine {
                     .unwrap_or_default()
                     .iter()
                     .any(|d| d.id.as_deref().is_some_and(|id| id.starts_with("nvidia.com/gpu")));
-                Ok(EngineInfo { runtimes, cdi_gpus, swap_limit: info.swap_limit.unwrap_or(false) })
+                Ok(EngineInfo {
+                    runtimes,
+                    cdi_gpus,
+                    swap_limit: info.swap_limit.unwrap_or(false),
+                    cpus: info.ncpu.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+                    memory_bytes: info.mem_total.and_then(|m| u64::try_from(m).ok()).unwrap_or(0),
+                })
             }
             Err(e) => Err(self.fail("info", e).await),
         }
@@ -406,30 +414,145 @@ impl Engine {
             .boxed())
     }
 
-    pub async fn usage(&self, name: &str) -> Result<Usage, EngineError> {
+    /// The container's resource use, once a second (Docker's own pace) until it stops.
+    pub async fn stats(&self, name: &str) -> Result<BoxStream<'static, Result<UsageReading, EngineError>>, EngineError> {
         let docker = self.client().await?;
-        let options = StatsOptionsBuilder::new().stream(false).one_shot(false).build();
-        let mut stream = docker.stats(name, Some(options));
-        let stats = match stream.next().await {
-            Some(Ok(stats)) => stats,
-            Some(Err(e)) => return Err(self.fail("container stats", e).await),
-            None => return Ok(Usage::default()),
-        };
-        let cpu = stats.cpu_stats.as_ref();
-        let pre = stats.precpu_stats.as_ref();
-        let total = |s: Option<&bollard::models::ContainerCpuStats>| {
-            s.and_then(|s| s.cpu_usage.as_ref()).and_then(|u| u.total_usage).unwrap_or(0)
-        };
-        let system = |s: Option<&bollard::models::ContainerCpuStats>| s.and_then(|s| s.system_cpu_usage).unwrap_or(0);
-        let cpu_delta = total(cpu).saturating_sub(total(pre)) as f64;
-        let system_delta = system(cpu).saturating_sub(system(pre)) as f64;
-        let cpus = cpu.and_then(|c| c.online_cpus).unwrap_or(1) as f64;
-        let cpu_percent = if system_delta > 0.0 { cpu_delta / system_delta * cpus * 100.0 } else { 0.0 };
-        let memory = stats.memory_stats.as_ref();
-        Ok(Usage {
-            cpu_percent,
-            memory_bytes: memory.and_then(|m| m.usage).unwrap_or(0),
-            memory_limit_bytes: memory.and_then(|m| m.limit).unwrap_or(0),
-        })
+        let options = StatsOptionsBuilder::new().stream(true).one_shot(false).build();
+        let host = self.host.clone();
+        Ok(docker
+            .stats(name, Some(options))
+            .map(move |item| match item {
+                Ok(stats) => Ok(reading_from_stats(&stats)),
+                Err(BollardError::DockerResponseServerError { status_code, message }) => {
+                    Err(EngineError::Operation { op: "container stats", status: status_code, message })
+                }
+                Err(e) => Err(EngineError::Unavailable(format!("{host} (container stats: {})", with_causes(&e)))),
+            })
+            .boxed())
     }
+
+    /// The size of the container's writable layer (`docker ps --size`): the engine walks the
+    /// layer to answer, so this is slow on a big one.
+    pub async fn writable_layer_bytes(&self, name: &str) -> Result<Option<u64>, EngineError> {
+        let docker = self.client().await?;
+        let options = InspectContainerOptionsBuilder::new().size(true).build();
+        match docker.inspect_container(name, Some(options)).await {
+            Ok(info) => Ok(info.size_rw.and_then(|s| u64::try_from(s).ok())),
+            Err(e) => Err(self.fail("container inspect (size)", e).await),
+        }
+    }
+
+    /// The container's output as lines, from `tail` lines back, following it when asked.
+    pub async fn logs(&self, name: &str, tail: usize, follow: bool) -> Result<BoxStream<'static, Result<String, EngineError>>, EngineError> {
+        let docker = self.client().await?;
+        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).follow(follow).tail(&tail.to_string()).build();
+        let host = self.host.clone();
+        let chunks = docker.logs(name, Some(options)).map(move |item| match item {
+            Ok(output) => Ok(output.into_bytes()),
+            Err(BollardError::DockerResponseServerError { status_code, message }) => {
+                Err(EngineError::Operation { op: "container logs", status: status_code, message })
+            }
+            Err(e) => Err(EngineError::Unavailable(format!("{host} (container logs: {})", with_causes(&e)))),
+        });
+        Ok(lines_of(chunks).boxed())
+    }
+}
+
+/// The longest line a log reader is given; the rest of a longer one is dropped, so one
+/// endless line cannot fill Berth's memory.
+pub const MAX_LOG_LINE: usize = 16 * 1024;
+
+/// Splits a stream of output chunks into lines (a write may hold several lines, or part of one).
+fn lines_of<E: Send + 'static>(
+    chunks: impl futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+) -> impl futures_util::Stream<Item = Result<String, E>> + Send + 'static {
+    struct Split {
+        pending: Vec<u8>,
+        ready: std::collections::VecDeque<String>,
+        ended: bool,
+    }
+    let state = Split { pending: Vec::new(), ready: Default::default(), ended: false };
+    futures_util::stream::unfold((Box::pin(chunks), state), |(mut chunks, mut s)| async move {
+        loop {
+            if let Some(line) = s.ready.pop_front() {
+                return Some((Ok(line), (chunks, s)));
+            }
+            if s.ended {
+                return None;
+            }
+            match chunks.next().await {
+                Some(Ok(bytes)) => {
+                    for &b in bytes.iter() {
+                        if b == b'\n' {
+                            let line = String::from_utf8_lossy(&s.pending).trim_end_matches('\r').to_string();
+                            s.ready.push_back(line);
+                            s.pending.clear();
+                        } else if s.pending.len() < MAX_LOG_LINE {
+                            s.pending.push(b);
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    s.ended = true;
+                    return Some((Err(e), (chunks, s)));
+                }
+                None => {
+                    s.ended = true;
+                    if !s.pending.is_empty() {
+                        s.ready.push_back(String::from_utf8_lossy(&s.pending).to_string());
+                        s.pending.clear();
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// One stats frame as a reading. Memory leaves out the inactive page cache, as `docker stats`
+/// does (cgroup v2 calls it `inactive_file`, v1 `total_inactive_file`): a workspace that read
+/// big files is not using that memory.
+pub fn reading_from_stats(stats: &ContainerStatsResponse) -> UsageReading {
+    let cpu = stats.cpu_stats.as_ref();
+    let memory = stats.memory_stats.as_ref();
+    let usage = memory.and_then(|m| m.usage).unwrap_or(0);
+    let inactive = memory
+        .and_then(|m| m.stats.as_ref())
+        .and_then(|s| s.get("inactive_file").or_else(|| s.get("total_inactive_file")).copied())
+        .unwrap_or(0);
+    let (mut rx, mut tx) = (0u64, 0u64);
+    for net in stats.networks.iter().flat_map(|n| n.values()) {
+        rx += net.rx_bytes.unwrap_or(0);
+        tx += net.tx_bytes.unwrap_or(0);
+    }
+    let (mut read, mut write) = (0u64, 0u64);
+    for entry in stats.blkio_stats.iter().flat_map(|b| b.io_service_bytes_recursive.iter().flatten()) {
+        match entry.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("read") => read += entry.value.unwrap_or(0),
+            Some("write") => write += entry.value.unwrap_or(0),
+            _ => {}
+        }
+    }
+    let at_ms = stats
+        .read
+        .as_deref()
+        .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap_or_else(now_ms);
+    UsageReading {
+        container_id: stats.id.clone().unwrap_or_default(),
+        at_ms,
+        cpu_ns: cpu.and_then(|c| c.cpu_usage.as_ref()).and_then(|u| u.total_usage).unwrap_or(0),
+        host_cpu_ns: cpu.and_then(|c| c.system_cpu_usage).unwrap_or(0),
+        online_cpus: cpu.and_then(|c| c.online_cpus).unwrap_or(1).max(1),
+        memory_bytes: usage.saturating_sub(inactive),
+        memory_limit_bytes: memory.and_then(|m| m.limit).unwrap_or(0),
+        net_rx_bytes: rx,
+        net_tx_bytes: tx,
+        disk_read_bytes: read,
+        disk_write_bytes: write,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }

@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 
 use super::names::{workspace_name, LABEL_USER};
 use super::runtime::{
-    Capabilities, Created, ExecOutcome, Observed, RuntimeError, RuntimeEvent, RuntimeStatus, Usage, WorkspaceRuntime,
+    Capabilities, Created, ExecOutcome, Observed, RuntimeError, RuntimeEvent, RuntimeStatus, LogRequest, UsageReading, WorkspaceRuntime,
 };
 use super::spec::WorkspacePlan;
 
@@ -183,7 +183,7 @@ impl WorkspaceRuntime for FakeRuntime {
     async fn capabilities(&self) -> Result<Capabilities, RuntimeError> {
         self.call("capabilities".into())?;
         let configured = self.state.lock().expect("fake").capabilities.clone();
-        Ok(configured.unwrap_or(Capabilities { runtimes: vec!["runc".into()], privileged: Err("refused by the fake".into()), gpus: false, swap_limit: true }))
+        Ok(configured.unwrap_or(Capabilities { runtimes: vec!["runc".into()], privileged: Err("refused by the fake".into()), gpus: false, swap_limit: true, host_cpus: 2, host_memory_bytes: 8 << 30 }))
     }
 
     async fn prepare_storage(&self, plan: &WorkspacePlan, check_space: bool) -> Result<(), RuntimeError> {
@@ -301,9 +301,31 @@ impl WorkspaceRuntime for FakeRuntime {
         Ok(events.boxed())
     }
 
-    async fn usage(&self, name: &str) -> Result<Usage, RuntimeError> {
+    /// Two readings a second apart: a quarter of one core, 256 MiB; then the stream ends.
+    async fn usage_stream(&self, name: &str) -> Result<BoxStream<'static, Result<UsageReading, RuntimeError>>, RuntimeError> {
         self.call(format!("usage {name}"))?;
-        Ok(Usage { cpu_percent: 12.5, memory_bytes: 256 << 20, memory_limit_bytes: 1 << 30 })
+        let first = UsageReading {
+            container_id: format!("fake-{name}"),
+            at_ms: 1_700_000_000_000,
+            cpu_ns: 1_000_000_000,
+            host_cpu_ns: 100_000_000_000,
+            online_cpus: 2,
+            memory_bytes: 256 << 20,
+            memory_limit_bytes: 1 << 30,
+            ..UsageReading::default()
+        };
+        let second = UsageReading { at_ms: first.at_ms + 1000, cpu_ns: first.cpu_ns + 250_000_000, host_cpu_ns: first.host_cpu_ns + 2_000_000_000, ..first.clone() };
+        Ok(futures_util::stream::iter([Ok(first), Ok(second)]).boxed())
+    }
+
+    async fn writable_layer_bytes(&self, name: &str) -> Result<Option<u64>, RuntimeError> {
+        self.call(format!("size {name}"))?;
+        Ok(Some(4096))
+    }
+
+    async fn logs(&self, name: &str, request: LogRequest) -> Result<BoxStream<'static, Result<String, RuntimeError>>, RuntimeError> {
+        let lines = self.log_tail(name, request.tail).await?;
+        Ok(futures_util::stream::iter(lines.into_iter().map(Ok)).boxed())
     }
 
     async fn service_address(&self, name: &str, port: u16) -> Result<Option<SocketAddr>, RuntimeError> {

@@ -206,12 +206,17 @@ impl Workspaces {
     }
 
     pub async fn apply(self: &Arc<Self>, actor: &Actor, owner: &Owner, action: WorkspaceAction) -> Result<(), WorkspaceError> {
-        match action {
+        let started = std::time::Instant::now();
+        let result = match action {
             WorkspaceAction::Start => self.start(actor, owner).await,
             WorkspaceAction::Stop => self.stop(actor, owner).await,
             WorkspaceAction::Restart => self.restart(actor, owner).await,
             WorkspaceAction::Reset => self.reset(actor, owner).await,
+        };
+        if let Some(hook) = &self.on_operation {
+            hook(action.as_str(), result.is_ok(), started.elapsed());
         }
+        result
     }
 
     /// Checks the actor, shows the operation as under way at once and runs it in the

@@ -271,7 +271,7 @@ async fn the_service_checks_who_asks() {
 
     assert!(forbidden(f.w.start(&as_mallory, &alice).await), "another user cannot start alice's workspace");
     assert!(forbidden(f.w.view(&as_mallory, &alice).await.map(drop)));
-    assert!(forbidden(f.w.overview(&as_alice, false).await.map(drop)), "admin-only even if a caller forgets");
+    assert!(forbidden(f.w.overview(&as_alice).await.map(drop)), "admin-only even if a caller forgets");
     assert!(forbidden(f.w.reconcile(&as_alice).await.map(drop)));
     assert!(forbidden(f.w.set_overrides(&as_alice, &alice, &Default::default()).await));
     assert!(forbidden(f.w.disable_user(&as_alice, &mallory).await));
@@ -307,7 +307,7 @@ async fn auto_isolation_and_gpus_follow_what_the_runtime_offers() {
 
     // A GPU server with sysbox: sysbox, and every GPU.
     let f = fixture_with(Isolation::Auto).await;
-    f.fake.set_capabilities(super::runtime::Capabilities { runtimes: vec!["runc".into(), "sysbox-runc".into(), "nvidia".into()], privileged: Ok(()), gpus: true, swap_limit: true });
+    f.fake.set_capabilities(super::runtime::Capabilities { runtimes: vec!["runc".into(), "sysbox-runc".into(), "nvidia".into()], privileged: Ok(()), gpus: true, swap_limit: true, host_cpus: 8, host_memory_bytes: 64 << 30 });
     let bob = user(&f.db, "bob", "approved", false).await;
     f.w.start(SYSTEM, &bob).await.unwrap();
     assert_eq!(f.w.isolation().await.unwrap(), Isolation::Sysbox);
@@ -555,7 +555,7 @@ async fn the_card_says_there_are_no_gpus_on_a_cpu_only_server() {
     assert_eq!(f.w.view(SYSTEM, &alice).await.unwrap().limits.gpus_summary, "GPUs: none");
 
     let f = fixture().await;
-    f.fake.set_capabilities(super::runtime::Capabilities { runtimes: vec!["runc".into(), "nvidia".into()], privileged: Ok(()), gpus: true, swap_limit: true });
+    f.fake.set_capabilities(super::runtime::Capabilities { runtimes: vec!["runc".into(), "nvidia".into()], privileged: Ok(()), gpus: true, swap_limit: true, host_cpus: 8, host_memory_bytes: 64 << 30 });
     let bob = user(&f.db, "bob", "approved", false).await;
     assert_eq!(f.w.view(SYSTEM, &bob).await.unwrap().limits.gpus_summary, "GPUs: all");
 }
@@ -567,7 +567,7 @@ async fn the_card_says_when_the_server_cannot_limit_swap() {
     assert_eq!(f.w.view(SYSTEM, &alice).await.unwrap().limits.swap_summary, "swap 50 GiB");
 
     let f = fixture().await;
-    f.fake.set_capabilities(super::runtime::Capabilities { runtimes: vec!["runc".into()], privileged: Ok(()), gpus: false, swap_limit: false });
+    f.fake.set_capabilities(super::runtime::Capabilities { runtimes: vec!["runc".into()], privileged: Ok(()), gpus: false, swap_limit: false, host_cpus: 8, host_memory_bytes: 64 << 30 });
     let bob = user(&f.db, "bob", "approved", false).await;
     assert_eq!(f.w.view(SYSTEM, &bob).await.unwrap().limits.swap_summary, "swap not limited on this server");
 }

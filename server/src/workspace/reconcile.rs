@@ -38,7 +38,7 @@ impl Workspaces {
     /// workspaces their users want running (e.g. after Berth died mid-start).
     pub async fn reconcile(self: &Arc<Self>, actor: &Actor) -> Result<ReconcileReport, WorkspaceError> {
         actor.may_administer()?;
-        let overview = self.overview(actor, false).await?;
+        let overview = self.overview(actor).await?;
         if let Some(problem) = overview.engine_problem {
             return Err(WorkspaceError::Runtime(super::runtime::RuntimeError::Unavailable(problem)));
         }

@@ -65,6 +65,9 @@ pub struct Capabilities {
     /// Whether a workspace's swap limit holds: without swap accounting in the kernel, Docker
     /// limits memory only and a workspace may swap as much as the host has.
     pub swap_limit: bool,
+    /// The host's size, for the admin's totals (0 when the runtime does not say).
+    pub host_cpus: u32,
+    pub host_memory_bytes: u64,
 }
 
 /// A workspace's condition on the runtime, in the runtime's own words mapped to a few.
@@ -117,12 +120,37 @@ pub struct RuntimeEvent {
     pub owner: Option<String>,
 }
 
-/// Live resource use of one workspace.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Usage {
-    pub cpu_percent: f64,
+/// One reading of a workspace's resource use: counters since its start, and its memory now.
+/// Rates come from two readings (see `monitor::usage`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageReading {
+    /// The runtime's id of what runs the workspace (Docker: the container id, which GPU
+    /// processes' cgroups name).
+    pub container_id: String,
+    /// When the runtime took it, in Unix milliseconds.
+    pub at_ms: i64,
+    /// CPU time the workspace used, in nanoseconds.
+    pub cpu_ns: u64,
+    /// CPU time the whole host used (all cores), in nanoseconds; with `online_cpus`, what a
+    /// share of the host is.
+    pub host_cpu_ns: u64,
+    pub online_cpus: u32,
+    /// Memory in use, without the page cache the kernel can drop (as `docker stats` counts it).
     pub memory_bytes: u64,
     pub memory_limit_bytes: u64,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+    pub disk_read_bytes: u64,
+    pub disk_write_bytes: u64,
+}
+
+/// Which part of a workspace's output to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRequest {
+    /// The last this many lines (a bound on what is read, however long the log is).
+    pub tail: usize,
+    /// Go on with new lines as they come, until the reader goes away or the workspace stops.
+    pub follow: bool,
 }
 
 /// How a command run in a workspace ended, and what it printed (stdout and stderr together).
@@ -170,7 +198,17 @@ pub trait WorkspaceRuntime: Send + Sync + 'static {
     /// Changes to Berth's workspaces from now on (see the contract on ordering and loss).
     async fn watch(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError>;
 
-    async fn usage(&self, name: &str) -> Result<Usage, RuntimeError>;
+    /// The workspace's resource use, about once a second while it runs: one stream per
+    /// workspace serves every reader (see `monitor`). Ends when the workspace stops.
+    async fn usage_stream(&self, name: &str) -> Result<BoxStream<'static, Result<UsageReading, RuntimeError>>, RuntimeError>;
+
+    /// Bytes the workspace wrote outside its mounts (Docker: the container's writable layer).
+    /// Costly to work out: asked rarely. None when the runtime cannot tell.
+    async fn writable_layer_bytes(&self, name: &str) -> Result<Option<u64>, RuntimeError>;
+
+    /// What the workspace prints, line by line (stdout and stderr together, no trailing
+    /// newline), from `request.tail` lines back.
+    async fn logs(&self, name: &str, request: LogRequest) -> Result<BoxStream<'static, Result<String, RuntimeError>>, RuntimeError>;
 
     /// Where Berth itself reaches `port` of the workspace (probes, its own proxy); None when
     /// the workspace is not running.

@@ -83,6 +83,11 @@ impl Actor {
         }
     }
 
+    /// Its usage and its output: the owner, or an admin (who keeps the shared machine fair).
+    pub fn may_watch(&self, owner: &Owner) -> Result<(), WorkspaceError> {
+        self.may_operate(owner)
+    }
+
     /// The workspace's own secrets: the owner alone (admins run the portal, not users' sessions).
     pub(super) fn may_use_secrets(&self, owner: &Owner) -> Result<(), WorkspaceError> {
         if self.is_owner(owner) {
@@ -125,7 +130,11 @@ pub struct Workspaces {
     pub routes: Option<Arc<TraefikWriter>>,
     /// How launch links are built.
     pub links: LinkSettings,
+    /// Told of every finished start, stop, restart and reset: (operation, succeeded, time taken).
+    pub on_operation: Option<OperationHook>,
 }
+
+pub type OperationHook = Arc<dyn Fn(&'static str, bool, Duration) + Send + Sync>;
 
 /// Where one app of a workspace is reached, with what the proxy adds to each request.
 #[derive(Clone)]
@@ -172,6 +181,7 @@ impl Workspaces {
             ssh_host,
             routes: None,
             links: LinkSettings::default(),
+            on_operation: None,
         }
     }
 

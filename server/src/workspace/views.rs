@@ -5,11 +5,10 @@
 use std::collections::HashMap;
 
 use app::model::{LimitsView, PortsView, WorkspaceRow, WorkspaceState, WorkspaceView, WorkspacesOverview};
-use futures_util::StreamExt;
 
 use super::names::workspace_name;
 use super::services;
-use super::runtime::{Capabilities, Observed, RuntimeError, RuntimeStatus, Usage};
+use super::runtime::{Capabilities, LogRequest, Observed, RuntimeError, RuntimeStatus};
 use super::service::{Actor, Owner, WorkspaceError, Workspaces};
 use super::spec::{PortBlock, ResourceOverrides};
 use crate::db::now;
@@ -40,6 +39,32 @@ impl Workspaces {
         let listed = self.runtime.list().await?;
         self.live.replace_all(listed.clone());
         Ok(listed)
+    }
+
+    /// Owners whose workspaces run now (from the live picture when it is followed).
+    pub async fn running_owners(&self) -> Result<Vec<String>, RuntimeError> {
+        let all = self.observe_all().await;
+        self.note_runtime(&all);
+        Ok(all?.into_iter().filter(|o| o.status == RuntimeStatus::Running).filter_map(|o| o.owner).collect())
+    }
+
+    /// The owner's limits as the card shows them (defaults for a user without a record).
+    pub async fn limits_of(&self, owner: &Owner) -> Result<LimitsView, WorkspaceError> {
+        let record = self.record(owner).await?;
+        let overrides = record.map(|r| r.overrides).unwrap_or_default();
+        let server = self.capabilities().await.ok();
+        Ok(self.limits(&overrides, server))
+    }
+
+    /// The owner's workspace output (see `LogRequest`), for the owner or an admin.
+    pub async fn logs(
+        &self,
+        actor: &Actor,
+        owner: &Owner,
+        request: LogRequest,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<String, RuntimeError>>, WorkspaceError> {
+        actor.may_watch(owner)?;
+        Ok(self.runtime.logs(&workspace_name(&owner.username), request).await?)
     }
 
     fn ports_view(&self, slot: u32) -> Option<PortsView> {
@@ -166,36 +191,22 @@ impl Workspaces {
 
     /// Every workspace on the runtime plus every user with a record, for admins. One query for
     /// the records, one listing (or none, when the live picture is followed).
-    pub async fn overview(&self, actor: &Actor, with_usage: bool) -> Result<WorkspacesOverview, WorkspaceError> {
+    pub async fn overview(&self, actor: &Actor) -> Result<WorkspacesOverview, WorkspaceError> {
         actor.may_administer()?;
         let listed = self.observe_all().await;
         self.note_runtime(&listed);
         let observed = match listed {
             Ok(o) => o,
             Err(RuntimeError::Unavailable(why)) => {
-                return Ok(WorkspacesOverview { rows: Vec::new(), foreign: Vec::new(), engine_problem: Some(why), isolation: self.isolation_view() })
+                return Ok(WorkspacesOverview { rows: Vec::new(), foreign: Vec::new(), engine_problem: Some(why), isolation: self.isolation_view(), host: Default::default() })
             }
             Err(e) => return Err(e.into()),
         };
         let records: HashMap<String, super::records::OwnedRecord> =
             self.records.all().await?.into_iter().map(|r| (r.username.clone(), r)).collect();
 
-        // Docker takes about a second per stats sample: ask for all running workspaces at once.
-        let usages: HashMap<String, Usage> = if with_usage {
-            let running: Vec<String> =
-                observed.iter().filter(|o| o.status == RuntimeStatus::Running).filter_map(|o| o.owner.clone()).collect();
-            futures_util::stream::iter(running)
-                .map(|owner| async move {
-                    let usage = self.runtime.usage(&workspace_name(&owner)).await.ok();
-                    (owner, usage)
-                })
-                .buffer_unordered(16)
-                .filter_map(|(owner, usage)| async move { usage.map(|u| (owner, u)) })
-                .collect()
-                .await
-        } else {
-            HashMap::new()
-        };
+        // Known by now unless no workspace exists yet; cached after the first answer.
+        let server = self.capabilities().await.ok();
         let mut rows = Vec::new();
         for o in &observed {
             let Some(owner) = o.owner.clone() else { continue };
@@ -204,13 +215,12 @@ impl Workspaces {
                 Some(r) => Some(self.plan_for(&owner, &r.record).await?.hash()),
                 None => None,
             };
-            let usage = usages.get(&owner).copied();
             rows.push(WorkspaceRow {
                 username: owner.clone(),
                 state: self.progress.busy(&owner).unwrap_or(o.status.workspace_state()),
                 ports: record.and_then(|r| self.ports_view(r.record.slot)),
-                cpu_percent: usage.map(|u| u.cpu_percent),
-                memory_bytes: usage.map(|u| u.memory_bytes),
+                usage: None,
+                limits: record.map(|r| self.limits(&r.record.overrides, server)),
                 drift: expected.is_some() && o.plan_hash != expected,
                 orphan: expected.is_none(),
             });
@@ -221,8 +231,8 @@ impl Workspaces {
                     username: owner.clone(),
                     state: WorkspaceState::Absent,
                     ports: self.ports_view(r.record.slot),
-                    cpu_percent: None,
-                    memory_bytes: None,
+                    usage: None,
+                    limits: Some(self.limits(&r.record.overrides, server)),
                     drift: false,
                     orphan: false,
                 });
@@ -232,7 +242,7 @@ impl Workspaces {
         let foreign = self.runtime.list_foreign().await?;
         // Known by now (the rows' drift needed it) unless no workspace exists yet.
         let _ = self.isolation().await;
-        Ok(WorkspacesOverview { rows, foreign, engine_problem: None, isolation: self.isolation_view() })
+        Ok(WorkspacesOverview { rows, foreign, engine_problem: None, isolation: self.isolation_view(), host: Default::default() })
     }
 }
 

@@ -1,0 +1,17 @@
+-- Each running workspace's resource use, one row per sample (every 10 s by default); rows older
+-- than an hour are averaged into one per minute (`span` 60) and rows older than the retention
+-- (7 days by default) are deleted. `gpus` is JSON: the GPUs its processes were on.
+CREATE TABLE usage_samples (
+    username TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    span INTEGER NOT NULL,
+    cpu_cores DOUBLE PRECISION NOT NULL,
+    memory_bytes BIGINT NOT NULL,
+    net_rx_rate DOUBLE PRECISION NOT NULL,
+    net_tx_rate DOUBLE PRECISION NOT NULL,
+    disk_read_rate DOUBLE PRECISION NOT NULL,
+    disk_write_rate DOUBLE PRECISION NOT NULL,
+    gpus TEXT
+);
+CREATE INDEX usage_samples_by_user ON usage_samples (username, at);
+CREATE INDEX usage_samples_by_span ON usage_samples (span, at);

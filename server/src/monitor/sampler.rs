@@ -1,0 +1,131 @@
+//! The one loop that asks the runtime about usage: every few seconds it learns which
+//! workspaces run (from the live picture, which events keep current), keeps one usage stream
+//! open per running workspace, reads the GPUs, now and then measures sizes, and compacts the
+//! history. However many pages are open, the engine sees this loop alone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+
+use super::Monitor;
+use crate::db::now;
+use crate::workspace::names::workspace_name;
+use crate::workspace::runtime::UsageReading;
+use crate::workspace::Workspaces;
+
+/// How often the loop looks for started and stopped workspaces, and reads the GPUs.
+const TICK: Duration = Duration::from_secs(2);
+/// How often home and writable-layer sizes are measured (both walk files).
+const SIZES_EVERY: Duration = Duration::from_secs(300);
+/// How often old samples are averaged and expired ones deleted.
+const COMPACT_EVERY: Duration = Duration::from_secs(600);
+/// A home walk stops counting after this many entries.
+const HOME_WALK_LIMIT: usize = 2_000_000;
+
+/// Runs until the process ends.
+pub async fn run(monitor: Arc<Monitor>, workspaces: Arc<Workspaces>) {
+    let mut streams: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut last_sizes: Option<tokio::time::Instant> = None;
+    let mut last_compact = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let gpu_reader = monitor.clone();
+        // NVML calls block; a hung driver must not stop the usage streams.
+        let gpus = tokio::task::spawn_blocking(move || gpu_reader.read_gpus());
+        match workspaces.running_owners().await {
+            Ok(running) => {
+                monitor.set_engine_up(true);
+                streams.retain(|owner, task| {
+                    let keep = running.contains(owner) && !task.is_finished();
+                    if !keep {
+                        task.abort();
+                        if !running.contains(owner) {
+                            monitor.forget(owner);
+                        }
+                    }
+                    keep
+                });
+                for owner in &running {
+                    if !streams.contains_key(owner) {
+                        streams.insert(owner.clone(), tokio::spawn(follow(monitor.clone(), workspaces.clone(), owner.clone())));
+                    }
+                }
+                if last_sizes.is_none_or(|t| t.elapsed() >= SIZES_EVERY) {
+                    last_sizes = Some(tokio::time::Instant::now());
+                    tokio::spawn(measure_sizes(monitor.clone(), workspaces.clone(), running));
+                }
+            }
+            Err(e) => {
+                monitor.set_engine_up(false);
+                tracing::debug!(error = %e, "usage sampler: the runtime did not answer");
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), gpus).await;
+        if last_compact.elapsed() >= COMPACT_EVERY {
+            last_compact = tokio::time::Instant::now();
+            match monitor.history.compact(now()).await {
+                Ok(done) => tracing::debug!(averaged = done.averaged, deleted = done.deleted, "usage history compacted"),
+                Err(e) => tracing::warn!(error = %e, "could not compact the usage history"),
+            }
+        }
+    }
+}
+
+/// Follows one workspace's usage stream until it ends (the workspace stopped) or fails.
+async fn follow(monitor: Arc<Monitor>, workspaces: Arc<Workspaces>, owner: String) {
+    let name = workspace_name(&owner);
+    let mut stream = match workspaces.runtime().usage_stream(&name).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(owner, error = %e, "no usage stream");
+            return;
+        }
+    };
+    let every = monitor.settings.sample_seconds.max(1) as i64;
+    let mut before: Option<UsageReading> = None;
+    let mut last_stored: i64 = 0;
+    while let Some(item) = stream.next().await {
+        let reading = match item {
+            Ok(reading) => reading,
+            Err(e) => {
+                tracing::debug!(owner, error = %e, "usage stream ended");
+                break;
+            }
+        };
+        if let Some(rates) = before.as_ref().and_then(|b| super::usage::rates(b, &reading)) {
+            let at = reading.at_ms / 1000;
+            monitor.record(&owner, reading.clone(), rates);
+            if at - last_stored >= every {
+                last_stored = at;
+                if let Some(point) = monitor.point_of(&owner) {
+                    if let Err(e) = monitor.history.insert(&owner, at, every, &point).await {
+                        tracing::warn!(owner, error = %e, "could not store a usage sample");
+                    }
+                }
+            }
+        }
+        before = Some(reading);
+    }
+}
+
+async fn measure_sizes(monitor: Arc<Monitor>, workspaces: Arc<Workspaces>, owners: Vec<String>) {
+    for owner in owners {
+        let home = monitor.settings.storage_root.join("homes").join(&owner);
+        let home_bytes = tokio::task::spawn_blocking(move || super::disk_usage(&home, HOME_WALK_LIMIT)).await.ok().flatten();
+        let layer = tokio::time::timeout(Duration::from_secs(60), workspaces.runtime().writable_layer_bytes(&workspace_name(&owner))).await;
+        let writable_layer_bytes = match layer {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
+                tracing::debug!(owner, error = %e, "writable layer size unknown");
+                None
+            }
+            Err(_) => None,
+        };
+        monitor.set_sizes(&owner, home_bytes, writable_layer_bytes);
+    }
+}
