@@ -25,6 +25,7 @@ test: deps-test docker-engine build test-image image
 	scripts/check-compose.sh
 	@# Both suites run even when the first fails, so one run shows every failure.
 	pg_url=$$(scripts/ensure-postgres.sh) || exit 1; status=0; \
+	$(CARGO) test -p app --lib --features ssr || status=1; \
 	BERTH_TEST_POSTGRES_URL=$$pg_url $(CARGO) test -p server --no-fail-fast || status=1; \
 	$(CARGO) test -p end2end --no-fail-fast -- --test-threads=1 || status=1; \
 	exit $$status
@@ -44,7 +45,8 @@ portal-image: site
 
 ## Benchmarks (release build): forwardAuth vs nginx, workspace start vs docker start, the
 ## login page's bytes on the wire and time to hydrated in headless Chromium, engine calls with
-## 1 vs 200 open dashboards, a workspace's static file through the app gateway vs direct.
+## 1 vs 200 open dashboards, a workspace's static file through the app gateway vs direct, and
+## what sampling 100 running workspaces costs Berth against an idle Berth.
 bench: deps-test docker-engine site test-image
 	$(CARGO) build -p server --release
 	PIN=1 scripts/bench-verify.sh
@@ -53,6 +55,7 @@ bench: deps-test docker-engine site test-image
 	scripts/bench-page.sh
 	scripts/bench-dashboards.sh
 	scripts/bench-gateway.sh
+	scripts/bench-sampling.sh
 
 ## The real workspace image (slim profile builds here in minutes; full is for production sites).
 image: docker-engine

@@ -212,6 +212,24 @@ pub async fn get_usage(user: Option<String>, hours: Option<u32>) -> Result<crate
     ssr::services().usage_panel(&me, &owner, hours.unwrap_or(1)).await.map_err(ssr::fail)
 }
 
+/// [`get_usage`] drawn as the dashboard shows it (figures and SVG charts, as HTML): drawn on
+/// the server, so the browser's download carries no chart code.
+#[server(endpoint = "usage-html")]
+pub async fn get_usage_html(user: Option<String>, hours: Option<u32>) -> Result<String, AppError> {
+    let me = ssr::require_user().map_err(ssr::fail)?;
+    let owner = user.unwrap_or_else(|| me.username.clone());
+    let panel = ssr::services().usage_panel(&me, &owner, hours.unwrap_or(1)).await.map_err(ssr::fail)?;
+    Ok(crate::pages::usage::figures_html(&panel))
+}
+
+/// [`get_gpu_board`] as the admin page shows it (HTML drawn on the server).
+#[server(endpoint = "gpus-html")]
+pub async fn get_gpu_board_html() -> Result<String, AppError> {
+    let admin = ssr::require_admin().map_err(ssr::fail)?;
+    let board = ssr::services().gpu_board(&admin).await.map_err(ssr::fail)?;
+    Ok(crate::pages::usage::gpu_board_html(&board))
+}
+
 /// The host's GPUs and whose processes are on them (admins).
 #[server(endpoint = "gpus")]
 pub async fn get_gpu_board() -> Result<crate::model::GpuBoard, AppError> {

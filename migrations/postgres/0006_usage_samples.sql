@@ -14,4 +14,6 @@ CREATE TABLE usage_samples (
     gpus TEXT
 );
 CREATE INDEX usage_samples_by_user ON usage_samples (username, at);
+-- Compaction finds the raw rows by span, the retention finds the old rows by time.
 CREATE INDEX usage_samples_by_span ON usage_samples (span, at);
+CREATE INDEX usage_samples_by_time ON usage_samples (at);

@@ -23,6 +23,8 @@ pub struct Portal {
 
 /// The longest history a usage panel shows: the retention's default.
 const MAX_PANEL_HOURS: u32 = 7 * 24;
+/// The most points a panel's chart gets (an hour of 10-second samples).
+const CHART_POINTS: usize = 360;
 
 fn password_login_off() -> AppError {
     AppError::Refused("Password login is turned off here; use single sign-on.".into())
@@ -205,6 +207,7 @@ impl PortalServices for Portal {
             tracing::error!(error = %e, "cannot read the usage history");
             AppError::Unavailable("The usage history cannot be read right now.".into())
         })?;
+        let history = crate::monitor::history::thin(history, since, until, CHART_POINTS);
         let (host_cpus, host_memory_bytes) = match self.workspaces.capabilities().await {
             Ok(c) => (c.host_cpus, c.host_memory_bytes),
             Err(_) => (0, 0),

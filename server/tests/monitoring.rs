@@ -123,12 +123,19 @@ async fn usage_metrics_gpus_and_logs_come_from_the_sampler() {
     })
     .await;
     assert_eq!(panel["username"], alice_name.as_str());
+    assert!(!panel.to_string().contains(&bob_name), "alice's panel says nothing of bob, who shares her GPU: {panel}");
     let gpus = panel["now"]["gpus"].as_array().unwrap();
     assert_eq!(gpus.len(), 1, "alice's processes are on GPU 0 only: {gpus:?}");
     assert_eq!(gpus[0]["gpu"]["index"], 0);
     assert_eq!(gpus[0]["gpu"]["utilization_percent"], 87);
     assert_eq!(gpus[0]["processes"], serde_json::json!([{ "pid": 4242, "user": alice_name, "memory_bytes": 21474836480u64 }]));
     assert!(panel["now"]["cpu_cores"].as_f64().is_some_and(|c| c >= 0.0));
+    // Sizes are measured as soon as a workspace is seen running (then every few minutes).
+    let sized = usage_until(&alice, None, "alice's home and layer sizes", |p| {
+        p["now"]["home_bytes"].as_u64().is_some() && p["now"]["writable_layer_bytes"].as_u64().is_some()
+    })
+    .await;
+    assert!(sized["now"]["home_bytes"].as_u64().unwrap() >= 4096, "a home directory takes at least a block: {sized}");
     let history = panel["history"].as_array().unwrap();
     assert!(history.windows(2).all(|w| w[0]["at"].as_i64() <= w[1]["at"].as_i64()), "oldest first");
     assert_eq!(history.last().unwrap()["gpus"][0]["index"], 0, "the GPU is in the stored samples too");
@@ -250,7 +257,14 @@ async fn usage_metrics_gpus_and_logs_come_from_the_sampler() {
     assert_eq!(by_admin.status(), 200);
     assert!(by_admin.text().await.unwrap().contains(&marker), "an admin reads anyone's");
     let page = alice.get(&format!("/logs?q={marker}")).await.text().await.unwrap();
-    assert!(page.contains(&marker), "the logs page shows the line, server-rendered");
+    let shown = page.split("id=\"log-lines\"").nth(1).expect("the page's lines").split("</pre>").next().unwrap();
+    assert!(shown.contains(&marker), "the logs page shows the line, server-rendered: {shown}");
+    let other = alice.get("/logs?q=no-such-line-in-this-log").await.text().await.unwrap();
+    let shown = other.split("id=\"log-lines\"").nth(1).expect("the page's lines").split("</pre>").next().unwrap();
+    assert!(!shown.contains(&marker), "a search for something else leaves it out: {shown}");
+    // The page's server function refuses another user's log, and the GPU board a non-admin.
+    assert_eq!(bob.call("workspace-log", &[("user", &alice_name)]).await.status(), 403);
+    assert_eq!(bob.call("gpus", &[]).await.status(), 403);
 
     // Following: a line printed after the stream opened arrives on it.
     let mut stream = alice
@@ -273,6 +287,32 @@ async fn usage_metrics_gpus_and_logs_come_from_the_sampler() {
         }
     }
     assert!(received.contains("event: line"), "{received}");
+
+    // One account follows at most four logs at once (each is an engine connection).
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let r = alice.http.get(format!("{}/logs/stream", server.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        open.push(r);
+    }
+    let fifth = alice.http.get(format!("{}/logs/stream", server.base)).send().await.unwrap();
+    assert_eq!(fifth.status(), 429, "a fifth stream of the same account");
+    assert_eq!(bob.http.get(format!("{}/logs/stream", server.base)).send().await.unwrap().status(), 200, "others are not limited by alice's");
+    drop(open);
+    drop(stream);
+    // The server learns of a closed stream at its next write (a keep-alive at the latest, 15 s).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while alice.http.get(format!("{}/logs/stream", server.base)).send().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "closed streams give their places back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // An unknown method is counted, but never as a label of its own.
+    let odd = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let _ = reqwest::Client::new().request(odd, format!("{}/healthz", server.base)).send().await.unwrap();
+    let text = reqwest::Client::new().get(&url).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("BREW"), "the method label is one of a fixed set");
+    assert!(text.contains("method=\"other\""), "the odd one is counted as other");
 }
 
 #[tokio::test]

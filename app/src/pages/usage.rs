@@ -6,8 +6,10 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::{viewer_resource, Frame};
-use crate::api::{get_gpu_board, get_usage, get_workspace_log};
-use crate::model::{GpuBoard, GpuView, UsagePanel, UsagePoint, WorkspaceRow, WorkspaceState};
+use crate::api::{get_gpu_board_html, get_usage_html, get_workspace_log};
+use crate::model::WorkspaceRow;
+#[cfg(feature = "ssr")]
+use crate::model::{GpuBoard, UsagePanel, UsagePoint, WorkspaceState};
 
 const KIB: f64 = 1024.0;
 
@@ -42,6 +44,7 @@ pub fn cpu_text(cores: f64, limit_cores: f64, host_cpus: u32) -> String {
 
 /// The polyline of a chart `width`×`height`: x by time from `from` to `until`, y from 0 at the
 /// bottom to `max` at the top (values above are drawn at the top).
+#[cfg(feature = "ssr")]
 pub fn chart_points(points: &[(i64, f64)], from: i64, until: i64, max: f64, width: f64, height: f64) -> String {
     let span = (until - from).max(1) as f64;
     let max = if max > 0.0 { max } else { 1.0 };
@@ -57,135 +60,135 @@ pub fn chart_points(points: &[(i64, f64)], from: i64, until: i64, max: f64, widt
         .join(" ")
 }
 
+#[cfg(feature = "ssr")]
 const CHART_W: f64 = 240.0;
+#[cfg(feature = "ssr")]
 const CHART_H: f64 = 48.0;
 
-/// One small history chart. `data-points` and `data-last` say what it drew (for people reading
-/// the page source, and for tests).
-#[component]
-fn Chart(points: Vec<(i64, f64)>, from: i64, until: i64, max: f64, #[prop(into)] label: String) -> impl IntoView {
-    let polyline = chart_points(&points, from, until, max, CHART_W, CHART_H);
-    let last = points.last().map(|(_, v)| format!("{v:.3}")).unwrap_or_default();
-    view! {
-        <svg class="chart" viewBox=format!("0 0 {CHART_W} {CHART_H}") preserveAspectRatio="none" role="img"
-            aria-label=label data-points=points.len().to_string() data-last=last>
-            <line class="axis" x1="0" y1="48" x2="240" y2="48"/>
-            <polyline class="line" points=polyline/>
-        </svg>
+/// Text made safe inside HTML (element content and quoted attributes).
+#[cfg(feature = "ssr")]
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
     }
+    out
+}
+
+/// One small history chart as SVG. `data-points` and `data-last` say what it drew (for people
+/// reading the page source, and for tests).
+#[cfg(feature = "ssr")]
+pub fn chart_svg(points: &[(i64, f64)], from: i64, until: i64, max: f64, label: &str) -> String {
+    let polyline = chart_points(points, from, until, max, CHART_W, CHART_H);
+    let last = points.last().map(|(_, v)| format!("{v:.3}")).unwrap_or_default();
+    format!(
+        r#"<svg viewBox="0 0 240 48" preserveAspectRatio="none" role="img" aria-label="{}" data-points="{}" data-last="{last}" class="chart"><line class="axis" x1="0" y1="48" x2="240" y2="48"></line><polyline points="{polyline}" class="line"></polyline></svg>"#,
+        escape(label),
+        points.len()
+    )
 }
 
 /// A figure: its name, its value now, and its chart(s).
-#[component]
-fn Figure(id: &'static str, title: &'static str, #[prop(into)] now: String, children: Children) -> impl IntoView {
-    view! {
-        <figure class="figure" id=id>
-            <figcaption>{title}</figcaption>
-            <p class="value">{now}</p>
-            {children()}
-        </figure>
-    }
+#[cfg(feature = "ssr")]
+fn figure(id: &str, title: &str, now: &str, charts: &str) -> String {
+    format!(
+        r#"<figure id="{id}" class="figure"><figcaption>{}</figcaption><p class="value">{}</p>{charts}</figure>"#,
+        escape(title),
+        escape(now)
+    )
 }
 
+#[cfg(feature = "ssr")]
 fn series(history: &[UsagePoint], f: impl Fn(&UsagePoint) -> f64) -> Vec<(i64, f64)> {
     history.iter().map(|p| (p.at, f(p))).collect()
 }
 
+#[cfg(feature = "ssr")]
 fn peak(points: &[(i64, f64)], floor: f64) -> f64 {
     points.iter().map(|(_, v)| *v).fold(floor, f64::max) * 1.1
 }
 
-/// Every figure of one workspace, with its charts.
-#[component]
-pub fn UsageFigures(panel: UsagePanel) -> impl IntoView {
+/// Every figure of one workspace with its charts, as HTML. Built as text rather than as
+/// components: the same markup, a fraction of the code in the browser's download.
+#[cfg(feature = "ssr")]
+pub fn figures_html(panel: &UsagePanel) -> String {
     let UsagePanel { now, history, until, hours, limits, host_cpus, host_memory_bytes, gpu_note, state, .. } = panel;
-    let from = until - i64::from(hours) * 3600;
+    let (until, host_cpus) = (*until, *host_cpus);
+    let from = until - i64::from(*hours) * 3600;
     let Some(now) = now else {
-        let why = if state == WorkspaceState::Running { "Measuring… the first figures come within seconds." } else { "Not running: nothing to measure." };
-        return view! { <p class="muted" id="usage-idle">{why}</p> }.into_any();
+        let why = if *state == WorkspaceState::Running { "Measuring… the first figures come within seconds." } else { "Not running: nothing to measure." };
+        return format!(r#"<p class="muted" id="usage-idle">{why}</p>"#);
     };
-    let cpu = series(&history, |p| p.cpu_cores);
+    let cpu = series(history, |p| p.cpu_cores);
     let cpu_max = peak(&cpu, if limits.cpus > 0.0 { limits.cpus } else { 1.0 });
-    let memory = series(&history, |p| p.memory_bytes as f64);
+    let memory = series(history, |p| p.memory_bytes as f64);
     let memory_limit = if now.memory_limit_bytes > 0 { now.memory_limit_bytes } else { limits.memory_limit_gib << 30 };
     let memory_max = peak(&memory, memory_limit as f64 / 1.1);
-    let rx = series(&history, |p| p.net_rx_rate);
-    let tx = series(&history, |p| p.net_tx_rate);
+    let rx = series(history, |p| p.net_rx_rate);
+    let tx = series(history, |p| p.net_tx_rate);
     let net_max = peak(&rx, peak(&tx, 1024.0));
-    let read = series(&history, |p| p.disk_read_rate);
-    let write = series(&history, |p| p.disk_write_rate);
+    let read = series(history, |p| p.disk_read_rate);
+    let write = series(history, |p| p.disk_write_rate);
     let disk_max = peak(&read, peak(&write, 1024.0));
     let memory_now = format!(
         "{} used · {} reserved · {} limit{}",
         bytes(now.memory_bytes),
         bytes(limits.memory_reservation_gib << 30),
         bytes(memory_limit),
-        if host_memory_bytes > 0 { format!(" · host {}", bytes(host_memory_bytes)) } else { String::new() }
+        if *host_memory_bytes > 0 { format!(" · host {}", bytes(*host_memory_bytes)) } else { String::new() }
     );
     let sizes = format!(
         "home {} · container layer {}",
         now.home_bytes.map(bytes).unwrap_or_else(|| "not measured yet".into()),
         now.writable_layer_bytes.map(bytes).unwrap_or_else(|| "not measured yet".into())
     );
-    let gpus = if now.gpus.is_empty() {
-        let text = gpu_note.unwrap_or_else(|| "No GPU processes of this workspace.".into());
-        view! { <p class="muted" id="usage-gpus-none">{text}</p> }.into_any()
-    } else {
-        now.gpus
-            .iter()
-            .map(|g| {
-                let index = g.gpu.index;
-                let on_gpu = |p: &UsagePoint| p.gpus.iter().find(|x| x.index == index).cloned();
-                let util = series(&history, |p| on_gpu(p).map_or(0.0, |x| f64::from(x.utilization_percent)));
-                let mem = series(&history, |p| on_gpu(p).map_or(0.0, |x| x.memory_bytes as f64));
-                let temp = series(&history, |p| on_gpu(p).and_then(|x| x.temperature_celsius).map_or(0.0, f64::from));
-                let own: u64 = g.processes.iter().filter_map(|p| p.memory_bytes).sum();
-                let pids = g.processes.iter().map(|p| p.pid.to_string()).collect::<Vec<_>>().join(", ");
-                let text = format!(
-                    "{} % busy · {} of {} used ({} by this workspace) · {}",
-                    g.gpu.utilization_percent,
-                    bytes(g.gpu.memory_used_bytes),
-                    bytes(g.gpu.memory_total_bytes),
-                    bytes(own),
-                    g.gpu.temperature_celsius.map(|t| format!("{t} °C")).unwrap_or_else(|| "temperature unknown".into())
-                );
-                view! {
-                    <figure class="figure gpu" data-gpu=index.to_string()>
-                        <figcaption>{format!("GPU {index}: {}", g.gpu.name)}</figcaption>
-                        <p class="value">{text}</p>
-                        <p class="muted">"Processes: " {pids}</p>
-                        <Chart points=util from=from until=until max=100.0 label=format!("GPU {index} utilisation")/>
-                        <Chart points=mem from=from until=until max=g.gpu.memory_total_bytes as f64 label=format!("GPU {index} memory")/>
-                        <Chart points=temp from=from until=until max=100.0 label=format!("GPU {index} temperature")/>
-                    </figure>
-                }
-            })
-            .collect_view()
-            .into_any()
-    };
-    view! {
-        <div class="figures">
-            <Figure id="usage-cpu" title="CPU" now=cpu_text(now.cpu_cores, limits.cpus, host_cpus)>
-                <Chart points=cpu from=from until=until max=cpu_max label="CPU cores in use"/>
-            </Figure>
-            <Figure id="usage-memory" title="Memory" now=memory_now>
-                <Chart points=memory from=from until=until max=memory_max label="memory in use"/>
-            </Figure>
-            <Figure id="usage-network" title="Network" now=format!("↓ {} · ↑ {}", rate(now.net_rx_rate), rate(now.net_tx_rate))>
-                <Chart points=rx from=from until=until max=net_max label="received per second"/>
-                <Chart points=tx from=from until=until max=net_max label="sent per second"/>
-            </Figure>
-            <Figure id="usage-disk" title="Disk" now=format!("read {} · write {}", rate(now.disk_read_rate), rate(now.disk_write_rate))>
-                <Chart points=read from=from until=until max=disk_max label="read per second"/>
-                <Chart points=write from=from until=until max=disk_max label="written per second"/>
-            </Figure>
-            <Figure id="usage-sizes" title="Storage" now=sizes>
-                <span></span>
-            </Figure>
-        </div>
-        <div class="figures" id="usage-gpus">{gpus}</div>
+    let mut html = String::from(r#"<div class="figures">"#);
+    html += &figure("usage-cpu", "CPU", &cpu_text(now.cpu_cores, limits.cpus, host_cpus), &chart_svg(&cpu, from, until, cpu_max, "CPU cores in use"));
+    html += &figure("usage-memory", "Memory", &memory_now, &chart_svg(&memory, from, until, memory_max, "memory in use"));
+    let charts = chart_svg(&rx, from, until, net_max, "received per second") + &chart_svg(&tx, from, until, net_max, "sent per second");
+    html += &figure("usage-network", "Network", &format!("↓ {} · ↑ {}", rate(now.net_rx_rate), rate(now.net_tx_rate)), &charts);
+    let charts = chart_svg(&read, from, until, disk_max, "read per second") + &chart_svg(&write, from, until, disk_max, "written per second");
+    html += &figure("usage-disk", "Disk", &format!("read {} · write {}", rate(now.disk_read_rate), rate(now.disk_write_rate)), &charts);
+    html += &figure("usage-sizes", "Storage", &sizes, "");
+    html += r#"</div><div class="figures" id="usage-gpus">"#;
+    if now.gpus.is_empty() {
+        let text = gpu_note.clone().unwrap_or_else(|| "No GPU processes of this workspace.".into());
+        html += &format!(r#"<p class="muted" id="usage-gpus-none">{}</p>"#, escape(&text));
     }
-    .into_any()
+    for g in &now.gpus {
+        let index = g.gpu.index;
+        let on_gpu = |p: &UsagePoint| p.gpus.iter().find(|x| x.index == index).cloned();
+        let util = series(history, |p| on_gpu(p).map_or(0.0, |x| f64::from(x.utilization_percent)));
+        let mem = series(history, |p| on_gpu(p).map_or(0.0, |x| x.memory_bytes as f64));
+        let temp = series(history, |p| on_gpu(p).and_then(|x| x.temperature_celsius).map_or(0.0, f64::from));
+        let own: u64 = g.processes.iter().filter_map(|p| p.memory_bytes).sum();
+        let pids = g.processes.iter().map(|p| p.pid.to_string()).collect::<Vec<_>>().join(", ");
+        let text = format!(
+            "{} % busy · {} of {} used ({} by this workspace) · {}",
+            g.gpu.utilization_percent,
+            bytes(g.gpu.memory_used_bytes),
+            bytes(g.gpu.memory_total_bytes),
+            bytes(own),
+            g.gpu.temperature_celsius.map(|t| format!("{t} °C")).unwrap_or_else(|| "temperature unknown".into())
+        );
+        html += &format!(
+            r#"<figure class="figure gpu" data-gpu="{index}"><figcaption>{}</figcaption><p class="value">{}</p><p class="muted">Processes: {pids}</p>{}{}{}</figure>"#,
+            escape(&format!("GPU {index}: {}", g.gpu.name)),
+            escape(&text),
+            chart_svg(&util, from, until, 100.0, &format!("GPU {index} utilisation")),
+            chart_svg(&mem, from, until, g.gpu.memory_total_bytes as f64, &format!("GPU {index} memory")),
+            chart_svg(&temp, from, until, 100.0, &format!("GPU {index} temperature")),
+        );
+    }
+    html += "</div>";
+    html
 }
 
 /// A workspace's usage, refreshed every few seconds from Berth's samples (one engine stream
@@ -195,7 +198,7 @@ pub fn UsageSection(user: Option<String>) -> impl IntoView {
     let tick = super::dashboard::ticker(5000);
     let hours = RwSignal::new(1u32);
     let who = user.clone();
-    let panel = Resource::new(move || (tick.get(), hours.get()), move |(_, h)| get_usage(who.clone(), Some(h)));
+    let panel = Resource::new(move || (tick.get(), hours.get()), move |(_, h)| get_usage_html(who.clone(), Some(h)));
     let logs = match &user {
         Some(u) => format!("/logs?user={}", urlencode(u)),
         None => "/logs".to_string(),
@@ -213,7 +216,7 @@ pub fn UsageSection(user: Option<String>) -> impl IntoView {
             <Transition fallback=|| view! { <p class="muted">"Loading usage…"</p> }>
                 {move || Suspend::new(async move {
                     match panel.await {
-                        Ok(panel) => view! { <UsageFigures panel=panel/> }.into_any(),
+                        Ok(html) => view! { <div class="usage-figures" inner_html=html></div> }.into_any(),
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     }
                 })}
@@ -255,14 +258,17 @@ pub fn sort_rows(rows: &mut [WorkspaceRow], key: &str) {
     }
 }
 
-/// The host's GPUs and whose processes are on them.
-#[component]
-pub fn GpuBoardView(board: GpuBoard) -> impl IntoView {
+/// The host's GPUs and whose processes are on them, as HTML (see [`figures_html`]).
+#[cfg(feature = "ssr")]
+pub fn gpu_board_html(board: &GpuBoard) -> String {
     if board.gpus.is_empty() {
-        let note = board.note.unwrap_or_else(|| "no NVIDIA GPUs on this host".into());
-        return view! { <p class="muted" id="gpu-board-none">{note}</p> }.into_any();
+        let note = board.note.clone().unwrap_or_else(|| "no NVIDIA GPUs on this host".into());
+        return format!(r#"<p class="muted" id="gpu-board-none">{}</p>"#, escape(&note));
     }
-    let rows = board.gpus.into_iter().map(|g: GpuView| {
+    let mut html = String::from(
+        r#"<div class="table-wrap"><table id="gpu-board"><thead><tr><th>GPU</th><th>Model</th><th>Busy</th><th>Memory</th><th>Temp.</th><th>Processes</th></tr></thead><tbody>"#,
+    );
+    for g in &board.gpus {
         let users = g
             .processes
             .iter()
@@ -275,39 +281,33 @@ pub fn GpuBoardView(board: GpuBoard) -> impl IntoView {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        view! {
-            <tr data-gpu=g.index.to_string()>
-                <td>{g.index}</td>
-                <td>{g.name.clone()}</td>
-                <td>{format!("{} %", g.utilization_percent)}</td>
-                <td>{format!("{} / {}", bytes(g.memory_used_bytes), bytes(g.memory_total_bytes))}</td>
-                <td>{g.temperature_celsius.map(|t| format!("{t} °C")).unwrap_or_default()}</td>
-                <td class="gpu-users">{if users.is_empty() { "idle".to_string() } else { users }}</td>
-            </tr>
-        }
-    });
-    view! {
-        <div class="table-wrap">
-            <table id="gpu-board">
-                <thead><tr><th>"GPU"</th><th>"Model"</th><th>"Busy"</th><th>"Memory"</th><th>"Temp."</th><th>"Processes"</th></tr></thead>
-                <tbody>{rows.collect_view()}</tbody>
-            </table>
-        </div>
+        html += &format!(
+            r#"<tr data-gpu="{}"><td>{}</td><td>{}</td><td>{} %</td><td>{} / {}</td><td>{}</td><td class="gpu-users">{}</td></tr>"#,
+            g.index,
+            g.index,
+            escape(&g.name),
+            g.utilization_percent,
+            bytes(g.memory_used_bytes),
+            bytes(g.memory_total_bytes),
+            g.temperature_celsius.map(|t| format!("{t} °C")).unwrap_or_default(),
+            escape(if users.is_empty() { "idle" } else { &users }),
+        );
     }
-    .into_any()
+    html += "</tbody></table></div>";
+    html
 }
 
 #[component]
 pub fn GpuSection() -> impl IntoView {
     let tick = super::dashboard::ticker(5000);
-    let board = Resource::new(move || tick.get(), |_| get_gpu_board());
+    let board = Resource::new(move || tick.get(), |_| get_gpu_board_html());
     view! {
         <section class="card" id="admin-gpus">
             <h1>"GPUs"</h1>
             <Transition fallback=|| view! { <p class="muted">"Reading GPUs…"</p> }>
                 {move || Suspend::new(async move {
                     match board.await {
-                        Ok(board) => view! { <GpuBoardView board=board/> }.into_any(),
+                        Ok(html) => view! { <div inner_html=html></div> }.into_any(),
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     }
                 })}
@@ -354,8 +354,10 @@ pub fn LogsPage() -> impl IntoView {
     let first = Resource::new(move || (user(), search()), |(u, q)| get_workspace_log(u, Some(q)));
     // Once the live stream is open, its lines replace the first render's.
     let live: RwSignal<Option<Vec<String>>> = RwSignal::new(None);
+    // Why following stopped (the workspace stopped, the output could not be read).
+    let ended: RwSignal<Option<String>> = RwSignal::new(None);
     #[cfg(feature = "hydrate")]
-    Effect::new(move |_| follow_logs::follow(user(), search(), live));
+    Effect::new(move |_| follow_logs::follow(user(), search(), live, ended));
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -383,7 +385,11 @@ pub fn LogsPage() -> impl IntoView {
                                 " "
                                 <a href=download id="log-download" download="">"Download"</a>
                             </form>
-                            <p class="muted" id="log-status">{move || if live.get().is_some() { "Following live." } else { "The last lines; following starts when the page is interactive." }}</p>
+                            <p class="muted" id="log-status">{move || match (ended.get(), live.with(Option::is_some)) {
+                                (Some(why), _) => format!("Not following: {why}. Reload to look again."),
+                                (None, true) => "Following live.".to_string(),
+                                (None, false) => "The last lines; following starts when the page is interactive.".to_string(),
+                            }}</p>
                             {match first_lines {
                                 Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                                 Ok(lines) => view! {
@@ -411,7 +417,7 @@ mod follow_logs {
     use leptos::wasm_bindgen::JsCast;
     use web_sys::{Event, EventSource, MessageEvent};
 
-    pub fn follow(user: Option<String>, search: String, live: RwSignal<Option<Vec<String>>>) {
+    pub fn follow(user: Option<String>, search: String, live: RwSignal<Option<Vec<String>>>, ended: RwSignal<Option<String>>) {
         let mut url = String::from("/logs/stream?");
         if let Some(u) = &user {
             url.push_str(&format!("user={}&", super::urlencode(u)));
@@ -430,12 +436,20 @@ mod follow_logs {
                 }
             });
         });
+        // The server's last word (`end`: the workspace stopped; `failed`): stop, do not reconnect.
+        let closing = source.clone();
+        let on_last = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            closing.close();
+            ended.set(Some(event.data().as_string().unwrap_or_else(|| "the stream ended".into())));
+        });
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         let _ = source.add_event_listener_with_callback("line", on_line.as_ref().unchecked_ref());
+        let _ = source.add_event_listener_with_callback("end", on_last.as_ref().unchecked_ref());
+        let _ = source.add_event_listener_with_callback("failed", on_last.as_ref().unchecked_ref());
         // The closures live as long as the source they are registered on.
-        let held = StoredValue::new_local((source, on_open, on_line));
+        let held = StoredValue::new_local((source, on_open, on_line, on_last));
         on_cleanup(move || {
-            held.try_with_value(|(source, _, _)| source.close());
+            held.try_with_value(|(source, ..)| source.close());
         });
     }
 }
@@ -443,7 +457,7 @@ mod follow_logs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::UsageNow;
+    use crate::model::{UsageNow, WorkspaceState};
 
     #[test]
     fn sizes_and_rates_read_as_people_write_them() {
@@ -459,6 +473,26 @@ mod tests {
     fn cpu_is_told_against_the_limit_and_the_host() {
         assert_eq!(cpu_text(1.0, 4.0, 16), "1.00 cores · 25 % of its limit · 6.2 % of the host");
         assert_eq!(cpu_text(0.5, 0.0, 0), "0.50 cores", "no limit, host size unknown");
+    }
+
+    #[test]
+    fn text_from_elsewhere_cannot_make_markup() {
+        assert_eq!(escape(r#"<img src=x onerror="a('b')">&"#), "&lt;img src=x onerror=&quot;a(&#39;b&#39;)&quot;&gt;&amp;");
+        let board = GpuBoard {
+            gpus: vec![crate::model::GpuView {
+                index: 0,
+                name: "<script>x</script>".into(),
+                utilization_percent: 1,
+                memory_used_bytes: 0,
+                memory_total_bytes: 0,
+                temperature_celsius: None,
+                processes: Vec::new(),
+            }],
+            note: None,
+        };
+        let html = gpu_board_html(&board);
+        assert!(html.contains("&lt;script&gt;x&lt;/script&gt;") && !html.contains("<script>"), "{html}");
+        assert!(html.contains(">idle</td>"), "{html}");
     }
 
     #[test]

@@ -131,18 +131,19 @@ impl GpuSource for NvmlSource {
     }
 }
 
-/// The container a process runs in, from its `/proc/<pid>/cgroup`: the 64-hex-digit id in a
-/// path such as `/docker/<id>` (cgroup v1, cgroupfs), `/system.slice/docker-<id>.scope`
-/// (systemd) or `/kubepods/…/<id>`. None for a process on the host itself.
-pub fn container_id_from_cgroup(cgroup: &str) -> Option<String> {
-    let mut found = None;
+/// The containers a process runs in, from its `/proc/<pid>/cgroup`, outermost first: the
+/// 64-hex-digit ids in a path such as `/docker/<id>` (cgroup v1, cgroupfs),
+/// `/system.slice/docker-<id>.scope` (systemd) or `/kubepods/…/<id>`; a container nested in
+/// another adds its id further down. Empty for a process on the host itself.
+pub fn container_ids_in_cgroup(cgroup: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
     for line in cgroup.lines() {
         let path = line.splitn(3, ':').nth(2).unwrap_or(line);
         for part in path.split('/') {
             let part = part.strip_suffix(".scope").unwrap_or(part);
             let part = part.rsplit('-').next().unwrap_or(part);
-            if part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-                found = Some(part.to_string());
+            if part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) && !found.iter().any(|f| f == part) {
+                found.push(part.to_string());
             }
         }
     }
@@ -157,19 +158,19 @@ mod tests {
 
     #[test]
     fn the_container_is_found_in_each_cgroup_layout() {
-        assert_eq!(container_id_from_cgroup(&format!("0::/system.slice/docker-{ID}.scope\n")).as_deref(), Some(ID));
+        let ids = |text: &str| container_ids_in_cgroup(text);
+        assert_eq!(ids(&format!("0::/system.slice/docker-{ID}.scope\n")), [ID]);
+        assert_eq!(ids(&format!("12:memory:/docker/{ID}\n11:cpu,cpuacct:/docker/{ID}\n")), [ID], "once, however many lines name it");
+        assert_eq!(ids(&format!("0::/kubepods/besteffort/pod1234/{ID}\n")), [ID], "Kubernetes");
+        assert!(ids("0::/user.slice/user-1000.slice/session-3.scope\n").is_empty(), "a host process");
+        assert!(ids("0::/\n").is_empty());
+        assert!(ids(&format!("0::/docker/{}\n", &ID[..63])).is_empty(), "not a whole id");
+        let inner = "0123456789abcdef".repeat(4);
         assert_eq!(
-            container_id_from_cgroup(&format!("12:memory:/docker/{ID}\n11:cpu,cpuacct:/docker/{ID}\n")).as_deref(),
-            Some(ID)
+            ids(&format!("0::/system.slice/docker-{ID}.scope/docker/{inner}\n")),
+            [ID.to_string(), inner.clone()],
+            "a container inside a workspace: the workspace first"
         );
-        assert_eq!(
-            container_id_from_cgroup(&format!("0::/kubepods/besteffort/pod1234/{ID}\n")).as_deref(),
-            Some(ID),
-            "Kubernetes"
-        );
-        assert_eq!(container_id_from_cgroup("0::/user.slice/user-1000.slice/session-3.scope\n"), None, "a host process");
-        assert_eq!(container_id_from_cgroup("0::/\n"), None);
-        assert_eq!(container_id_from_cgroup(&format!("0::/docker/{}\n", &ID[..63])), None, "not a whole id");
     }
 
     /// The real driver path: on a host with an NVIDIA driver, NVML must list its GPUs; on one

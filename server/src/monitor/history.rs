@@ -102,6 +102,48 @@ impl History {
     }
 }
 
+/// At most `buckets` points for a chart of `from..until`: the points of each equal slice of
+/// time averaged into one (GPU figures: the slice's last). A week of minute samples becomes a
+/// few hundred points, as many as a chart can draw.
+pub fn thin(points: Vec<UsagePoint>, from: i64, until: i64, buckets: usize) -> Vec<UsagePoint> {
+    if points.len() <= buckets || buckets == 0 {
+        return points;
+    }
+    let width = ((until - from).max(1) as f64 / buckets as f64).max(1.0);
+    let mut out: Vec<UsagePoint> = Vec::new();
+    let mut slice: Vec<UsagePoint> = Vec::new();
+    let mut current = None;
+    let flush = |slice: &mut Vec<UsagePoint>, out: &mut Vec<UsagePoint>| {
+        if slice.is_empty() {
+            return;
+        }
+        let n = slice.len() as f64;
+        let avg = |f: fn(&UsagePoint) -> f64| slice.iter().map(f).sum::<f64>() / n;
+        let last = slice.last().expect("not empty");
+        out.push(UsagePoint {
+            at: last.at,
+            cpu_cores: avg(|p| p.cpu_cores),
+            memory_bytes: avg(|p| p.memory_bytes as f64).round() as u64,
+            net_rx_rate: avg(|p| p.net_rx_rate),
+            net_tx_rate: avg(|p| p.net_tx_rate),
+            disk_read_rate: avg(|p| p.disk_read_rate),
+            disk_write_rate: avg(|p| p.disk_write_rate),
+            gpus: last.gpus.clone(),
+        });
+        slice.clear();
+    };
+    for p in points {
+        let bucket = ((p.at - from).max(0) as f64 / width) as i64;
+        if current.is_some_and(|c| c != bucket) {
+            flush(&mut slice, &mut out);
+        }
+        current = Some(bucket);
+        slice.push(p);
+    }
+    flush(&mut slice, &mut out);
+    out
+}
+
 /// GPU points as a compact JSON array: `[[index, util, memory, temperature or -1], …]`.
 fn encode_gpus(gpus: &[GpuPoint]) -> String {
     let rows: Vec<[i64; 4]> = gpus
@@ -126,6 +168,17 @@ fn decode_gpus(text: &str) -> Vec<GpuPoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_history_is_thinned_to_what_a_chart_draws() {
+        let point = |at: i64, cpu: f64| UsagePoint { at, cpu_cores: cpu, memory_bytes: at as u64, ..Default::default() };
+        // Ten points over 100 s into 5 slices of 20 s: pairs averaged, each at its slice's last.
+        let points: Vec<UsagePoint> = (0..10).map(|i| point(i * 10, i as f64)).collect();
+        let thinned = thin(points.clone(), 0, 100, 5);
+        let summary: Vec<(i64, f64, u64)> = thinned.iter().map(|p| (p.at, p.cpu_cores, p.memory_bytes)).collect();
+        assert_eq!(summary, [(10, 0.5, 5), (30, 2.5, 25), (50, 4.5, 45), (70, 6.5, 65), (90, 8.5, 85)]);
+        assert_eq!(thin(points.clone(), 0, 100, 10), points, "few enough already: unchanged");
+    }
 
     #[test]
     fn gpu_points_survive_their_storage_form() {

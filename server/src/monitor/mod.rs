@@ -23,6 +23,13 @@ use usage::Rates;
 
 pub use sampler::run as run_sampler;
 
+/// A reading older than this is not shown as the present.
+const STALE_MS: i64 = 30_000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
 /// What a CPU-only host's GPU panels say.
 pub const NO_GPUS: &str = "no NVIDIA GPUs on this host";
 
@@ -170,11 +177,16 @@ impl Monitor {
                     .iter()
                     .map(|p| GpuProcessView {
                         pid: p.pid,
+                        // The outermost workspace container on the process's cgroup path: a
+                        // container nested inside a workspace (Docker inside) is its owner's,
+                        // whatever ids it names below.
                         user: p
                             .cgroup
                             .as_deref()
-                            .and_then(gpu::container_id_from_cgroup)
-                            .and_then(|id| owners.get(id.as_str()).map(|o| o.to_string())),
+                            .map(gpu::container_ids_in_cgroup)
+                            .unwrap_or_default()
+                            .iter()
+                            .find_map(|id| owners.get(id.as_str()).map(|o| o.to_string())),
                         memory_bytes: p.used_memory_bytes,
                     })
                     .collect(),
@@ -188,20 +200,23 @@ impl Monitor {
         Self::gpu_views_of(&self.state.read().expect("monitor"))
     }
 
+    /// The GPUs `owner`'s processes are on: each GPU's own figures and the owner's processes,
+    /// never anybody else's (who else is on a GPU is for admins, on the GPU board).
     fn workspace_gpus(gpus: &[GpuView], owner: &str) -> Vec<WorkspaceGpu> {
         gpus.iter()
             .filter_map(|g| {
                 let processes: Vec<GpuProcessView> =
                     g.processes.iter().filter(|p| p.user.as_deref() == Some(owner)).cloned().collect();
-                (!processes.is_empty()).then(|| WorkspaceGpu { gpu: g.clone(), processes })
+                (!processes.is_empty()).then(|| WorkspaceGpu { gpu: GpuView { processes: Vec::new(), ..g.clone() }, processes })
             })
             .collect()
     }
 
-    /// The owner's workspace now: None when it is not sampled (stopped, or not read yet).
+    /// The owner's workspace now: None when it is not sampled (stopped, not read yet, or its
+    /// last reading is older than [`STALE_MS`]: figures that stopped moving are not "now").
     pub fn now_of(&self, owner: &str) -> Option<UsageNow> {
         let state = self.state.read().expect("monitor");
-        let sampled = state.sampled.get(owner)?;
+        let sampled = state.sampled.get(owner).filter(|s| now_ms() - s.reading.at_ms < STALE_MS)?;
         let (gpus, _) = Self::gpu_views_of(&state);
         let sizes = state.sizes.get(owner).copied().unwrap_or_default();
         Some(usage_now(sampled, sizes, Self::workspace_gpus(&gpus, owner)))
@@ -316,7 +331,7 @@ mod tests {
 
     fn sampled(id: &str, cores: f64, memory: u64) -> Sampled {
         Sampled {
-            reading: UsageReading { container_id: id.into(), at_ms: 1_700_000_000_500, memory_bytes: memory, ..Default::default() },
+            reading: UsageReading { container_id: id.into(), at_ms: now_ms(), memory_bytes: memory, ..Default::default() },
             rates: Rates { cpu_cores: cores, ..Default::default() },
         }
     }
@@ -337,7 +352,12 @@ mod tests {
                     memory_used_bytes: 30 << 30,
                     memory_total_bytes: 80 << 30,
                     temperature_celsius: Some(70),
-                    processes: vec![process(100, ALICE_ID, 20 << 30), process(200, BOB_ID, 10 << 30)],
+                    processes: vec![
+                        process(100, ALICE_ID, 20 << 30),
+                        process(200, BOB_ID, 10 << 30),
+                        // Inside alice's workspace, a container she named after bob's.
+                        process(150, &format!("{ALICE_ID}.scope/docker/{BOB_ID}"), 1 << 30),
+                    ],
                 },
                 GpuReading {
                     index: 1,
@@ -363,12 +383,19 @@ mod tests {
         let (gpus, note) = Monitor::gpu_views_of(&state);
         assert_eq!(note, None);
         let users: Vec<Option<&str>> = gpus[0].processes.iter().map(|p| p.user.as_deref()).collect();
-        assert_eq!(users, [Some("alice"), Some("bob")]);
+        assert_eq!(users, [Some("alice"), Some("bob"), Some("alice")], "a nested container is its workspace owner's");
         assert_eq!(gpus[1].processes[0].user, None, "a host process is nobody's workspace");
         let alice = Monitor::workspace_gpus(&gpus, "alice");
         assert_eq!(alice.len(), 1, "alice is on GPU 0 only");
         assert_eq!(alice[0].gpu.index, 0);
-        assert_eq!(alice[0].processes, [GpuProcessView { pid: 100, user: Some("alice".into()), memory_bytes: Some(20 << 30) }]);
+        assert_eq!(
+            alice[0].processes,
+            [
+                GpuProcessView { pid: 100, user: Some("alice".into()), memory_bytes: Some(20 << 30) },
+                GpuProcessView { pid: 150, user: Some("alice".into()), memory_bytes: Some(1 << 30) },
+            ]
+        );
+        assert!(alice[0].gpu.processes.is_empty(), "who else is on the GPU is not alice's to see");
         assert!(Monitor::workspace_gpus(&gpus, "carol").is_empty());
     }
 

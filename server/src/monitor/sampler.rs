@@ -29,14 +29,20 @@ const HOME_WALK_LIMIT: usize = 2_000_000;
 pub async fn run(monitor: Arc<Monitor>, workspaces: Arc<Workspaces>) {
     let mut streams: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut last_sizes: Option<tokio::time::Instant> = None;
+    // At most one GPU reading and one size pass at a time: a hung driver or a slow walk must
+    // not pile up threads.
+    let mut gpus: Option<JoinHandle<()>> = None;
+    let mut sizes: Option<JoinHandle<()>> = None;
     let mut last_compact = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let gpu_reader = monitor.clone();
-        // NVML calls block; a hung driver must not stop the usage streams.
-        let gpus = tokio::task::spawn_blocking(move || gpu_reader.read_gpus());
+        if gpus.as_ref().is_none_or(|task| task.is_finished()) {
+            let gpu_reader = monitor.clone();
+            // NVML calls block: on a thread of their own, so the usage streams go on.
+            gpus = Some(tokio::task::spawn_blocking(move || gpu_reader.read_gpus()));
+        }
         match workspaces.running_owners().await {
             Ok(running) => {
                 monitor.set_engine_up(true);
@@ -50,14 +56,23 @@ pub async fn run(monitor: Arc<Monitor>, workspaces: Arc<Workspaces>) {
                     }
                     keep
                 });
-                for owner in &running {
-                    if !streams.contains_key(owner) {
-                        streams.insert(owner.clone(), tokio::spawn(follow(monitor.clone(), workspaces.clone(), owner.clone())));
-                    }
+                let started: Vec<String> = running.iter().filter(|o| !streams.contains_key(*o)).cloned().collect();
+                for owner in &started {
+                    streams.insert(owner.clone(), tokio::spawn(follow(monitor.clone(), workspaces.clone(), owner.clone())));
                 }
-                if last_sizes.is_none_or(|t| t.elapsed() >= SIZES_EVERY) {
-                    last_sizes = Some(tokio::time::Instant::now());
-                    tokio::spawn(measure_sizes(monitor.clone(), workspaces.clone(), running));
+                // Everyone every few minutes; a workspace that just started at once, so its
+                // sizes do not wait for the next round.
+                let due = last_sizes.is_none_or(|t| t.elapsed() >= SIZES_EVERY);
+                if sizes.as_ref().is_none_or(|task| task.is_finished()) {
+                    let owners = if due {
+                        last_sizes = Some(tokio::time::Instant::now());
+                        running
+                    } else {
+                        started
+                    };
+                    if !owners.is_empty() {
+                        sizes = Some(tokio::spawn(measure_sizes(monitor.clone(), workspaces.clone(), owners)));
+                    }
                 }
             }
             Err(e) => {
@@ -65,7 +80,6 @@ pub async fn run(monitor: Arc<Monitor>, workspaces: Arc<Workspaces>) {
                 tracing::debug!(error = %e, "usage sampler: the runtime did not answer");
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(10), gpus).await;
         if last_compact.elapsed() >= COMPACT_EVERY {
             last_compact = tokio::time::Instant::now();
             match monitor.history.compact(now()).await {

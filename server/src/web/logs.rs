@@ -3,7 +3,10 @@
 //! [`STREAM_TAIL`] lines on; `GET /logs/download` sends the last [`DOWNLOAD_TAIL`] lines as a
 //! file. Both pass lines through as the runtime gives them: nothing is held beyond a line.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use app::services::RequestIdentity;
 use axum::body::Body;
@@ -11,10 +14,13 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::AppState;
-use crate::workspace::runtime::LogRequest;
+use crate::workspace::runtime::{LogRequest, RuntimeError};
 use crate::workspace::{Actor, Owner, WorkspaceError};
 
 pub const LOG_STREAM: &str = "/logs/stream";
@@ -79,6 +85,7 @@ fn needle(query: &LogQuery) -> Result<String, Response> {
 pub(super) async fn log_stream(State(state): State<AppState>, Query(query): Query<LogQuery>, request: Request) -> Response {
     let identity = request.extensions().get::<RequestIdentity>().cloned();
     drop(request);
+    let follower = identity.as_ref().and_then(|i| i.user.as_ref()).map(|u| u.username.clone()).unwrap_or_default();
     let (actor, owner) = match resolve(&state, identity, &query).await {
         Ok(who) => who,
         Err(response) => return response,
@@ -87,24 +94,101 @@ pub(super) async fn log_stream(State(state): State<AppState>, Query(query): Quer
         Ok(n) => n,
         Err(response) => return response,
     };
+    let Some(seat) = state.log_followers.take(&follower) else {
+        return (StatusCode::TOO_MANY_REQUESTS, format!("At most {FOLLOWERS_PER_USER} logs can be followed at once; close another tab.\n")).into_response();
+    };
     let lines = match state.workspaces.logs(&actor, &owner, LogRequest { tail: STREAM_TAIL, follow: true }).await {
         Ok(lines) => lines,
         Err(e) => return failure(e),
     };
-    let mut stopping = state.stopping.clone();
-    let events = lines
-        .take_until(async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        })
-        .filter_map(move |line| {
-            let event = match line {
-                Ok(line) if matches(&line, &needle) => Some(Event::default().event("line").data(line.replace('\r', ""))),
-                Ok(_) => None,
-                Err(e) => Some(Event::default().event("failed").data(e.to_string())),
+    let follow = Follow { lines, needle, stopping: state.stopping.clone(), until: Instant::now() + LIFETIME, first: true, done: false, _seat: seat };
+    Sse::new(futures_util::stream::unfold(follow, Follow::next)).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// A stream ends after this long; the browser reconnects through the identity layer again, so
+/// an ended session or a demoted admin stops reading.
+const LIFETIME: Duration = Duration::from_secs(600);
+/// What the browser waits before reconnecting after a stream ended by its lifetime.
+const RETRY: Duration = Duration::from_secs(2);
+/// Log streams one account may hold open at once (each is an engine connection).
+pub const FOLLOWERS_PER_USER: usize = 4;
+
+/// How many log streams each account holds open.
+#[derive(Default)]
+pub struct LogFollowers {
+    open: Mutex<HashMap<String, usize>>,
+}
+
+impl LogFollowers {
+    /// A seat for one more stream of `username`'s, or None when they hold the most already.
+    fn take(self: &Arc<Self>, username: &str) -> Option<Seat> {
+        let mut open = self.open.lock().expect("log followers");
+        let count = open.entry(username.to_string()).or_default();
+        if *count >= FOLLOWERS_PER_USER {
+            return None;
+        }
+        *count += 1;
+        Some(Seat { followers: self.clone(), username: username.to_string() })
+    }
+}
+
+/// Held by an open stream; gives its place back when the stream ends, however it ends.
+struct Seat {
+    followers: Arc<LogFollowers>,
+    username: String,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut open = self.followers.open.lock().expect("log followers");
+        if let Some(count) = open.get_mut(&self.username) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.username);
+            }
+        }
+    }
+}
+
+/// One open log stream.
+struct Follow {
+    lines: BoxStream<'static, Result<String, RuntimeError>>,
+    needle: String,
+    stopping: watch::Receiver<bool>,
+    until: Instant,
+    first: bool,
+    /// The log ended (the workspace stopped) and the last event said so.
+    done: bool,
+    _seat: Seat,
+}
+
+impl Follow {
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Follow)> {
+        if self.done || *self.stopping.borrow() {
+            return None;
+        }
+        loop {
+            let event = tokio::select! {
+                line = self.lines.next() => match line {
+                    Some(Ok(line)) if matches(&line, &self.needle) => Event::default().event("line").data(line.replace('\r', "")),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        self.done = true;
+                        Event::default().event("failed").data(e.to_string())
+                    }
+                    // Tells the page not to reconnect: there is nothing more to follow.
+                    None => {
+                        self.done = true;
+                        Event::default().event("end").data("the workspace stopped")
+                    }
+                },
+                _ = self.stopping.changed() => return None,
+                _ = tokio::time::sleep_until(self.until) => return None,
             };
-            std::future::ready(event.map(Ok::<_, Infallible>))
-        });
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+            let event = if std::mem::replace(&mut self.first, false) { event.retry(RETRY) } else { event };
+            return Some((Ok(event), self));
+        }
+    }
 }
 
 pub(super) async fn log_download(State(state): State<AppState>, Query(query): Query<LogQuery>, request: Request) -> Response {

@@ -63,6 +63,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub sso: Arc<Sso>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The log streams each account holds open (`logs`).
+    pub log_followers: Arc<logs::LogFollowers>,
     /// True once the server shuts down: long-lived responses (the live-state streams) end.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -96,6 +98,7 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         guacamole: guacamole.map(Arc::new),
         sso: sso.clone(),
         metrics: metrics.clone(),
+        log_followers: Arc::default(),
         stopping,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

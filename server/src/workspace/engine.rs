@@ -509,15 +509,15 @@ fn lines_of<E: Send + 'static>(
 }
 
 /// One stats frame as a reading. Memory leaves out the inactive page cache, as `docker stats`
-/// does (cgroup v2 calls it `inactive_file`, v1 `total_inactive_file`): a workspace that read
-/// big files is not using that memory.
+/// does (cgroup v1: `total_inactive_file`, the container's with its children; v2:
+/// `inactive_file`): a workspace that read big files is not using that memory.
 pub fn reading_from_stats(stats: &ContainerStatsResponse) -> UsageReading {
     let cpu = stats.cpu_stats.as_ref();
     let memory = stats.memory_stats.as_ref();
     let usage = memory.and_then(|m| m.usage).unwrap_or(0);
     let inactive = memory
         .and_then(|m| m.stats.as_ref())
-        .and_then(|s| s.get("inactive_file").or_else(|| s.get("total_inactive_file")).copied())
+        .and_then(|s| s.get("total_inactive_file").or_else(|| s.get("inactive_file")).copied())
         .unwrap_or(0);
     let (mut rx, mut tx) = (0u64, 0u64);
     for net in stats.networks.iter().flat_map(|n| n.values()) {
