@@ -82,19 +82,31 @@ fn needle(query: &LogQuery) -> Result<String, Response> {
     Ok(q.to_lowercase())
 }
 
-pub(super) async fn log_stream(State(state): State<AppState>, Query(query): Query<LogQuery>, request: Request) -> Response {
+/// What a logs request asks: the caller, whose workspace, and the search (lower-cased); or
+/// the answer that refuses it.
+struct Asked {
+    actor: Actor,
+    /// The caller's own username (whose count of open streams it is).
+    caller: String,
+    owner: Owner,
+    needle: String,
+}
+
+async fn asked(state: &AppState, query: &LogQuery, request: Request) -> Result<Asked, Response> {
     let identity = request.extensions().get::<RequestIdentity>().cloned();
+    // Not held across the awaits below: a request's body cannot be shared between threads.
     drop(request);
-    let follower = identity.as_ref().and_then(|i| i.user.as_ref()).map(|u| u.username.clone()).unwrap_or_default();
-    let (actor, owner) = match resolve(&state, identity, &query).await {
-        Ok(who) => who,
+    let caller = identity.as_ref().and_then(|i| i.user.as_ref()).map(|u| u.username.clone()).unwrap_or_default();
+    let (actor, owner) = resolve(state, identity, query).await?;
+    Ok(Asked { actor, caller, owner, needle: needle(query)? })
+}
+
+pub(super) async fn log_stream(State(state): State<AppState>, Query(query): Query<LogQuery>, request: Request) -> Response {
+    let Asked { actor, caller, owner, needle } = match asked(&state, &query, request).await {
+        Ok(asked) => asked,
         Err(response) => return response,
     };
-    let needle = match needle(&query) {
-        Ok(n) => n,
-        Err(response) => return response,
-    };
-    let Some(seat) = state.log_followers.take(&follower) else {
+    let Some(seat) = state.log_followers.take(&caller) else {
         return (StatusCode::TOO_MANY_REQUESTS, format!("At most {FOLLOWERS_PER_USER} logs can be followed at once; close another tab.\n")).into_response();
     };
     let lines = match state.workspaces.logs(&actor, &owner, LogRequest { tail: STREAM_TAIL, follow: true }).await {
@@ -192,14 +204,8 @@ impl Follow {
 }
 
 pub(super) async fn log_download(State(state): State<AppState>, Query(query): Query<LogQuery>, request: Request) -> Response {
-    let identity = request.extensions().get::<RequestIdentity>().cloned();
-    drop(request);
-    let (actor, owner) = match resolve(&state, identity, &query).await {
-        Ok(who) => who,
-        Err(response) => return response,
-    };
-    let needle = match needle(&query) {
-        Ok(n) => n,
+    let Asked { actor, owner, needle, .. } = match asked(&state, &query, request).await {
+        Ok(asked) => asked,
         Err(response) => return response,
     };
     let lines = match state.workspaces.logs(&actor, &owner, LogRequest { tail: DOWNLOAD_TAIL, follow: false }).await {
