@@ -296,29 +296,79 @@ fn usage_now(sampled: &Sampled, sizes: Sizes, gpus: Vec<WorkspaceGpu>) -> UsageN
 }
 
 /// Disk space the files under `dir` take (allocated blocks, as `du` counts), without following
-/// links; None when `dir` cannot be read. Stops counting after `max_entries` entries, so a home
-/// of millions of files costs a bounded walk (the figure is then a lower bound).
+/// links; None when `dir` cannot be opened. Stops counting after `max_entries` entries, so a
+/// home of millions of files costs a bounded walk (the figure is then a lower bound).
+///
+/// The home belongs to a user who may change it during the walk: each directory is opened
+/// relative to the one above it and never through a link (`openat` with `O_NOFOLLOW`), so a
+/// directory swapped for a link to another user's files mid-walk is not followed.
 pub fn disk_usage(dir: &std::path::Path, max_entries: usize) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    let root = std::fs::symlink_metadata(dir).ok()?;
-    let mut total = root.blocks() * 512;
-    let mut pending = vec![dir.to_path_buf()];
-    let mut seen = 0usize;
-    while let Some(next) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else { continue };
-        for entry in entries.flatten() {
-            seen += 1;
-            if seen > max_entries {
-                return Some(total);
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let root = walk::open_dir(libc::AT_FDCWD, &path)?;
+    let mut walk = walk::Walk { seen: 0, max_entries, total: walk::blocks(&root)? };
+    walk.dir(&root, 0);
+    Some(walk.total)
+}
+
+mod walk {
+    use std::ffi::{CStr, CString};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::ffi::OsStrExt;
+
+    /// Deeper directories are not counted (and the open descriptors stay bounded).
+    const MAX_DEPTH: usize = 64;
+
+    pub fn open_dir(parent: RawFd, name: &CStr) -> Option<OwnedFd> {
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: `name` is a valid C string; a descriptor returned by openat is ours to own.
+        let fd = unsafe { libc::openat(parent, name.as_ptr(), flags) };
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    pub fn blocks(fd: &OwnedFd) -> Option<u64> {
+        // SAFETY: fstat writes into the zeroed struct it is given.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        (unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0).then(|| st.st_blocks as u64 * 512)
+    }
+
+    pub struct Walk {
+        pub seen: usize,
+        pub max_entries: usize,
+        pub total: u64,
+    }
+
+    impl Walk {
+        /// Counts what is in the directory `fd`; false once the entry bound is reached.
+        pub fn dir(&mut self, fd: &OwnedFd, depth: usize) -> bool {
+            if depth >= MAX_DEPTH {
+                return true;
             }
-            let Ok(meta) = entry.metadata() else { continue };
-            total += meta.blocks() * 512;
-            if meta.is_dir() {
-                pending.push(entry.path());
+            // The directory the descriptor holds, whatever its path has become since.
+            let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())) else { return true };
+            for entry in entries.flatten() {
+                self.seen += 1;
+                if self.seen > self.max_entries {
+                    return false;
+                }
+                let Ok(name) = CString::new(entry.file_name().as_bytes()) else { continue };
+                // SAFETY: as in `blocks`; AT_SYMLINK_NOFOLLOW reports a link itself.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                if unsafe { libc::fstatat(fd.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+                    continue;
+                }
+                self.total += st.st_blocks as u64 * 512;
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                    if let Some(child) = open_dir(fd.as_raw_fd(), &name) {
+                        if !self.dir(&child, depth + 1) {
+                            return false;
+                        }
+                    }
+                }
             }
+            true
         }
     }
-    Some(total)
 }
 
 #[cfg(test)]
@@ -415,5 +465,19 @@ mod tests {
         let bounded = disk_usage(dir.path(), 1).unwrap();
         assert!(bounded < 1 << 20, "the walk stopped before the file: {bounded}");
         assert_eq!(disk_usage(&dir.path().join("missing"), 10), None);
+    }
+
+    #[test]
+    fn disk_usage_never_follows_a_link_out_of_the_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, elsewhere) = (dir.path().join("home"), dir.path().join("someone-else"));
+        std::fs::create_dir_all(home.join("sub")).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("big"), vec![7u8; 4 << 20]).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, home.join("sub/link")).unwrap();
+        let counted = disk_usage(&home, 1000).unwrap();
+        assert!(counted < 1 << 20, "the 4 MiB behind the link are not counted: {counted}");
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("home-link")).unwrap();
+        assert_eq!(disk_usage(&dir.path().join("home-link"), 1000), None, "nor is a home that is itself a link");
     }
 }
