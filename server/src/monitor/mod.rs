@@ -1,5 +1,5 @@
-//! What every workspace uses, sampled by Berth itself: one usage stream per running workspace
-//! (never a request per page view), GPU readings through a [`gpu::GpuSource`], sizes measured
+//! What every workspace uses, sampled by Berth itself: one reading per running workspace per
+//! sample (never a request per page view), GPU readings through a [`gpu::GpuSource`], sizes measured
 //! every few minutes, and a history in the database (`history`). Pages, the admin table and
 //! `/metrics` read what is held here; only the sampler talks to the runtime.
 
@@ -213,10 +213,12 @@ impl Monitor {
     }
 
     /// The owner's workspace now: None when it is not sampled (stopped, not read yet, or its
-    /// last reading is older than [`STALE_MS`]: figures that stopped moving are not "now").
+    /// last reading is older than three samples and [`STALE_MS`]: figures that stopped moving
+    /// are not "now").
     pub fn now_of(&self, owner: &str) -> Option<UsageNow> {
         let state = self.state.read().expect("monitor");
-        let sampled = state.sampled.get(owner).filter(|s| now_ms() - s.reading.at_ms < STALE_MS)?;
+        let stale = STALE_MS.max(self.settings.sample_seconds as i64 * 3000);
+        let sampled = state.sampled.get(owner).filter(|s| now_ms() - s.reading.at_ms < stale)?;
         let (gpus, _) = Self::gpu_views_of(&state);
         let sizes = state.sizes.get(owner).copied().unwrap_or_default();
         Some(usage_now(sampled, sizes, Self::workspace_gpus(&gpus, owner)))

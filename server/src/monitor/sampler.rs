@@ -1,13 +1,16 @@
 //! The one loop that asks the runtime about usage: every few seconds it learns which
-//! workspaces run (from the live picture, which events keep current), keeps one usage stream
-//! open per running workspace, reads the GPUs, now and then measures sizes, and compacts the
-//! history. However many pages are open, the engine sees this loop alone.
+//! workspaces run (from the live picture, which events keep current), keeps one reader per
+//! running workspace (a reading per sample), reads the GPUs, now and then measures sizes, and
+//! compacts the history. However many pages are open, the engine sees this loop alone.
+//!
+//! One reading per sample, not the engine's stream of a reading a second: for 100 busybox
+//! workspaces the streams cost Berth 5.9 % of a core and dockerd 16 %, a reading every 10 s a
+//! fraction of that (README, Performance).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::Monitor;
@@ -18,6 +21,8 @@ use crate::workspace::Workspaces;
 
 /// How often the loop looks for started and stopped workspaces, and reads the GPUs.
 const TICK: Duration = Duration::from_secs(2);
+/// How long one usage reading may take before the workspace's sampling starts over.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often home and writable-layer sizes are measured (both walk files).
 const SIZES_EVERY: Duration = Duration::from_secs(300);
 /// How often old samples are averaged and expired ones deleted.
@@ -90,40 +95,45 @@ pub async fn run(monitor: Arc<Monitor>, workspaces: Arc<Workspaces>) {
     }
 }
 
-/// Follows one workspace's usage stream until it ends (the workspace stopped) or fails.
+/// Reads one workspace's usage once per sample until it is no longer running (or the
+/// runtime stops answering; the loop above starts it again while the workspace runs).
 async fn follow(monitor: Arc<Monitor>, workspaces: Arc<Workspaces>, owner: String) {
     let name = workspace_name(&owner);
-    let mut stream = match workspaces.runtime().usage_stream(&name).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::debug!(owner, error = %e, "no usage stream");
-            return;
-        }
-    };
-    let every = monitor.settings.sample_seconds.max(1) as i64;
+    let every = Duration::from_secs(monitor.settings.sample_seconds.max(1));
     let mut before: Option<UsageReading> = None;
-    let mut last_stored: i64 = 0;
-    while let Some(item) = stream.next().await {
-        let reading = match item {
-            Ok(reading) => reading,
-            Err(e) => {
-                tracing::debug!(owner, error = %e, "usage stream ended");
-                break;
+    let mut readings = 0u64;
+    loop {
+        let reading = match tokio::time::timeout(READ_TIMEOUT, workspaces.runtime().usage(&name)).await {
+            Ok(Ok(Some(reading))) => reading,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(owner, error = %e, "no usage reading");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(owner, "the usage reading timed out");
+                return;
             }
         };
         if let Some(rates) = before.as_ref().and_then(|b| super::usage::rates(b, &reading)) {
             let at = reading.at_ms / 1000;
             monitor.record(&owner, reading.clone(), rates);
-            if at - last_stored >= every {
-                last_stored = at;
-                if let Some(point) = monitor.point_of(&owner) {
-                    if let Err(e) = monitor.history.insert(&owner, at, every, &point).await {
-                        tracing::warn!(owner, error = %e, "could not store a usage sample");
-                    }
+            if let Some(point) = monitor.point_of(&owner) {
+                if let Err(e) = monitor.history.insert(&owner, at, every.as_secs() as i64, &point).await {
+                    tracing::warn!(owner, error = %e, "could not store a usage sample");
                 }
             }
         }
         before = Some(reading);
+        readings += 1;
+        let pause = match readings {
+            // The first figures a second after the workspace is seen, ...
+            1 => Duration::from_secs(1),
+            // ... then the readings of many workspaces spread over the interval, not all at once.
+            2 => every.mul_f64(rand::random::<f64>()),
+            _ => every,
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -316,8 +316,8 @@ impl WorkspaceRuntime for DockerRuntime {
             .boxed())
     }
 
-    async fn usage_stream(&self, name: &str) -> Result<BoxStream<'static, Result<UsageReading, RuntimeError>>, RuntimeError> {
-        Ok(self.engine.stats(name).await?.map(|r| r.map_err(RuntimeError::from)).boxed())
+    async fn usage(&self, name: &str) -> Result<Option<UsageReading>, RuntimeError> {
+        Ok(self.engine.stats(name).await?)
     }
 
     async fn writable_layer_bytes(&self, name: &str) -> Result<Option<u64>, RuntimeError> {

@@ -414,21 +414,23 @@ impl Engine {
             .boxed())
     }
 
-    /// The container's resource use, once a second (Docker's own pace) until it stops.
-    pub async fn stats(&self, name: &str) -> Result<BoxStream<'static, Result<UsageReading, EngineError>>, EngineError> {
+    /// The container's resource use now, in one answer (`one-shot`: the engine does not wait a
+    /// second for a second reading; rates come from Berth's own previous reading). None when the
+    /// container is not running.
+    pub async fn stats(&self, name: &str) -> Result<Option<UsageReading>, EngineError> {
         let docker = self.client().await?;
-        let options = StatsOptionsBuilder::new().stream(true).one_shot(false).build();
-        let host = self.host.clone();
-        Ok(docker
-            .stats(name, Some(options))
-            .map(move |item| match item {
-                Ok(stats) => Ok(reading_from_stats(&stats)),
-                Err(BollardError::DockerResponseServerError { status_code, message }) => {
-                    Err(EngineError::Operation { op: "container stats", status: status_code, message })
-                }
-                Err(e) => Err(EngineError::Unavailable(format!("{host} (container stats: {})", with_causes(&e)))),
-            })
-            .boxed())
+        let options = StatsOptionsBuilder::new().stream(false).one_shot(true).build();
+        let mut answers = docker.stats(name, Some(options));
+        match answers.next().await {
+            // A stopped container answers with an empty reading.
+            Some(Ok(stats)) if stats.cpu_stats.as_ref().and_then(|c| c.system_cpu_usage).unwrap_or(0) == 0 => Ok(None),
+            Some(Ok(stats)) => Ok(Some(reading_from_stats(&stats))),
+            Some(Err(e)) => match self.fail("container stats", e).await {
+                e if e.status() == Some(404) => Ok(None),
+                e => Err(e),
+            },
+            None => Ok(None),
+        }
     }
 
     /// The size of the container's writable layer (`docker ps --size`): the engine walks the

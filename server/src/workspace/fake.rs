@@ -301,21 +301,24 @@ impl WorkspaceRuntime for FakeRuntime {
         Ok(events.boxed())
     }
 
-    /// Two readings a second apart: a quarter of one core, 256 MiB; then the stream ends.
-    async fn usage_stream(&self, name: &str) -> Result<BoxStream<'static, Result<UsageReading, RuntimeError>>, RuntimeError> {
+    /// Each reading one fake second after the one before: a quarter of one core, 256 MiB.
+    async fn usage(&self, name: &str) -> Result<Option<UsageReading>, RuntimeError> {
         self.call(format!("usage {name}"))?;
-        let first = UsageReading {
+        let state = self.state.lock().expect("fake");
+        if state.workspaces.get(name).is_none_or(|w| w.status != RuntimeStatus::Running) {
+            return Ok(None);
+        }
+        let n = state.calls.iter().filter(|c| **c == format!("usage {name}")).count() as u64;
+        Ok(Some(UsageReading {
             container_id: format!("fake-{name}"),
-            at_ms: 1_700_000_000_000,
-            cpu_ns: 1_000_000_000,
-            host_cpu_ns: 100_000_000_000,
+            at_ms: 1_700_000_000_000 + n as i64 * 1000,
+            cpu_ns: n * 250_000_000,
+            host_cpu_ns: n * 2_000_000_000,
             online_cpus: 2,
             memory_bytes: 256 << 20,
             memory_limit_bytes: 1 << 30,
             ..UsageReading::default()
-        };
-        let second = UsageReading { at_ms: first.at_ms + 1000, cpu_ns: first.cpu_ns + 250_000_000, host_cpu_ns: first.host_cpu_ns + 2_000_000_000, ..first.clone() };
-        Ok(futures_util::stream::iter([Ok(first), Ok(second)]).boxed())
+        }))
     }
 
     async fn writable_layer_bytes(&self, name: &str) -> Result<Option<u64>, RuntimeError> {

@@ -198,9 +198,9 @@ pub trait WorkspaceRuntime: Send + Sync + 'static {
     /// Changes to Berth's workspaces from now on (see the contract on ordering and loss).
     async fn watch(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError>;
 
-    /// The workspace's resource use, about once a second while it runs: one stream per
-    /// workspace serves every reader (see `monitor`). Ends when the workspace stops.
-    async fn usage_stream(&self, name: &str) -> Result<BoxStream<'static, Result<UsageReading, RuntimeError>>, RuntimeError>;
+    /// The workspace's resource use now (counters since it started); None when it is not
+    /// running. Asked by one sampler per Berth, once per sample (see `monitor`), never per page.
+    async fn usage(&self, name: &str) -> Result<Option<UsageReading>, RuntimeError>;
 
     /// Bytes the workspace wrote outside its mounts (Docker: the container's writable layer).
     /// Costly to work out: asked rarely. None when the runtime cannot tell.
