@@ -397,6 +397,15 @@ async fn history_compaction(backend: DbBackend) {
     let bob = history.since("bob", 0).await.unwrap();
     assert_eq!(bob.len(), 1);
     assert_eq!(history.compact(now).await.unwrap(), berth::monitor::history::Compacted { averaged: 0, deleted: 0 }, "a second run changes nothing");
+
+    // A sampling round is one write, in statements of 50 rows: 120 samples of three owners.
+    let round: Vec<(String, i64, UsagePoint)> =
+        (0..120).map(|i| (format!("round-{}", i % 3), now + i as i64, point(i as f64, i as u64))).collect();
+    history.insert_round(&round, 10).await.unwrap();
+    let of_one = history.since("round-1", 0).await.unwrap();
+    assert_eq!(of_one.len(), 40);
+    assert_eq!((of_one[0].at, of_one[0].cpu_cores, of_one[39].memory_bytes), (now + 1, 1.0, 118));
+    assert_eq!(of_one[0].gpus.len(), 1, "with its GPU");
 }
 
 #[tokio::test]

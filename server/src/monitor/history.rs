@@ -50,6 +50,46 @@ impl History {
         Ok(())
     }
 
+    /// One round of samples, (owner, at, point) each, in one transaction: one commit for the
+    /// round, not one per workspace.
+    pub async fn insert_round(&self, points: &[(String, i64, UsagePoint)], span: i64) -> Result<(), DbError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.pool.begin().await?;
+        // 50 rows of 10 values a statement: within SQLite's and PostgreSQL's bind limits.
+        for chunk in points.chunks(50) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p: Vec<String> = (1..=10).map(|k| format!("${}", i * 10 + k)).collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO usage_samples (username, at, span, cpu_cores, memory_bytes, net_rx_rate, net_tx_rate, disk_read_rate, disk_write_rate, gpus) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (owner, at, point) in chunk {
+                let gpus = if point.gpus.is_empty() { None } else { Some(encode_gpus(&point.gpus)) };
+                query = query
+                    .bind(owner.clone())
+                    .bind(*at)
+                    .bind(span)
+                    .bind(point.cpu_cores)
+                    .bind(point.memory_bytes as i64)
+                    .bind(point.net_rx_rate)
+                    .bind(point.net_tx_rate)
+                    .bind(point.disk_read_rate)
+                    .bind(point.disk_write_rate)
+                    .bind(gpus);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The owner's samples from `since` on, oldest first.
     pub async fn since(&self, username: &str, since: i64) -> Result<Vec<UsagePoint>, DbError> {
         let rows = sqlx::query(
