@@ -219,7 +219,7 @@ pub async fn get_usage_html(user: Option<String>, hours: Option<u32>) -> Result<
     let me = ssr::require_user().map_err(ssr::fail)?;
     let owner = user.unwrap_or_else(|| me.username.clone());
     let panel = ssr::services().usage_panel(&me, &owner, hours.unwrap_or(1)).await.map_err(ssr::fail)?;
-    Ok(crate::pages::usage::figures_html(&panel))
+    Ok(crate::figures::figures_html(&panel))
 }
 
 /// [`get_gpu_board`] as the admin page shows it (HTML drawn on the server).
@@ -227,7 +227,7 @@ pub async fn get_usage_html(user: Option<String>, hours: Option<u32>) -> Result<
 pub async fn get_gpu_board_html() -> Result<String, AppError> {
     let admin = ssr::require_admin().map_err(ssr::fail)?;
     let board = ssr::services().gpu_board(&admin).await.map_err(ssr::fail)?;
-    Ok(crate::pages::usage::gpu_board_html(&board))
+    Ok(crate::figures::gpu_board_html(&board))
 }
 
 /// The host's GPUs and whose processes are on them (admins).

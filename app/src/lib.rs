@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod error;
+pub mod figures;
 pub mod model;
 mod pages;
 #[cfg(feature = "ssr")]

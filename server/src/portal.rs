@@ -232,7 +232,7 @@ impl PortalServices for Portal {
             return Err(AppError::Invalid("The search text is too long.".into()));
         }
         let owner = self.owner_named(actor, owner).await?;
-        let request = crate::workspace::runtime::LogRequest { tail: crate::web::LOG_PAGE_TAIL, follow: false };
+        let request = crate::workspace::runtime::LogRequest { tail: crate::workspace::LOG_PAGE_TAIL, follow: false };
         let lines = match self.workspaces.logs(&Actor::from(actor), &owner, request).await {
             Ok(lines) => lines,
             Err(WorkspaceError::Runtime(e)) if e.status() == Some(404) => return Ok(Vec::new()),
@@ -243,7 +243,7 @@ impl PortalServices for Portal {
         let mut shown = Vec::new();
         for line in lines {
             let line = line.map_err(|e| workspace_error(e.into()))?;
-            if crate::web::log_matches(&line, &needle) {
+            if crate::workspace::log_line_matches(&line, &needle) {
                 shown.push(line);
             }
         }

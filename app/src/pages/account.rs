@@ -1,6 +1,7 @@
 use leptos::prelude::*;
 
 use super::{action_error, Frame};
+use crate::figures::urlencode;
 use crate::api::{login_options, LogIn, SignUp};
 
 #[component]
@@ -88,15 +89,6 @@ pub fn PendingPage() -> impl IntoView {
 }
 
 /// Minimal percent-encoding for a query value.
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Shown when single sign-on cannot finish; the reason is a fixed code, never provider text.
 #[component]
 pub fn AuthErrorPage() -> impl IntoView {

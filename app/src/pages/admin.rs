@@ -2,7 +2,8 @@ use leptos::prelude::*;
 
 use super::{action_error, viewer_resource, Frame};
 use crate::api::{get_workspaces_overview, list_users, AdminAction as AdminActionFn, AdminWorkspaceAction};
-use super::usage::{bytes, cpu_text, rate, sort_rows, urlencode, GpuSection, SORT_KEYS};
+use super::usage::{sort_rows, GpuSection, SORT_KEYS};
+use crate::figures::{bytes, cpu_text, rate, urlencode};
 use crate::model::{AdminAction, UserSummary, WorkspaceState, WorkspacesOverview};
 
 #[component]
@@ -86,7 +87,7 @@ fn UsersTable(users: Vec<UserSummary>, act: ServerAction<AdminActionFn>, me: Opt
 #[component]
 fn WorkspacesSection() -> impl IntoView {
     let act = ServerAction::<AdminWorkspaceAction>::new();
-    let tick = super::dashboard::ticker(3000);
+    let tick = super::ticker(3000);
     let overview = Resource::new(move || (tick.get(), act.version().get()), |_| get_workspaces_overview());
     let query = leptos_router::hooks::use_query_map();
     let sort = Memo::new(move |_| query.with(|q| q.get("sort")).unwrap_or_else(|| "owner".into()));

@@ -5,17 +5,6 @@ use super::{action_error, viewer_resource, Frame};
 use crate::api::{workspace_status, GetWorkspaceCredentials, RegenerateCredential, WorkspaceAction as WorkspaceActionFn};
 use crate::model::{StepState, WorkspaceState, WorkspaceView};
 
-/// Re-runs the closure every `ms` milliseconds in the browser (never on the server).
-pub fn ticker(ms: u64) -> RwSignal<u64> {
-    let tick = RwSignal::new(0u64);
-    Effect::new(move |_| {
-        if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_millis(ms)) {
-            on_cleanup(move || handle.clear());
-        }
-    });
-    tick
-}
-
 #[component]
 pub fn DashboardPage() -> impl IntoView {
     let viewer = viewer_resource();

@@ -1,7 +1,7 @@
 mod account;
 mod admin;
-pub(crate) mod dashboard;
-pub(crate) mod usage;
+mod dashboard;
+mod usage;
 
 pub use account::{AuthErrorPage, LoginPage, PendingPage, SignUpPage, SsoUsernamePage};
 pub use admin::AdminPage;
@@ -77,6 +77,17 @@ pub fn action_error(
             view! { <p class="error" role="alert">{error.to_string()}</p> }
         })
     }
+}
+
+/// Re-runs the closure every `ms` milliseconds in the browser (never on the server).
+pub fn ticker(ms: u64) -> RwSignal<u64> {
+    let tick = RwSignal::new(0u64);
+    Effect::new(move |_| {
+        if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), std::time::Duration::from_millis(ms)) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    tick
 }
 
 /// Loads the viewer for a page that needs one.

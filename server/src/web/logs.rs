@@ -1,6 +1,6 @@
 //! A workspace's output (`docker logs`: supervisord and its services) for its owner or an
 //! admin: `GET /logs/stream` follows it as server-sent events (event `line`), from the last
-//! [`STREAM_TAIL`] lines on; `GET /logs/download` sends the last [`DOWNLOAD_TAIL`] lines as a
+//! `LOG_PAGE_TAIL` lines on; `GET /logs/download` sends the last [`DOWNLOAD_TAIL`] lines as a
 //! file. Both pass lines through as the runtime gives them: nothing is held beyond a line.
 
 use std::collections::HashMap;
@@ -21,12 +21,10 @@ use tokio::time::Instant;
 
 use super::AppState;
 use crate::workspace::runtime::{LogRequest, RuntimeError};
-use crate::workspace::{Actor, Owner, WorkspaceError};
+use crate::workspace::{log_line_matches, Actor, Owner, WorkspaceError, LOG_PAGE_TAIL};
 
 pub const LOG_STREAM: &str = "/logs/stream";
 pub const LOG_DOWNLOAD: &str = "/logs/download";
-/// Lines a follower starts with.
-pub const STREAM_TAIL: usize = 500;
 /// Lines a download holds at most.
 pub const DOWNLOAD_TAIL: usize = 100_000;
 /// The longest search text accepted.
@@ -38,11 +36,6 @@ pub(super) struct LogQuery {
     user: Option<String>,
     /// Only lines containing this (case-insensitive).
     q: Option<String>,
-}
-
-/// Whether `line` matches the search `needle` (already lower-cased; empty matches all).
-pub fn matches(line: &str, needle: &str) -> bool {
-    needle.is_empty() || line.to_lowercase().contains(needle)
 }
 
 /// Who asks (from the identity layer) and whose workspace: their own, or anyone's for an admin.
@@ -109,7 +102,7 @@ pub(super) async fn log_stream(State(state): State<AppState>, Query(query): Quer
     let Some(seat) = state.log_followers.take(&caller) else {
         return (StatusCode::TOO_MANY_REQUESTS, format!("At most {FOLLOWERS_PER_USER} logs can be followed at once; close another tab.\n")).into_response();
     };
-    let lines = match state.workspaces.logs(&actor, &owner, LogRequest { tail: STREAM_TAIL, follow: true }).await {
+    let lines = match state.workspaces.logs(&actor, &owner, LogRequest { tail: LOG_PAGE_TAIL, follow: true }).await {
         Ok(lines) => lines,
         Err(e) => return failure(e),
     };
@@ -182,7 +175,7 @@ impl Follow {
         loop {
             let event = tokio::select! {
                 line = self.lines.next() => match line {
-                    Some(Ok(line)) if matches(&line, &self.needle) => Event::default().event("line").data(line.replace('\r', "")),
+                    Some(Ok(line)) if log_line_matches(&line, &self.needle) => Event::default().event("line").data(line.replace('\r', "")),
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => {
                         self.done = true;
@@ -214,7 +207,7 @@ pub(super) async fn log_download(State(state): State<AppState>, Query(query): Qu
     };
     let body = lines.filter_map(move |line| {
         std::future::ready(match line {
-            Ok(line) if matches(&line, &needle) => Some(Ok::<_, std::io::Error>(format!("{line}\n"))),
+            Ok(line) if log_line_matches(&line, &needle) => Some(Ok::<_, std::io::Error>(format!("{line}\n"))),
             Ok(_) => None,
             Err(e) => Some(Err(std::io::Error::other(e.to_string()))),
         })
@@ -229,7 +222,7 @@ pub(super) async fn log_download(State(state): State<AppState>, Query(query): Qu
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use crate::workspace::log_line_matches as matches;
 
     #[test]
     fn search_is_a_case_insensitive_substring() {

@@ -34,8 +34,6 @@ use crate::workspace::Workspaces;
 use middleware::{identify, one_session_cookie, refuse_cross_site};
 use oidc::{oidc_callback, oidc_login, oidc_username};
 
-pub use logs::{matches as log_matches, STREAM_TAIL as LOG_PAGE_TAIL};
-
 /// Prometheus's address on the portal (see `metrics`).
 pub const METRICS_PATH: &str = "/metrics";
 

@@ -27,6 +27,6 @@ pub use lifecycle::{Credential, CredentialApplied};
 pub use reconcile::ReconcileReport;
 pub use runtime::{RuntimeError, WorkspaceRuntime};
 pub use service::{Actor, Owner, WorkspaceError, Workspaces};
-pub use views::NOVNC_LAUNCH;
+pub use views::{log_line_matches, LOG_PAGE_TAIL, NOVNC_LAUNCH};
 #[cfg(test)]
 mod lifecycle_tests;

@@ -14,6 +14,14 @@ use super::spec::{PortBlock, ResourceOverrides};
 use crate::db::now;
 use crate::hosts::App;
 
+/// Lines a logs page starts with, and a follower's first lines.
+pub const LOG_PAGE_TAIL: usize = 500;
+
+/// Whether a workspace's output line matches a search (`needle` lower-cased; empty matches all).
+pub fn log_line_matches(line: &str, needle: &str) -> bool {
+    needle.is_empty() || line.to_lowercase().contains(needle)
+}
+
 /// The portal path that opens the noVNC desktop with its password handed over.
 pub const NOVNC_LAUNCH: &str = "/desktop/novnc";
 
