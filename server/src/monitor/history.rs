@@ -29,25 +29,9 @@ impl History {
         History { db, retention_seconds: retention_days as i64 * 86_400 }
     }
 
+    /// One sample (see [`History::insert_round`] for many).
     pub async fn insert(&self, username: &str, at: i64, span: i64, point: &UsagePoint) -> Result<(), DbError> {
-        let gpus = if point.gpus.is_empty() { None } else { Some(encode_gpus(&point.gpus)) };
-        sqlx::query(
-            "INSERT INTO usage_samples (username, at, span, cpu_cores, memory_bytes, net_rx_rate, net_tx_rate, disk_read_rate, disk_write_rate, gpus)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(username)
-        .bind(at)
-        .bind(span)
-        .bind(point.cpu_cores)
-        .bind(point.memory_bytes as i64)
-        .bind(point.net_rx_rate)
-        .bind(point.net_tx_rate)
-        .bind(point.disk_read_rate)
-        .bind(point.disk_write_rate)
-        .bind(gpus)
-        .execute(&self.db.pool)
-        .await?;
-        Ok(())
+        self.insert_round(&[(username.to_string(), at, point.clone())], span).await
     }
 
     /// One round of samples, (owner, at, point) each, in one transaction: one commit for the
