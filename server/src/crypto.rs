@@ -92,13 +92,13 @@ impl std::fmt::Debug for AppSecrets {
     }
 }
 
-/// A random password of `len` characters from an alphabet without look-alikes.
 /// Compares secrets without telling by its timing where they differ (only whether the
 /// lengths do).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A random password of `len` characters from an alphabet without look-alikes.
 pub fn random_password(len: usize) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";

@@ -175,6 +175,12 @@ pub async fn serve_metrics(State(state): State<MetricsState>, request: Request) 
     }
 }
 
+/// The `/metrics` route alone, for the portal's router (with the token) and the separate
+/// metrics address.
+pub fn route(state: MetricsState) -> axum::Router {
+    axum::Router::new().route(crate::web::METRICS_PATH, axum::routing::get(serve_metrics)).with_state(state)
+}
+
 /// `/metrics` when neither a token nor a separate address is configured: nothing is exposed.
 pub async fn metrics_off() -> Response {
     (StatusCode::NOT_FOUND, "metrics are not exposed here: set metrics_token, or metrics_listen for a separate address\n").into_response()

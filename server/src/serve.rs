@@ -36,9 +36,7 @@ pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> 
             db: db.clone(),
             token: config.metrics_token.as_ref().map(|t| t.0.clone()),
         };
-        let metrics_only = axum::Router::new()
-            .route(crate::web::METRICS_PATH, axum::routing::get(crate::metrics::serve_metrics))
-            .with_state(state);
+        let metrics_only = crate::metrics::route(state);
         tracing::info!(listen = %address, "metrics served on their own address");
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, metrics_only).await {

@@ -23,11 +23,11 @@ use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::sessions::SessionCache;
 
-/// The path on every app host where forwardAuth redeems a one-time code. Traefik sends it to
-/// forwardAuth like any other path; the workspace never sees it.
 /// Traefik's forwardAuth address.
 pub const VERIFY_PATH: &str = "/auth/verify";
 
+/// The path on every app host where forwardAuth redeems a one-time code. Traefik sends it to
+/// forwardAuth like any other path; the workspace never sees it.
 pub const APP_AUTH_PATH: &str = "/.berth/auth";
 /// How long a one-time code from the portal may take to come back.
 const CODE_SECONDS: i64 = 60;

@@ -114,15 +114,12 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         metrics: metrics.clone(),
     }));
     let metrics_route = match &config.metrics_token {
-        Some(token) => Router::new().route(
-            METRICS_PATH,
-            get(crate::metrics::serve_metrics).with_state(crate::metrics::MetricsState {
-                metrics: metrics.clone(),
-                monitor,
-                db: db.clone(),
-                token: Some(token.0.clone()),
-            }),
-        ),
+        Some(token) => crate::metrics::route(crate::metrics::MetricsState {
+            metrics: metrics.clone(),
+            monitor,
+            db: db.clone(),
+            token: Some(token.0.clone()),
+        }),
         None => Router::new().route(METRICS_PATH, get(crate::metrics::metrics_off)),
     };
 
