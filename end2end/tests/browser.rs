@@ -161,7 +161,7 @@ const WORKSPACE_STATUS_CALLS: &str =
 #[tokio::test]
 async fn the_dashboard_is_pushed_its_workspace_not_polling() {
     let cleanup = Cleanup::new();
-    let portal = Portal::with_test_workspaces(&cleanup, 35000).await;
+    let portal = Portal::with_test_workspaces(&cleanup, 15000).await;
     let user = testkit::username("pia");
     portal.cli(&["user", "add", &user, "--password-stdin"], "pia-password-long\n");
     let b = Browser::start("live").await;
@@ -188,7 +188,7 @@ async fn the_dashboard_is_pushed_its_workspace_not_polling() {
         .for_element(fantoccini::Locator::Css("#workspace-state[data-state='running']"))
         .await
         .expect("the running state is pushed to the open dashboard");
-    assert_eq!(b.wait_css("#ssh-port").await.text().await.unwrap(), "35022");
+    assert_eq!(b.wait_css("#ssh-port").await.text().await.unwrap(), "15022");
     assert_eq!(calls().await, before, "pushed, not asked for");
     let marker = b.client.execute("return window.__berthNoReload || null;", vec![]).await.unwrap();
     assert_eq!(marker, serde_json::json!("still here"), "no reload");
@@ -283,7 +283,7 @@ async fn first_run_opens_jupyter_and_the_desktop_through_the_gateway() {
         ("BERTH_WORKSPACE_IMAGE", image),
         ("BERTH_STORAGE_ROOT", storage.as_str()),
         ("BERTH_WORKSPACE__EXTRA_LABEL", cleanup.label.as_str()),
-        ("BERTH_PORTS__BASE", "37000"),
+        ("BERTH_PORTS__BASE", "11000"),
     ];
     let server = TestServer::start_with_site(&db, &env).await;
     let base = server.base.clone();
@@ -625,7 +625,7 @@ async fn bench_first_page() {
 async fn the_dashboard_charts_rising_cpu_and_the_logs_page_follows_output() {
     let cleanup = Cleanup::new();
     let db = TestDb::new(testkit::Backend::Sqlite).await;
-    let mut env = testkit::docker::env(&cleanup, &db.dir.path().join("storage"), 37500);
+    let mut env = testkit::docker::env(&cleanup, &db.dir.path().join("storage"), 11500);
     // A stored sample every two seconds: the chart grows within the test's patience.
     env.push(("BERTH_MONITORING__SAMPLE_SECONDS".into(), "2".into()));
     let portal = Portal::on(db, &env).await;

@@ -25,7 +25,7 @@ async fn the_slim_image_shows_only_its_services_and_gets_ready() {
     let traefik = db.dir.path().join("traefik");
     // The test settings for workspaces, on the real image, with the default GPUs (`auto`), and
     // Traefik routes written (to a directory nobody reads) so the card has launch links.
-    let mut env: Vec<(String, String)> = testkit::docker::env(&cleanup, &storage, 36000)
+    let mut env: Vec<(String, String)> = testkit::docker::env(&cleanup, &storage, 16500)
         .into_iter()
         .filter(|(k, _)| k != "BERTH_WORKSPACE_IMAGE" && k != "BERTH_WORKSPACE__GPUS")
         .collect();

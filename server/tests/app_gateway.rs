@@ -52,7 +52,7 @@ async fn the_app_gateway_serves_each_workspace_to_its_owner_alone() {
     let cleanup = Cleanup::new();
     let db = TestDb::new(DbBackend::Sqlite).await;
     // What `make run` has: no Traefik directory, domain "localhost".
-    let settings = env(&cleanup, &db.dir.path().join("storage"), 36000);
+    let settings = env(&cleanup, &db.dir.path().join("storage"), 16000);
     let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = TestServer::start_with(&db, &extra).await;
     let (alice_name, bob_name) = (username("alice"), username("bob"));

@@ -178,7 +178,7 @@ async fn a_full_workspace_storage_refuses_to_start_and_loses_nothing() {
     let cleanup = Cleanup::new();
     let db = TestDb::new(Backend::Sqlite).await;
     let storage = disk.path.join("storage");
-    let mut settings = env(&cleanup, &storage, 33000);
+    let mut settings = env(&cleanup, &storage, 12000);
     settings.push(("BERTH_WORKSPACE__MIN_FREE_MIB".into(), "16".into()));
     let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = TestServer::start_with(&db, &extra).await;

@@ -110,7 +110,7 @@ async fn a_workspace_reaches_nothing_of_anyone_else() {
     let berth = TestServer::start(&portal_db).await;
 
     let db = TestDb::new(DbBackend::Sqlite).await;
-    let mut config = config(&cleanup, &db.dir.path().join("storage"), 33000);
+    let mut config = config(&cleanup, &db.dir.path().join("storage"), 13000);
     config.workspace_image = image.clone();
     config.workspace.isolation = Isolation::Plain;
     config.workspace.attach_containers = vec![guacd.clone(), guacd_open.clone()];
@@ -202,7 +202,7 @@ async fn a_mode_that_gives_users_the_host_says_so_everywhere() {
     for (mode, warns) in [("capabilities", true), ("plain", false)] {
         let cleanup = Cleanup::new();
         let db = TestDb::new(DbBackend::Sqlite).await;
-        let mut env = testkit::docker::env(&cleanup, &db.dir.path().join("storage"), 33500);
+        let mut env = testkit::docker::env(&cleanup, &db.dir.path().join("storage"), 13500);
         env.retain(|(k, _)| k != "BERTH_WORKSPACE__ISOLATION");
         env.push(("BERTH_WORKSPACE__ISOLATION".into(), mode.into()));
         let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -69,7 +69,7 @@ impl Events {
 async fn the_owner_alone_gets_their_workspace_pushed_as_it_changes() {
     let cleanup = Cleanup::new();
     let db = TestDb::new(DbBackend::Sqlite).await;
-    let mut settings = env(&cleanup, &db.dir.path().join("storage"), 34000);
+    let mut settings = env(&cleanup, &db.dir.path().join("storage"), 14000);
     settings.push(("BERTH_DOMAIN".into(), DOMAIN.into()));
     let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = TestServer::start_with(&db, &extra).await;
@@ -113,7 +113,7 @@ async fn the_owner_alone_gets_their_workspace_pushed_as_it_changes() {
         // Running (not Starting) once the operation has finished.
         if state == "Running" {
             assert!(view["error"].is_null(), "{view}");
-            assert_eq!(view["ports"]["ssh"], 34022);
+            assert_eq!(view["ports"]["ssh"], 14022);
             break;
         }
     }

@@ -98,7 +98,7 @@ async fn usage_metrics_gpus_and_logs_come_from_the_sampler() {
     let cleanup = Cleanup::new();
     let db = TestDb::new(DbBackend::Sqlite).await;
     let gpu_file = db.dir.path().join("gpus.json");
-    let mut settings = env(&cleanup, &db.dir.path().join("storage"), 37000);
+    let mut settings = env(&cleanup, &db.dir.path().join("storage"), 17000);
     settings.push(("BERTH_METRICS_TOKEN".into(), TOKEN.into()));
     settings.push(("BERTH_MONITORING__SAMPLE_SECONDS".into(), "1".into()));
     settings.push(("BERTH_MONITORING__GPU_INVENTORY".into(), gpu_file.display().to_string()));
@@ -320,7 +320,7 @@ async fn a_cpu_only_host_says_it_has_no_gpus_and_metrics_can_have_their_own_addr
     let cleanup = Cleanup::new();
     let db = TestDb::new(DbBackend::Sqlite).await;
     let metrics_port = testkit::free_port();
-    let mut settings = env(&cleanup, &db.dir.path().join("storage"), 38000);
+    let mut settings = env(&cleanup, &db.dir.path().join("storage"), 18000);
     settings.push(("BERTH_METRICS_LISTEN".into(), format!("127.0.0.1:{metrics_port}")));
     settings.push(("BERTH_MONITORING__SAMPLE_SECONDS".into(), "1".into()));
     let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -112,7 +112,7 @@ async fn slim_workspace_image_through_berth() {
     assert!(image_exists(&image), "{image} missing: run `make image` (make test does)");
     let cleanup = Cleanup::new();
     let db = TestDb::new(DbBackend::Sqlite).await;
-    let mut config = config(&cleanup, &db.dir.path().join("storage"), 32000);
+    let mut config = config(&cleanup, &db.dir.path().join("storage"), 23000);
     config.workspace_image = image.clone();
     // This engine refuses --privileged; the image's Docker-in-Docker runs with all capabilities.
     config.workspace.isolation = berth::config::Isolation::Capabilities;

@@ -81,6 +81,7 @@ impl Drop for Cleanup {
 /// Settings for `berth` processes whose workspaces run the busybox test image: private
 /// `storage`, loopback ports from `port_base`, unprivileged, labelled for `cleanup`.
 pub fn env(cleanup: &Cleanup, storage: &Path, port_base: u16) -> Vec<(String, String)> {
+    assert_below_ephemeral_ports(port_base);
     vec![
         ("BERTH_WORKSPACE_IMAGE".into(), TEST_IMAGE.into()),
         ("BERTH_STORAGE_ROOT".into(), storage.display().to_string()),
@@ -92,6 +93,21 @@ pub fn env(cleanup: &Cleanup, storage: &Path, port_base: u16) -> Vec<(String, St
         ("BERTH_WORKSPACE__ISOLATION".into(), "plain".into()),
         ("BERTH_WORKSPACE__EXTRA_LABEL".into(), cleanup.label.clone()),
     ]
+}
+
+/// The ports a test's workspaces publish must lie below the kernel's ephemeral range: there any
+/// outgoing connection on the machine may hold one as its source port, and the workspace then
+/// fails to start with "address already in use" (seen in CI at 127.0.0.1:33100). A test uses at
+/// most ten slots of 100 ports.
+pub fn assert_below_ephemeral_ports(port_base: u16) {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let first_ephemeral: u32 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
+    assert!(
+        u32::from(port_base) + 1000 <= first_ephemeral,
+        "test port block {port_base}..{} reaches the ephemeral ports from {first_ephemeral}: pick a base below {}",
+        u32::from(port_base) + 1000,
+        first_ephemeral - 1000
+    );
 }
 
 #[cfg(test)]

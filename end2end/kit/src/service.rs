@@ -21,6 +21,7 @@ pub type Service = Arc<Workspaces>;
 /// Test settings: the busybox image, private storage, loopback ports from `port_base`,
 /// unprivileged, labelled for `cleanup` (the same as [`crate::docker::env`] for processes).
 pub fn config(cleanup: &Cleanup, storage: &std::path::Path, port_base: u16) -> Config {
+    crate::docker::assert_below_ephemeral_ports(port_base);
     let mut config = Config::default();
     config.workspace_image = TEST_IMAGE.into();
     config.storage_root = storage.to_path_buf();
