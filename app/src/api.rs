@@ -245,3 +245,126 @@ pub async fn get_workspace_log(user: Option<String>, q: Option<String>) -> Resul
     let owner = user.unwrap_or_else(|| me.username.clone());
     ssr::services().log_tail(&me, &owner, q.as_deref().unwrap_or_default()).await.map_err(ssr::fail)
 }
+
+/// The GPU sharing board and the viewer's idle state (JSON).
+#[server(endpoint = "gpu-share")]
+pub async fn get_gpu_share() -> Result<crate::model::GpuShareView, AppError> {
+    let me = ssr::require_user().map_err(ssr::fail)?;
+    ssr::services().gpu_share(&me).await.map_err(ssr::fail)
+}
+
+/// [`get_gpu_share`] drawn on the server: the board, the queue and the viewer's buttons on them
+/// (the dashboard polls it).
+#[server(endpoint = "gpu-share-html")]
+pub async fn get_gpu_share_html() -> Result<String, AppError> {
+    let me = ssr::require_user().map_err(ssr::fail)?;
+    let view = ssr::services().gpu_share(&me).await.map_err(ssr::fail)?;
+    Ok(crate::sharing_html::board_html(&view, false))
+}
+
+/// The request form and "I'm still here", drawn once (a poll would wipe what is being typed).
+#[server(endpoint = "gpu-controls-html")]
+pub async fn get_gpu_controls_html() -> Result<String, AppError> {
+    let me = ssr::require_user().map_err(ssr::fail)?;
+    let view = ssr::services().gpu_share(&me).await.map_err(ssr::fail)?;
+    Ok(crate::sharing_html::controls_html(&view))
+}
+
+/// Everything an admin runs of sharing, drawn on the server.
+#[server(endpoint = "sharing-admin-html")]
+pub async fn get_sharing_admin_html() -> Result<String, AppError> {
+    let admin = ssr::require_admin().map_err(ssr::fail)?;
+    let view = ssr::services().sharing_admin(&admin).await.map_err(ssr::fail)?;
+    Ok(crate::sharing_html::admin_html(&view))
+}
+
+#[cfg(feature = "ssr")]
+fn sharing_number<T: std::str::FromStr>(field: &str, value: Option<&str>) -> Result<Option<T>, AppError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| AppError::Invalid(format!("{field}: {v:?} is not a number"))),
+    }
+}
+
+/// Hours as typed ("2", "0.5") to whole seconds.
+#[cfg(feature = "ssr")]
+fn sharing_hours(field: &str, value: Option<&str>) -> Result<Option<i64>, AppError> {
+    match sharing_number::<f64>(field, value)? {
+        Some(h) if h.is_finite() && (0.0..=24.0 * 365.0).contains(&h) => Ok(Some((h * 3600.0).round() as i64)),
+        Some(_) => Err(AppError::Invalid(format!("{field}: hours between 0 and a year"))),
+        None => Ok(None),
+    }
+}
+
+#[cfg(feature = "ssr")]
+async fn sharing_run(command: crate::model::SharingCommand) -> Result<String, AppError> {
+    let me = ssr::require_user().map_err(ssr::fail)?;
+    ssr::services().sharing_command(&me, command).await.map_err(ssr::fail)
+}
+
+/// Asks for GPUs: `count` of any, or the one numbered `gpu`, for `hours`; `confirm` = "yes"
+/// lets a leased-mode grant restart the workspace.
+#[server(endpoint = "gpu-request")]
+pub async fn gpu_request(count: Option<String>, gpu: Option<String>, hours: Option<String>, note: Option<String>, confirm: Option<String>) -> Result<String, AppError> {
+    use crate::model::SharingCommand;
+    let parsed = (|| {
+        let gpu = sharing_number::<u32>("gpu", gpu.as_deref())?;
+        let count = sharing_number::<u32>("count", count.as_deref())?.unwrap_or(1);
+        let seconds = sharing_hours("hours", hours.as_deref())?.ok_or_else(|| AppError::Invalid("Say for how many hours.".into()))?;
+        Ok(SharingCommand::Request { count, gpu, seconds, note: note.unwrap_or_default(), confirm: confirm.as_deref() == Some("yes") })
+    })();
+    sharing_run(parsed.map_err(ssr::fail)?).await
+}
+
+#[server(endpoint = "gpu-release")]
+pub async fn gpu_release(holding: String) -> Result<String, AppError> {
+    let holding = sharing_number::<i64>("holding", Some(&holding)).map_err(ssr::fail)?.unwrap_or_default();
+    sharing_run(crate::model::SharingCommand::Release { holding }).await
+}
+
+#[server(endpoint = "gpu-extend")]
+pub async fn gpu_extend(holding: String, hours: String) -> Result<String, AppError> {
+    let holding = sharing_number::<i64>("holding", Some(&holding)).map_err(ssr::fail)?.unwrap_or_default();
+    let seconds = sharing_hours("hours", Some(&hours)).map_err(ssr::fail)?.unwrap_or_default();
+    sharing_run(crate::model::SharingCommand::Extend { holding, seconds }).await
+}
+
+#[server(endpoint = "gpu-cancel")]
+pub async fn gpu_cancel(request: String) -> Result<String, AppError> {
+    let request = sharing_number::<i64>("request", Some(&request)).map_err(ssr::fail)?.unwrap_or_default();
+    sharing_run(crate::model::SharingCommand::Cancel { request }).await
+}
+
+/// Resets the viewer's idle timer and lifts a pending idle warning.
+#[server(endpoint = "still-here")]
+pub async fn still_here() -> Result<String, AppError> {
+    sharing_run(crate::model::SharingCommand::StillHere).await
+}
+
+#[server(endpoint = "gpu-reorder")]
+pub async fn gpu_reorder(request: String, direction: String) -> Result<String, AppError> {
+    let request = sharing_number::<i64>("request", Some(&request)).map_err(ssr::fail)?.unwrap_or_default();
+    sharing_run(crate::model::SharingCommand::Reorder { request, up: direction == "up" }).await
+}
+
+/// Per-user GPU limits (admins); an empty field keeps the site's default.
+#[server(endpoint = "gpu-limits")]
+pub async fn gpu_limits(username: String, max_gpus: Option<String>, max_hours: Option<String>, max_queued: Option<String>) -> Result<String, AppError> {
+    let parsed = (|| {
+        Ok(crate::model::SharingCommand::SetLimits {
+            username: username.trim().to_string(),
+            max_gpus: sharing_number("max_gpus", max_gpus.as_deref())?,
+            max_lease_seconds: sharing_hours("max_hours", max_hours.as_deref())?,
+            max_queued: sharing_number("max_queued", max_queued.as_deref())?,
+        })
+    })();
+    sharing_run(parsed.map_err(ssr::fail)?).await
+}
+
+/// Per-user idle policy (admins): stop after `stop_after_hours` idle (empty: the site's; 0:
+/// never), or `exempt` = "yes".
+#[server(endpoint = "idle-policy")]
+pub async fn idle_policy(username: String, stop_after_hours: Option<String>, exempt: Option<String>) -> Result<String, AppError> {
+    let stop_after_seconds = sharing_hours("stop_after_hours", stop_after_hours.as_deref()).map_err(ssr::fail)?;
+    sharing_run(crate::model::SharingCommand::SetIdlePolicy { username: username.trim().to_string(), stop_after_seconds, exempt: exempt.as_deref() == Some("yes") }).await
+}

@@ -62,6 +62,25 @@ const CHART_H: f64 = 48.0;
 
 /// Text made safe inside HTML (element content and quoted attributes).
 #[cfg(feature = "ssr")]
+/// A moment as a clock reads it (UTC): "14:05 UTC".
+#[cfg(feature = "ssr")]
+pub fn clock_text(at: i64) -> String {
+    let of_day = at.rem_euclid(86_400);
+    format!("{:02}:{:02} UTC", of_day / 3600, of_day % 3600 / 60)
+}
+
+/// A length of time as people say it: "45 s", "3 min", "2 h 05 min", "3 d 4 h".
+#[cfg(feature = "ssr")]
+pub fn duration_text(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        3600..=86_399 => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -239,6 +258,16 @@ pub fn urlencode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_as_people_say_them() {
+        assert_eq!(clock_text(1_764_597_900), "14:05 UTC");
+        assert_eq!(duration_text(45), "45 s");
+        assert_eq!(duration_text(180), "3 min");
+        assert_eq!(duration_text(7500), "2 h 05 min");
+        assert_eq!(duration_text(273_600), "3 d 4 h");
+        assert_eq!(duration_text(-5), "0 s");
+    }
 
     #[test]
     fn sizes_and_rates_read_as_people_write_them() {

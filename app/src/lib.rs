@@ -9,6 +9,8 @@ pub mod model;
 mod pages;
 #[cfg(feature = "ssr")]
 pub mod services;
+#[cfg(feature = "ssr")]
+pub mod sharing_html;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
@@ -58,6 +60,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/workspaces/:user") view=pages::WorkspaceDetailPage ssr=SsrMode::Async/>
                 <Route path=path!("/logs") view=pages::LogsPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/sharing") view=pages::SharingAdminPage ssr=SsrMode::Async/>
                 <Route path=path!("/auth/error") view=pages::AuthErrorPage ssr=SsrMode::Async/>
                 <Route path=path!("/sso/username") view=pages::SsoUsernamePage ssr=SsrMode::Async/>
             </Routes>

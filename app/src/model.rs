@@ -421,3 +421,120 @@ pub struct LoginOptions {
     /// (id, display name) of each OpenID provider.
     pub providers: Vec<(String, String)>,
 }
+
+/// One GPU as the sharing board shows it: who holds it, and whose processes are on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedGpu {
+    pub index: u32,
+    pub uuid: String,
+    pub name: String,
+    pub utilization_percent: u32,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub holder: Option<GpuHolding>,
+    /// Users with processes on it; flagged on the board when one is not its holder.
+    pub process_users: Vec<String>,
+}
+
+/// A claim (`gpu.mode = open`) or lease (`leased`) on one GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuHolding {
+    pub id: i64,
+    pub username: String,
+    /// `claim` or `lease`.
+    pub kind: String,
+    pub note: String,
+    pub started_at: i64,
+    pub ends_at: i64,
+    pub idle_since: Option<i64>,
+    pub idle_warned_at: Option<i64>,
+}
+
+/// A request waiting for GPUs, 1-based `position` in the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedGpuRequest {
+    pub id: i64,
+    pub username: String,
+    pub count: u32,
+    pub gpu_index: Option<u32>,
+    pub duration_seconds: i64,
+    pub note: String,
+    pub requested_at: i64,
+    pub position: u32,
+    /// When GPUs are expected to be free for it (holdings' ends), if known.
+    pub estimate_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuLimitsView {
+    pub max_gpus: u32,
+    pub max_lease_seconds: i64,
+    pub max_queued: u32,
+}
+
+/// Whether a workspace is idle, and what last kept it alive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleView {
+    pub username: String,
+    pub running: bool,
+    /// The signal seen last ("SSH session", "app traffic", …) and when.
+    pub last_signal: Option<String>,
+    pub last_at: Option<i64>,
+    pub exempt: bool,
+    /// 0: never stopped for idleness.
+    pub stop_after_seconds: i64,
+    pub warned_at: Option<i64>,
+    /// When it is stopped if nothing happens.
+    pub stops_at: Option<i64>,
+}
+
+/// The GPU sharing board and the viewer's idle state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuShareView {
+    /// `open` or `leased`.
+    pub mode: String,
+    pub now: i64,
+    pub viewer: String,
+    pub gpus: Vec<SharedGpu>,
+    /// Why there are no GPUs to show, or that leases are only advice here.
+    pub note: Option<String>,
+    pub queue: Vec<QueuedGpuRequest>,
+    pub limits: GpuLimitsView,
+    pub idle: Option<IdleView>,
+    /// Warnings for the viewer: a holding about to end or be released, an idle stop coming.
+    pub warnings: Vec<String>,
+}
+
+/// One recorded grant, queueing, extension, warning, release or idle stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharingEvent {
+    pub at: i64,
+    pub actor: String,
+    pub username: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// What an admin sees of sharing: the board, the queue, limits, idle policy and the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharingAdminView {
+    pub share: GpuShareView,
+    pub limits: Vec<(String, GpuLimitsView)>,
+    pub idle: Vec<IdleView>,
+    pub events: Vec<SharingEvent>,
+}
+
+/// Everything a user or admin asks of GPU sharing and idle reclaim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SharingCommand {
+    /// `count` GPUs (or the one with `gpu` index) for `seconds`; `confirm`: the workspace may
+    /// be restarted to attach them (leased mode).
+    Request { count: u32, gpu: Option<u32>, seconds: i64, note: String, confirm: bool },
+    Release { holding: i64 },
+    Extend { holding: i64, seconds: i64 },
+    Cancel { request: i64 },
+    StillHere,
+    Reorder { request: i64, up: bool },
+    SetLimits { username: String, max_gpus: Option<u32>, max_lease_seconds: Option<i64>, max_queued: Option<u32> },
+    SetIdlePolicy { username: String, stop_after_seconds: Option<i64>, exempt: bool },
+}

@@ -66,6 +66,12 @@ pub trait PortalServices: Send + Sync + 'static {
     async fn usage_panel(&self, actor: &CurrentUser, owner: &str, hours: u32) -> Result<UsagePanel, AppError>;
     /// Every GPU of the host and whose processes are on it (admins).
     async fn gpu_board(&self, admin: &CurrentUser) -> Result<GpuBoard, AppError>;
+    /// The GPU sharing board, the queue and the viewer's idle state.
+    async fn gpu_share(&self, actor: &CurrentUser) -> Result<crate::model::GpuShareView, AppError>;
+    /// The board with everyone's limits, idle policy and the record (admins).
+    async fn sharing_admin(&self, admin: &CurrentUser) -> Result<crate::model::SharingAdminView, AppError>;
+    /// Carries out a request, release, extension, … and says what happened.
+    async fn sharing_command(&self, actor: &CurrentUser, command: crate::model::SharingCommand) -> Result<String, AppError>;
     /// The last lines `owner`'s workspace printed that contain `search` (any case); the
     /// owner's own, or any for an admin.
     async fn log_tail(&self, actor: &CurrentUser, owner: &str, search: &str) -> Result<Vec<String>, AppError>;

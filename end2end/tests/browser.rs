@@ -681,3 +681,52 @@ async fn the_dashboard_charts_rising_cpu_and_the_logs_page_follows_output() {
     b.client.close().await.unwrap();
     drop(portal);
 }
+
+/// With the recorded two-GPU inventory: a user asks for a GPU on the dashboard, sees it granted
+/// on the board, and gives it back; another user sees who holds it and gets no release button.
+#[tokio::test]
+async fn request_a_gpu_see_it_granted_on_the_board_and_release_it() {
+    let cleanup = Cleanup::new();
+    let db = TestDb::new(testkit::Backend::Sqlite).await;
+    let mut env = testkit::docker::env(&cleanup, &db.dir.path().join("storage"), 12500);
+    let fixture = format!("{}/../server/tests/fixtures/two-gpus.json", env!("CARGO_MANIFEST_DIR"));
+    env.push(("BERTH_MONITORING__GPU_INVENTORY".into(), fixture));
+    let portal = Portal::on(db, &env).await;
+    let user = testkit::username("gwen");
+    let other = testkit::username("hugo");
+    portal.cli(&["user", "add", &user, "--password-stdin"], "gwen-password-long\n");
+    portal.cli(&["user", "add", &other, "--password-stdin"], "hugo-password-long\n");
+    let b = Browser::start("sharing").await;
+    b.log_in(&portal.base, &user, "gwen-password-long").await;
+    b.wait_path("/dashboard").await;
+    assert_eq!(b.wait_css("#gpu-board tr[data-gpu='0']").await.attr("data-state").await.unwrap().as_deref(), Some("free"));
+    b.wait_css("#gpu-which").await.select_by_value("1").await.unwrap();
+    b.wait_css("#gpu-note-input").await.send_keys("fine-tuning").await.unwrap();
+    b.wait_css("#gpu-request").await.click().await.unwrap();
+    b.wait_path("/dashboard").await;
+    let held = b.wait_css("#gpu-board tr[data-gpu='1'][data-state='claimed'] td.holder").await.text().await.unwrap();
+    assert!(held.contains(&user) && held.contains("fine-tuning"), "{held}");
+    b.screenshot("gpu-claimed").await;
+
+    // Someone else sees who holds it and cannot release it.
+    let out = portal.server.cli(&["gpu", "list", "--json"], "");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["gpus"][1]["holder"]["username"], user.as_str(), "{listed}");
+    let c = Browser::start("sharing-other").await;
+    c.log_in(&portal.base, &other, "hugo-password-long").await;
+    c.wait_path("/dashboard").await;
+    let seen = c.wait_css("#gpu-board tr[data-gpu='1'] td.holder").await.text().await.unwrap();
+    assert!(seen.contains(&user), "{seen}");
+    assert!(!c.has("#gpu-board tr[data-gpu='1'] button.release").await, "no release button on someone else's GPU");
+    c.client.close().await.unwrap();
+
+    // Released: the GPU is free again.
+    b.wait_css("#gpu-board tr[data-gpu='1'] button.release").await.click().await.unwrap();
+    b.wait_path("/dashboard").await;
+    b.wait_css("#gpu-board tr[data-gpu='1'][data-state='free']").await;
+    let out = portal.server.cli(&["gpu", "list", "--json"], "");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed["gpus"][1]["holder"].is_null(), "{listed}");
+    b.client.close().await.unwrap();
+    drop(portal);
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use app::model::AdminAction;
 
 use crate::accounts::{AccountSettings, Accounts};
-use crate::config::Config;
+use crate::config::{Config, GpuMode};
 use crate::db::Db;
 use crate::hosts::HostRules;
 use crate::metrics::Metrics;
@@ -16,6 +16,7 @@ use crate::routes::guacamole::GuacamoleSettings;
 use crate::routes::traefik::{TraefikSettings, TraefikWriter};
 use crate::routes::verify::Gateway;
 use crate::sessions::SessionCache;
+use crate::sharing::{LeaseBook, Sharing, SharingSettings};
 use crate::sso::Sso;
 use crate::workspace::service::LinkSettings;
 use crate::workspace::spec::WorkspaceSettings;
@@ -36,6 +37,8 @@ pub struct Backend {
     /// What every workspace uses (its sampler runs in `berth serve` only).
     pub monitor: Arc<Monitor>,
     pub metrics: Arc<Metrics>,
+    /// GPU claims, leases and the queue; idle workspaces (its rounds run in `berth serve` only).
+    pub sharing: Arc<Sharing>,
 }
 
 /// How long `/auth/verify` trusts a cached session before asking the database again.
@@ -113,11 +116,16 @@ impl Backend {
             key,
         ));
         let sso = Arc::new(Sso::new(config.oidc(), config.public_url(), db.clone(), accounts.clone(), key));
+        let sharing_settings = SharingSettings::from_config(config);
+        if sharing_settings.mode == GpuMode::Leased {
+            workspaces.leased_gpus = Some(Arc::new(LeaseBook { db: db.clone() }));
+        }
         let workspaces = Arc::new(workspaces);
+        let sharing = Arc::new(Sharing::new(db.clone(), sharing_settings, monitor.clone(), workspaces.clone(), gateway.activity.clone()));
         let app_gateway = config
             .app_gateway_enabled()
             .then(|| Arc::new(AppGateway::new(gateway.clone(), workspaces.clone(), config.public_url().scheme())));
-        Backend { db, accounts, workspaces, sessions, gateway, app_gateway, guacamole, sso, monitor, metrics }
+        Backend { db, accounts, workspaces, sessions, gateway, app_gateway, guacamole, sso, monitor, metrics, sharing }
     }
 
     /// Disables an account everywhere: sessions, routes, running workspace.

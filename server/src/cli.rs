@@ -38,6 +38,63 @@ enum Command {
     /// Manage workspaces (the same service the portal uses).
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// Share the GPUs: claims, leases and the queue.
+    #[command(subcommand)]
+    Gpu(GpuCommand),
+    /// Idle workspaces: what keeps each alive, and when it stops.
+    #[command(subcommand)]
+    Idle(IdleCommand),
+}
+
+#[derive(clap::Args)]
+struct GpuAsk {
+    user: String,
+    /// A particular GPU (its index); otherwise any `--count` free ones.
+    #[arg(long)]
+    gpu: Option<u32>,
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// How long, e.g. `4h`, `30m`.
+    #[arg(long = "for", default_value = "4h", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    #[arg(long, default_value = "")]
+    note: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum GpuCommand {
+    /// Every GPU: who holds it, until when, whose processes are on it.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Claim GPUs for USER (`gpu.mode = open`: shown to everyone, not enforced).
+    Claim(GpuAsk),
+    /// Lease GPUs for USER (`gpu.mode = leased`): granted now or queued; a running workspace
+    /// restarts to attach them.
+    Lease(GpuAsk),
+    /// Give a holding back: by its id, or every one of `--user`.
+    Release {
+        id: Option<i64>,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// The requests waiting, in the order they are served.
+    Queue {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdleCommand {
+    /// Each workspace: the signal that last kept it alive, and when it is stopped.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,7 +255,122 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             close(db).await;
             done
         }
+        Command::Gpu(command) => {
+            let key = config.load_or_create_secret_key()?;
+            let db = open_db(&config).await?;
+            let backend = Backend::new(&config, db.clone(), &key);
+            let done = gpu_command(&backend, command).await;
+            close(db).await;
+            done
+        }
+        Command::Idle(IdleCommand::Status { json }) => {
+            let key = config.load_or_create_secret_key()?;
+            let db = open_db(&config).await?;
+            let backend = Backend::new(&config, db.clone(), &key);
+            let done = idle_status(&backend, json).await;
+            close(db).await;
+            done
+        }
     }
+}
+
+async fn gpu_command(backend: &Backend, command: GpuCommand) -> anyhow::Result<()> {
+    use crate::config::GpuMode;
+    let sharing = &backend.sharing;
+    // The command line runs as Berth itself: it sees the board as nobody in particular.
+    let nobody = Owner { id: 0, username: String::new(), approved: true };
+    match command {
+        GpuCommand::List { json } => {
+            let board = sharing.board(&nobody).await?;
+            if json {
+                println!("{}", serde_json::json!({ "mode": board.mode, "note": board.note, "gpus": board.gpus }));
+                return Ok(());
+            }
+            if let Some(note) = &board.note {
+                println!("{note}");
+            }
+            for g in &board.gpus {
+                let holder = match &g.holder {
+                    Some(h) => format!("{} by {} until {} (#{}){}", h.kind, h.username, app::figures::clock_text(h.ends_at), h.id,
+                        if h.note.is_empty() { String::new() } else { format!(": {}", h.note) }),
+                    None => "free".into(),
+                };
+                println!("GPU {} {:<24} {:>3} %  {}", g.index, g.name, g.utilization_percent, holder);
+            }
+            Ok(())
+        }
+        GpuCommand::Claim(ask) => gpu_ask(backend, ask, GpuMode::Open).await,
+        GpuCommand::Lease(ask) => gpu_ask(backend, ask, GpuMode::Leased).await,
+        GpuCommand::Release { id, user } => {
+            let ids: Vec<i64> = match (id, user) {
+                (Some(id), None) => vec![id],
+                (None, Some(user)) => {
+                    let board = sharing.board(&nobody).await?;
+                    board.gpus.iter().filter_map(|g| g.holder.as_ref()).filter(|h| h.username == user).map(|h| h.id).collect()
+                }
+                _ => anyhow::bail!("name a holding id or --user, not both"),
+            };
+            for id in &ids {
+                sharing.release(&Actor::System, *id).await?;
+                println!("released #{id}");
+            }
+            Ok(())
+        }
+        GpuCommand::Queue { json } => {
+            let board = sharing.board(&nobody).await?;
+            if json {
+                println!("{}", serde_json::to_string(&board.queue)?);
+                return Ok(());
+            }
+            for r in &board.queue {
+                let what = r.gpu_index.map_or_else(|| format!("{} GPU(s)", r.count), |i| format!("GPU {i}"));
+                println!("{}. {} wants {} for {} (#{})", r.position, r.username, what, app::figures::duration_text(r.duration_seconds), r.id);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn gpu_ask(backend: &Backend, ask: GpuAsk, mode: crate::config::GpuMode) -> anyhow::Result<()> {
+    use crate::sharing::RequestOutcome;
+    let configured = backend.sharing.settings().mode;
+    if configured != mode {
+        anyhow::bail!("gpu.mode is {configured:?} here: use `berth gpu {}`", if mode == crate::config::GpuMode::Open { "lease" } else { "claim" });
+    }
+    let user = backend.accounts.find_by_name(&ask.user).await?;
+    let owner = Owner::from(&user);
+    let outcome = backend.sharing.request(&Actor::System, &owner, ask.count, ask.gpu, ask.duration.as_secs() as i64, &ask.note).await?;
+    match (outcome, ask.json) {
+        (RequestOutcome::Granted { gpus, ends_at }, true) => println!("{}", serde_json::json!({ "granted": gpus, "ends_at": ends_at })),
+        (RequestOutcome::Queued { position }, true) => println!("{}", serde_json::json!({ "queued": position })),
+        (RequestOutcome::Granted { gpus, ends_at }, false) => {
+            println!("granted GPU {:?} to {} until {}", gpus, owner.username, app::figures::clock_text(ends_at))
+        }
+        (RequestOutcome::Queued { position }, false) => println!("queued for {}: position {position}", owner.username),
+    }
+    Ok(())
+}
+
+async fn idle_status(backend: &Backend, json: bool) -> anyhow::Result<()> {
+    let now = crate::db::now();
+    for v in backend.sharing.idle_status().await? {
+        if json {
+            println!("{}", serde_json::to_string(&v)?);
+            continue;
+        }
+        let last = match (&v.last_signal, v.last_at) {
+            (Some(s), Some(at)) => format!("active: {s}, {} ago", app::figures::duration_text(now - at)),
+            _ => "no activity seen".into(),
+        };
+        let fate = match (v.running, v.exempt, v.stops_at) {
+            (false, _, _) => "stopped".to_string(),
+            (true, true, _) => "exempt".to_string(),
+            (true, false, Some(at)) => format!("stops in {}{}", app::figures::duration_text(at - now), if v.warned_at.is_some() { " (warned)" } else { "" }),
+            (true, false, None) => "never stopped for idleness".to_string(),
+        };
+        println!("{:<24} {:<40} {}", v.username, last, fate);
+    }
+    Ok(())
 }
 
 async fn user_command(backend: &Backend, command: UserCommand) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -110,9 +111,92 @@ pub struct Config {
     /// token, when set, is required there too.
     pub metrics_listen: Option<SocketAddr>,
     pub monitoring: MonitoringConfig,
+    pub gpu: GpuConfig,
+    pub idle: IdleConfig,
     /// What the loaded configuration said in deprecated words, to be logged once logging is up.
     #[serde(skip)]
     pub deprecations: Vec<String>,
+}
+
+/// How the host's GPUs are shared (README "Sharing GPUs").
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuMode {
+    /// Every workspace sees every GPU; claims say who uses which, and are not enforced.
+    Open,
+    /// A workspace sees only the GPUs it holds a lease on.
+    Leased,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GpuConfig {
+    pub mode: GpuMode,
+    /// The most GPUs one user holds at once (an admin may set another per user).
+    pub max_gpus: u32,
+    /// The longest a claim or lease runs (extensions included).
+    #[serde(with = "humantime_serde")]
+    pub max_lease: Duration,
+    /// The most requests one user has waiting.
+    pub max_queued: u32,
+    /// Warnings before a holding ends, e.g. `["1h", "10m"]`.
+    pub warn_before: Vec<humantime_serde::Serde<Duration>>,
+    /// A held GPU this long under `idle_utilization_percent` is released after a warning;
+    /// `0s`: never.
+    #[serde(with = "humantime_serde")]
+    pub idle_release_after: Duration,
+    pub idle_utilization_percent: u32,
+    /// How long before an idle release (or idle stop) the holder is warned.
+    #[serde(with = "humantime_serde")]
+    pub idle_warning: Duration,
+    /// How often the scheduler looks at expiries, idleness and the queue.
+    #[serde(with = "humantime_serde")]
+    pub check_every: Duration,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            mode: GpuMode::Open,
+            max_gpus: 2,
+            max_lease: Duration::from_secs(24 * 3600),
+            max_queued: 2,
+            warn_before: vec![Duration::from_secs(3600).into(), Duration::from_secs(600).into()],
+            idle_release_after: Duration::from_secs(2 * 3600),
+            idle_utilization_percent: 5,
+            idle_warning: Duration::from_secs(15 * 60),
+            check_every: Duration::from_secs(15),
+        }
+    }
+}
+
+/// When an idle workspace is stopped (README "Idle workspaces").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct IdleConfig {
+    /// A running workspace quiet on every signal this long is stopped after a warning; `0s`:
+    /// never (an admin may set another per user, or exempt one).
+    #[serde(with = "humantime_serde")]
+    pub stop_after: Duration,
+    /// How long before the stop its user is warned.
+    #[serde(with = "humantime_serde")]
+    pub warning: Duration,
+    /// CPU use under this (percent of one core) counts as quiet.
+    pub cpu_percent: f64,
+    /// How often the signals are read.
+    #[serde(with = "humantime_serde")]
+    pub check_every: Duration,
+}
+
+impl Default for IdleConfig {
+    fn default() -> Self {
+        IdleConfig {
+            stop_after: Duration::from_secs(24 * 3600),
+            warning: Duration::from_secs(30 * 60),
+            cpu_percent: 5.0,
+            check_every: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -431,6 +515,8 @@ impl Default for Config {
             metrics_token: None,
             metrics_listen: None,
             monitoring: MonitoringConfig::default(),
+            gpu: GpuConfig::default(),
+            idle: IdleConfig::default(),
             deprecations: Vec::new(),
         }
     }
@@ -581,6 +667,16 @@ impl Config {
         let gpus = self.workspace.gpus.as_str();
         if !(gpus == "auto" || gpus == "all" || gpus == "none" || gpus.split(',').all(|g| !g.trim().is_empty() && g.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))) {
             return Err(invalid("workspace.gpus", "must be auto, all, none or a comma-separated list of GPU ids"));
+        }
+        if self.gpu.mode == GpuMode::Leased && self.workspace.isolation == Isolation::Privileged {
+            // A privileged container sees every device node: a lease would only be advice.
+            return Err(invalid(
+                "gpu.mode",
+                "leased cannot hold with workspace.isolation = privileged (privileged workspaces see every GPU); use sysbox or plain, or gpu.mode = open",
+            ));
+        }
+        if self.gpu.max_gpus == 0 || self.gpu.max_lease.is_zero() || self.gpu.check_every.is_zero() || self.idle.check_every.is_zero() {
+            return Err(invalid("gpu", "max_gpus, max_lease, gpu.check_every and idle.check_every must be more than zero"));
         }
         if self.workspace.memory_reservation_gib > self.workspace.memory_limit_gib {
             return Err(invalid("workspace.memory_reservation_gib", "must not exceed memory_limit_gib"));

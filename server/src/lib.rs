@@ -18,6 +18,7 @@ pub mod routes;
 pub mod ratelimit;
 pub mod serve;
 pub mod sessions;
+pub mod sharing;
 pub mod sso;
 pub mod telemetry;
 pub mod username;

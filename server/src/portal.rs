@@ -19,6 +19,7 @@ pub struct Portal {
     pub password_login: bool,
     pub monitor: Arc<crate::monitor::Monitor>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub sharing: Arc<crate::sharing::Sharing>,
 }
 
 /// The longest history a usage panel shows: the retention's default.
@@ -256,6 +257,39 @@ impl PortalServices for Portal {
         }
         let (gpus, note) = self.monitor.gpu_board();
         Ok(GpuBoard { gpus, note })
+    }
+
+    async fn gpu_share(&self, actor: &CurrentUser) -> Result<app::model::GpuShareView, AppError> {
+        self.sharing.board(&Owner::from(actor)).await.map_err(sharing_error)
+    }
+
+    async fn sharing_admin(&self, admin: &CurrentUser) -> Result<app::model::SharingAdminView, AppError> {
+        self.sharing.admin_view(&Actor::from(admin), &Owner::from(admin)).await.map_err(sharing_error)
+    }
+
+    async fn sharing_command(&self, actor: &CurrentUser, command: app::model::SharingCommand) -> Result<String, AppError> {
+        self.sharing.command(&Actor::from(actor), &Owner::from(actor), command).await.map_err(sharing_error)
+    }
+}
+
+fn sharing_error(error: crate::sharing::SharingError) -> AppError {
+    use crate::sharing::SharingError;
+    match error {
+        e @ (SharingError::Refused(_) | SharingError::Invalid(_)) => AppError::Invalid(e.to_string()),
+        SharingError::Forbidden(why) => {
+            tracing::warn!(why, "sharing operation refused to this actor");
+            AppError::Forbidden
+        }
+        e @ SharingError::NotFound(_) => AppError::Invalid(format!("{e} (it may have just ended)")),
+        SharingError::Workspace(e) => workspace_error(e),
+        SharingError::Database(e) => {
+            tracing::error!(error = %e, "GPU sharing: database error");
+            if crate::db::is_storage_full(&e) {
+                AppError::Unavailable(crate::db::STORAGE_FULL_MESSAGE.into())
+            } else {
+                AppError::Internal
+            }
+        }
     }
 }
 

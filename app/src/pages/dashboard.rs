@@ -1,5 +1,6 @@
 use leptos::prelude::*;
 
+use super::sharing::SharingSection;
 use super::usage::UsageSection;
 use super::{action_error, viewer_resource, Frame};
 use crate::api::{workspace_status, GetWorkspaceCredentials, RegenerateCredential, WorkspaceAction as WorkspaceActionFn};
@@ -21,6 +22,7 @@ pub fn DashboardPage() -> impl IntoView {
                                     <p class="muted">"Your workspace is a whole machine: desktop, SSH, VS Code, Jupyter, Docker."</p>
                                 </section>
                                 <WorkspaceCard/>
+                                <SharingSection/>
                                 <UsageSection user=None/>
                             </Frame>
                         }.into_any()

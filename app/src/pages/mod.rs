@@ -1,11 +1,13 @@
 mod account;
 mod admin;
 mod dashboard;
+mod sharing;
 mod usage;
 
 pub use account::{AuthErrorPage, LoginPage, PendingPage, SignUpPage, SsoUsernamePage};
 pub use admin::AdminPage;
 pub use dashboard::DashboardPage;
+pub use sharing::SharingAdminPage;
 pub use usage::{LogsPage, WorkspaceDetailPage};
 
 use leptos::prelude::*;

@@ -75,6 +75,7 @@ pub fn GpuSection() -> impl IntoView {
     view! {
         <section class="card" id="admin-gpus">
             <h1>"GPUs"</h1>
+            <p><a href="/admin/sharing" id="sharing-link">"Claims, leases, the queue, limits and idle workspaces"</a></p>
             <Transition fallback=|| view! { <p class="muted">"Reading GPUs…"</p> }>
                 {move || Suspend::new(async move {
                     match board.await {

@@ -195,6 +195,22 @@ impl Monitor {
         (gpus, None)
     }
 
+    /// The host's GPUs with their UUIDs (what leases name), as last read; read now when the
+    /// sampler has not (the command line has no sampler). Or why there are none.
+    pub fn gpu_inventory(&self) -> (Vec<(String, GpuView)>, Option<String>) {
+        if matches!(self.state.read().expect("monitor").gpus, GpuState::NotRead) {
+            self.read_gpus();
+        }
+        let state = self.state.read().expect("monitor");
+        let (views, note) = Self::gpu_views_of(&state);
+        let GpuState::Read(inventory) = &state.gpus else { return (Vec::new(), note) };
+        let with_uuids = views
+            .into_iter()
+            .filter_map(|v| inventory.gpus.iter().find(|g| g.index == v.index).map(|g| (g.uuid.clone(), v)))
+            .collect();
+        (with_uuids, note)
+    }
+
     /// Every GPU of the host with whose processes are on it; or why there are none to show.
     pub fn gpu_board(&self) -> (Vec<GpuView>, Option<String>) {
         Self::gpu_views_of(&self.state.read().expect("monitor"))

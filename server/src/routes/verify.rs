@@ -44,6 +44,8 @@ pub struct Gateway {
     /// `__Host-berth_app` on https (no sibling host can plant or shadow it), else `berth_app`.
     pub app_cookie: &'static str,
     pub secure_cookies: bool,
+    /// Told of every request let through: app traffic keeps a workspace from counting as idle.
+    pub activity: Arc<crate::sharing::activity::Activity>,
     /// Codes already redeemed (until they expire): each works once.
     redeemed: Mutex<HashMap<String, i64>>,
     /// App cookies already opened: AES-GCM and JSON once per cookie, not once per request (a
@@ -101,6 +103,7 @@ impl Gateway {
             absolute_seconds,
             sealer: SecretBox::new(key),
             secure_cookies,
+            activity: Arc::default(),
             redeemed: Mutex::new(HashMap::new()),
             opened: std::sync::RwLock::new(HashMap::new()),
         }
@@ -311,6 +314,7 @@ impl Gateway {
         if session.username != req.owner {
             return deny(StatusCode::FORBIDDEN);
         }
+        self.activity.touch(req.owner);
         Decision::Allow { cookie: cookies::without_berth(req.headers) }
     }
 }

@@ -86,7 +86,7 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
 
 /// `stopping` turns true when the server shuts down (see [`AppState::stopping`]).
 pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
-    let Backend { db, accounts, workspaces, sessions: session_cache, gateway, app_gateway, guacamole, sso, monitor, metrics } = backend;
+    let Backend { db, accounts, workspaces, sessions: session_cache, gateway, app_gateway, guacamole, sso, monitor, metrics, sharing } = backend;
     let state = AppState {
         leptos_options: leptos_options(&config),
         accounts: accounts.clone(),
@@ -112,6 +112,7 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         password_login: config.password_login,
         monitor: monitor.clone(),
         metrics: metrics.clone(),
+        sharing,
     }));
     let metrics_route = match &config.metrics_token {
         Some(token) => crate::metrics::route(crate::metrics::MetricsState {

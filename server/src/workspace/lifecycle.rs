@@ -136,6 +136,27 @@ impl Workspaces {
         Ok(())
     }
 
+    /// Writes `message` to every terminal open in the owner's running workspace (as `wall`
+    /// does: SSH sessions, the desktop's terminals). Nothing when it is not running.
+    pub async fn tell(&self, owner: &Owner, message: &str) -> Result<(), WorkspaceError> {
+        const WALL: &str = r#"for t in /dev/pts/[0-9]*; do [ -c "$t" ] && printf '\r\n*** Berth: %s\r\n' "$1" > "$t" 2>/dev/null; done; true"#;
+        let name = workspace_name(&owner.username);
+        match self.runtime.exec_with_input(&name, &["sh", "-c", WALL, "berth-tell", message], b"", EXEC_TIMEOUT).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.status(), Some(404 | 409)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// What the owner's running workspace prints for `cmd` (None when it is not running).
+    pub async fn read_inside(&self, owner: &Owner, cmd: &[&str]) -> Result<Option<String>, WorkspaceError> {
+        match self.runtime.exec_with_input(&workspace_name(&owner.username), cmd, b"", EXEC_TIMEOUT).await {
+            Ok(outcome) => Ok(Some(outcome.output)),
+            Err(e) if matches!(e.status(), Some(404 | 409)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The owner's workspace credentials (None before the first start).
     pub async fn credentials(&self, actor: &Actor, owner: &Owner) -> Result<Option<WorkspaceSecrets>, WorkspaceError> {
         actor.may_use_secrets(owner)?;

@@ -26,7 +26,7 @@ pub use engine::{Engine, EngineError};
 pub use lifecycle::{Credential, CredentialApplied};
 pub use reconcile::ReconcileReport;
 pub use runtime::{RuntimeError, WorkspaceRuntime};
-pub use service::{Actor, Owner, WorkspaceError, Workspaces};
+pub use service::{Actor, HeldGpus, Owner, WorkspaceError, Workspaces};
 pub use views::{log_line_matches, LOG_PAGE_TAIL, NOVNC_LAUNCH};
 #[cfg(test)]
 mod lifecycle_tests;

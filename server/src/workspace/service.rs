@@ -132,6 +132,14 @@ pub struct Workspaces {
     pub links: LinkSettings,
     /// Told of every finished start, stop, restart and reset: (operation, succeeded, time taken).
     pub on_operation: Option<OperationHook>,
+    /// In `gpu.mode = leased`: the GPUs each user holds, which alone its workspace gets.
+    pub leased_gpus: Option<Arc<dyn HeldGpus>>,
+}
+
+/// The GPUs a user holds a lease on (device ids for the runtime), kept by GPU sharing.
+#[async_trait::async_trait]
+pub trait HeldGpus: Send + Sync {
+    async fn held_gpus(&self, user_id: i64) -> Result<Vec<String>, sqlx::Error>;
 }
 
 pub type OperationHook = Arc<dyn Fn(&'static str, bool, Duration) + Send + Sync>;
@@ -182,6 +190,7 @@ impl Workspaces {
             routes: None,
             links: LinkSettings::default(),
             on_operation: None,
+            leased_gpus: None,
         }
     }
 
@@ -288,6 +297,10 @@ impl Workspaces {
     /// none otherwise. An explicit request on a runtime without GPUs is kept as asked (views
     /// show it); `check_gpus` refuses it before a start.
     async fn resolve_gpus(&self, record: &WorkspaceRecord) -> Result<String, WorkspaceError> {
+        if let Some(book) = &self.leased_gpus {
+            let held = book.held_gpus(record.user_id).await?;
+            return Ok(if held.is_empty() { "none".into() } else { held.join(",") });
+        }
         match record.overrides.gpus.as_deref().unwrap_or(&self.settings.defaults.gpus) {
             "auto" => Ok(if self.capabilities().await?.gpus { "all".into() } else { "none".into() }),
             other => Ok(other.to_string()),
@@ -296,6 +309,13 @@ impl Workspaces {
 
     /// Refuses a start that asks for GPUs the runtime cannot give, naming the setting and the fix.
     pub(super) async fn check_gpus(&self, record: &WorkspaceRecord, username: &str) -> Result<(), WorkspaceError> {
+        if let Some(book) = &self.leased_gpus {
+            let held = book.held_gpus(record.user_id).await?;
+            if held.is_empty() || self.capabilities().await?.gpus {
+                return Ok(());
+            }
+            return Err(WorkspaceError::NoGpus { setting: format!("the GPU lease of {username}"), value: held.join(",") });
+        }
         let (setting, value) = match &record.overrides.gpus {
             Some(value) => (format!("the GPU limit of {username}"), value.as_str()),
             None => ("workspace.gpus".to_string(), self.settings.defaults.gpus.as_str()),

@@ -49,6 +49,11 @@ impl Workspaces {
         Ok(listed)
     }
 
+    /// When the owner's workspace last started, as the live picture knows it.
+    pub fn started_at(&self, owner: &str) -> Option<i64> {
+        self.live.get(owner).and_then(|o| o.started_at)
+    }
+
     /// Owners whose workspaces run now (from the live picture when it is followed).
     pub async fn running_owners(&self) -> Result<Vec<String>, RuntimeError> {
         let all = self.observe_all().await;
