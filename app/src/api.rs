@@ -47,12 +47,16 @@ mod ssr {
 
     /// Sets the HTTP status for API clients. A plain HTML form post keeps the redirect
     /// leptos_axum gives it (back to the form, with the error in the URL).
-    pub fn fail(error: AppError) -> AppError {
-        let is_form_post = use_context::<http::request::Parts>()
+    /// A plain HTML form's post (the browser asks for a page back), not a call from the app.
+    pub fn is_form_post() -> bool {
+        use_context::<http::request::Parts>()
             .and_then(|p| p.headers.get(http::header::ACCEPT).cloned())
             .and_then(|v| v.to_str().ok().map(|v| v.contains("text/html")))
-            .unwrap_or(false);
-        if !is_form_post {
+            .unwrap_or(false)
+    }
+
+    pub fn fail(error: AppError) -> AppError {
+        if !is_form_post() {
             if let (Some(options), Ok(code)) = (
                 use_context::<ResponseOptions>(),
                 http::StatusCode::from_u16(error.status_code()),
@@ -262,12 +266,13 @@ pub async fn get_gpu_share_html() -> Result<String, AppError> {
     Ok(crate::sharing_html::board_html(&view, false))
 }
 
-/// The request form and "I'm still here", drawn once (a poll would wipe what is being typed).
+/// The request form and "I'm still here", drawn once (a poll would wipe what is being typed),
+/// with what the last form post came to.
 #[server(endpoint = "gpu-controls-html")]
 pub async fn get_gpu_controls_html() -> Result<String, AppError> {
     let me = ssr::require_user().map_err(ssr::fail)?;
     let view = ssr::services().gpu_share(&me).await.map_err(ssr::fail)?;
-    Ok(crate::sharing_html::controls_html(&view))
+    Ok(crate::sharing_html::outcome_html(take_sharing_outcome().await) + &crate::sharing_html::controls_html(&view))
 }
 
 /// Everything an admin runs of sharing, drawn on the server.
@@ -275,7 +280,18 @@ pub async fn get_gpu_controls_html() -> Result<String, AppError> {
 pub async fn get_sharing_admin_html() -> Result<String, AppError> {
     let admin = ssr::require_admin().map_err(ssr::fail)?;
     let view = ssr::services().sharing_admin(&admin).await.map_err(ssr::fail)?;
-    Ok(crate::sharing_html::admin_html(&view))
+    Ok(crate::sharing_html::outcome_html(take_sharing_outcome().await) + &crate::sharing_html::admin_html(&view))
+}
+
+/// What a sharing form post came to, kept in the session for the page it returns to (the
+/// redirect's URL could be forged; the session cannot).
+#[cfg(feature = "ssr")]
+const SHARING_OUTCOME: &str = "sharing_outcome";
+
+#[cfg(feature = "ssr")]
+async fn take_sharing_outcome() -> Option<(bool, String)> {
+    let session = ssr::session().await.ok()?;
+    session.remove::<(bool, String)>(SHARING_OUTCOME).await.ok().flatten()
 }
 
 #[cfg(feature = "ssr")]
@@ -299,7 +315,17 @@ fn sharing_hours(field: &str, value: Option<&str>) -> Result<Option<i64>, AppErr
 #[cfg(feature = "ssr")]
 async fn sharing_run(command: crate::model::SharingCommand) -> Result<String, AppError> {
     let me = ssr::require_user().map_err(ssr::fail)?;
-    ssr::services().sharing_command(&me, command).await.map_err(ssr::fail)
+    let result = ssr::services().sharing_command(&me, command).await;
+    if ssr::is_form_post() {
+        let outcome = match &result {
+            Ok(message) => (true, message.clone()),
+            Err(e) => (false, e.to_string()),
+        };
+        if let Ok(session) = ssr::session().await {
+            let _ = session.insert(SHARING_OUTCOME, outcome).await;
+        }
+    }
+    result.map_err(ssr::fail)
 }
 
 /// Asks for GPUs: `count` of any, or the one numbered `gpu`, for `hours`; `confirm` = "yes"
@@ -313,7 +339,21 @@ pub async fn gpu_request(count: Option<String>, gpu: Option<String>, hours: Opti
         let seconds = sharing_hours("hours", hours.as_deref())?.ok_or_else(|| AppError::Invalid("Say for how many hours.".into()))?;
         Ok(SharingCommand::Request { count, gpu, seconds, note: note.unwrap_or_default(), confirm: confirm.as_deref() == Some("yes") })
     })();
-    sharing_run(parsed.map_err(ssr::fail)?).await
+    match parsed {
+        Ok(command) => sharing_run(command).await,
+        Err(e) => Err(sharing_refused(e).await),
+    }
+}
+
+/// A form that could not be read: told like a refusal.
+#[cfg(feature = "ssr")]
+async fn sharing_refused(error: AppError) -> AppError {
+    if ssr::is_form_post() {
+        if let Ok(session) = ssr::session().await {
+            let _ = session.insert(SHARING_OUTCOME, (false, error.to_string())).await;
+        }
+    }
+    ssr::fail(error)
 }
 
 #[server(endpoint = "gpu-release")]
@@ -358,7 +398,10 @@ pub async fn gpu_limits(username: String, max_gpus: Option<String>, max_hours: O
             max_queued: sharing_number("max_queued", max_queued.as_deref())?,
         })
     })();
-    sharing_run(parsed.map_err(ssr::fail)?).await
+    match parsed {
+        Ok(command) => sharing_run(command).await,
+        Err(e) => Err(sharing_refused(e).await),
+    }
 }
 
 /// Per-user idle policy (admins): stop after `stop_after_hours` idle (empty: the site's; 0:

@@ -11,6 +11,15 @@ fn post(endpoint: &str, fields: &[(&str, String)], button: &str, class: &str) ->
     format!(r#"<form method="post" action="/api/{endpoint}" class="inline">{hidden}<button type="submit" class="{class}">{}</button></form>"#, escape(button))
 }
 
+/// What the last form post came to (from the session), above the form.
+pub fn outcome_html(outcome: Option<(bool, String)>) -> String {
+    match outcome {
+        Some((true, message)) => format!(r#"<p class="notice" id="sharing-outcome" role="status">{}</p>"#, escape(&message)),
+        Some((false, message)) => format!(r#"<p class="error" id="sharing-outcome" role="alert">{}</p>"#, escape(&message)),
+        None => String::new(),
+    }
+}
+
 /// "active: SSH session, 3 min ago · stops in 23 h 57 min".
 pub fn idle_text(idle: &IdleView, now: i64) -> String {
     let last = match (&idle.last_signal, idle.last_at) {

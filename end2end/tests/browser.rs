@@ -704,6 +704,8 @@ async fn request_a_gpu_see_it_granted_on_the_board_and_release_it() {
     b.wait_css("#gpu-note-input").await.send_keys("fine-tuning").await.unwrap();
     b.wait_css("#gpu-request").await.click().await.unwrap();
     b.wait_path("/dashboard").await;
+    let said = b.wait_css("#sharing-outcome").await.text().await.unwrap();
+    assert!(said.starts_with("Granted: GPU 1 until"), "{said}");
     let held = b.wait_css("#gpu-board tr[data-gpu='1'][data-state='claimed'] td.holder").await.text().await.unwrap();
     assert!(held.contains(&user) && held.contains("fine-tuning"), "{held}");
     b.screenshot("gpu-claimed").await;

@@ -1009,6 +1009,30 @@ mod tests {
     }
 
     #[test]
+    fn gpu_sharing_reads_human_durations_and_refuses_leases_that_cannot_hold() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BERTH_GPU__MODE", "leased");
+            jail.set_env("BERTH_GPU__MAX_LEASE", "90m");
+            jail.set_env("BERTH_GPU__WARN_BEFORE", r#"["10m", "30s"]"#);
+            jail.set_env("BERTH_IDLE__STOP_AFTER", "0s");
+            let config = load_in_jail().expect("valid");
+            assert_eq!(config.gpu.mode, GpuMode::Leased);
+            assert_eq!(config.gpu.max_lease, Duration::from_secs(5400));
+            assert_eq!(config.gpu.warn_before.iter().map(|d| d.as_secs()).collect::<Vec<_>>(), vec![600, 30]);
+            assert_eq!(config.idle.stop_after, Duration::ZERO);
+            assert!(config.redacted_toml().contains("max_lease = \"1h 30m\""), "{}", config.redacted_toml());
+            // A privileged workspace sees every device: a lease there would be a promise not kept.
+            jail.set_env("BERTH_WORKSPACE__ISOLATION", "privileged");
+            let error = load_in_jail().expect_err("leased with privileged").to_string();
+            assert!(error.contains("gpu.mode") && error.contains("privileged"), "{error}");
+            jail.set_env("BERTH_WORKSPACE__ISOLATION", "plain");
+            jail.set_env("BERTH_GPU__MAX_LEASE", "soon");
+            assert!(load_in_jail().expect_err("bad duration").to_string().contains("max_lease"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn isolation_modes_and_deprecated_keys() {
         Jail::expect_with(|jail| {
             let config = load_in_jail().unwrap();

@@ -26,6 +26,7 @@ pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> 
     });
     tokio::spawn(backend.workspaces.clone().watch_events());
     tokio::spawn(crate::monitor::run_sampler(backend.monitor.clone(), backend.workspaces.clone()));
+    backend.sharing.restart_in_background();
     tokio::spawn(crate::sharing::run(backend.sharing.clone()));
     if let Some(address) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(address)

@@ -99,7 +99,7 @@ async fn leases_queue_and_idle_release(backend: DbBackend) {
     let storage = test_db.dir.path().join("storage");
     let engine = engine_with_gpus();
     let a = process(&test_db.url, &storage, engine.clone()).await;
-    let b = process(&test_db.url, &storage, engine).await;
+    let b = process(&test_db.url, &storage, engine.clone()).await;
     let users = [add_user(&a.db, "alice").await, add_user(&a.db, "bob").await, add_user(&a.db, "carol").await, add_user(&a.db, "dave").await];
 
     // Four users ask at once, through two processes, for one GPU each; there are two.
@@ -147,14 +147,45 @@ async fn leases_queue_and_idle_release(backend: DbBackend) {
     let plan = a.fake.workspace(&format!("workspace-{}", holder.username)).unwrap().plan;
     assert_eq!(plan.gpus, GpuRequest::None, "restarted without the ended lease");
 
-    // GPU 1 sits at 3 % in the recording: its holder is warned, then it is released.
+    // Every workspace reads the board under /shared (`berth-gpus`, the login message).
+    let board = std::fs::read_to_string(storage.join("shared/.berth/gpus.txt")).unwrap();
     let on_gpu1 = holdings(&a.db).await.into_iter().find(|(_, g)| g == GPU1).unwrap().0;
+    assert!(board.contains(&format!("GPU 1  NVIDIA A100-SXM4-80GB  leased by {on_gpu1} until ")), "{board}");
+    assert!(board.contains("(training)") && board.contains("leased: a workspace sees only the GPUs it holds"), "{board}");
+
+    // Nobody but the holder (or an admin) gives a GPU back.
+    let holding_of = |user: &str| {
+        let user = user.to_string();
+        let db = a.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT h.id FROM gpu_holdings h JOIN users u ON u.id = h.user_id WHERE u.username = $1 AND h.released_at IS NULL")
+                .bind(user)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap()
+        }
+    };
+    let stranger = users.iter().find(|u| u.username != on_gpu1).unwrap();
+    let refused = a.sharing.release(&Actor::User { id: stranger.id, admin: false }, holding_of(&on_gpu1).await).await.unwrap_err();
+    assert!(refused.to_string().contains("only the holder or an administrator"), "{refused}");
+    assert!(holdings(&a.db).await.iter().any(|(u, g)| u == &on_gpu1 && g == GPU1));
+
+    // GPU 1 sits at 3 % in the recording: its holder is warned (on the board and on the
+    // workspace's terminals), then it is released.
+    let gpu1_owner = users.iter().find(|u| u.username == on_gpu1).unwrap();
+    a.workspaces.start(&Actor::System, gpu1_owner).await.unwrap();
+    engine.clear_calls();
     let t0 = later + 10;
     a.sharing.schedule_at(t0).await.unwrap();
     assert!(events(&a.db, "idle-gpu-warning").await.is_empty(), "not warned at once");
     a.sharing.schedule_at(t0 + 30).await.unwrap();
     b.sharing.schedule_at(t0 + 30).await.unwrap();
     assert_eq!(events(&a.db, "idle-gpu-warning").await, vec![on_gpu1.clone()], "warned once");
+    let told: Vec<String> = engine.calls().into_iter().filter(|c| c.starts_with(&format!("exec workspace-{on_gpu1} sh -c"))).collect();
+    assert_eq!(told.len(), 1, "one message on the terminals: {:?}", engine.calls());
+    assert!(told[0].contains("GPU 1 has been idle since"), "{told:?}");
+    let view = a.sharing.board(gpu1_owner).await.unwrap();
+    assert!(view.warnings.iter().any(|w| w.starts_with("GPU 1 is idle and is given back in")), "{:?}", view.warnings);
     b.sharing.schedule_at(t0 + 59).await.unwrap();
     assert!(holdings(&a.db).await.iter().any(|(_, g)| g == GPU1), "not before the whole warning");
     b.sharing.schedule_at(t0 + 60).await.unwrap();
@@ -231,6 +262,20 @@ async fn an_open_ssh_session_keeps_a_workspace_and_a_quiet_one_is_stopped_after_
     // A stopped workspace stays stopped: a reconciliation does not bring it back.
     assert!(server.cli(&["workspace", "reconcile"], "").status.success());
     assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &format!("workspace-{quiet}")]), "false");
+
+    // A user reaches none of the admin's controls, whatever they post.
+    let mallory = testkit::Browser::new_user(&server, &username("mallory")).await;
+    let forms: [(&str, Vec<(&str, &str)>); 3] = [
+        ("gpu-limits", vec![("username", busy.as_str()), ("max_gpus", "9")]),
+        ("idle-policy", vec![("username", busy.as_str()), ("exempt", "yes")]),
+        ("gpu-reorder", vec![("request", "1"), ("direction", "up")]),
+    ];
+    for (endpoint, form) in &forms {
+        assert_eq!(mallory.call(endpoint, form).await.status(), 403, "{endpoint}");
+    }
+    assert_eq!(mallory.call("sharing-admin-html", &[]).await.status(), 403);
+    let after = idle_status(&server);
+    assert_eq!(after.iter().find(|v| v["username"] == busy.as_str()).unwrap()["exempt"], false);
 
     // On this CPU-only machine, `gpu.mode = open` shows no GPUs and refuses a claim plainly.
     let out = server.cli(&["gpu", "list"], "");

@@ -134,6 +134,13 @@ async fn slim_workspace_image_through_berth() {
     let ids = ssh.until_ok("id -u; id -g; echo kept > ~/persist; stat -c %U ~/persist", Duration::from_secs(180));
     assert_eq!(ids.lines().collect::<Vec<_>>(), vec!["10000", "10000", user.as_str()]);
 
+    // `berth-gpus` reads the board GPU sharing writes under the storage's shared directory.
+    assert!(ssh.until_ok("berth-gpus", Duration::from_secs(10)).contains("no GPU board here"));
+    let board = db.dir.path().join("storage/shared/.berth");
+    std::fs::create_dir_all(&board).unwrap();
+    std::fs::write(board.join("gpus.txt"), "GPUs on this server (open)\n  GPU 0  A100  claimed by ada until 14:05 UTC\n").unwrap();
+    assert_eq!(ssh.until_ok("berth-gpus", Duration::from_secs(10)), "GPUs on this server (open)\n  GPU 0  A100  claimed by ada until 14:05 UTC");
+
     // VNC answers with an RFB greeting on the published port.
     let mut greeting = [0u8; 12];
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -49,6 +49,10 @@ pub struct SharingSettings {
     pub idle: IdleSettings,
     pub gpu_check_every: Duration,
     pub idle_check_every: Duration,
+    /// The board every workspace reads (`berth-gpus`, the login message): a file under the
+    /// storage's `shared` directory, which workspaces mount read-only at `/shared`.
+    pub board_file: Option<std::path::PathBuf>,
+    pub dashboard_url: String,
 }
 
 impl SharingSettings {
@@ -67,6 +71,8 @@ impl SharingSettings {
             idle: IdleSettings { stop_after: c.idle.stop_after.as_secs() as i64, warning: c.idle.warning.as_secs() as i64, cpu_percent: c.idle.cpu_percent },
             gpu_check_every: c.gpu.check_every,
             idle_check_every: c.idle.check_every,
+            board_file: Some(c.storage_root.join("shared").join(".berth").join("gpus.txt")),
+            dashboard_url: format!("{}/dashboard", c.public_url().as_str().trim_end_matches('/')),
         }
     }
 
@@ -100,6 +106,9 @@ pub struct Sharing {
     workspaces: Arc<Workspaces>,
     pub activity: Arc<Activity>,
     http: reqwest::Client,
+    /// What the board file last said (written again only when it changes).
+    board_written: std::sync::Mutex<String>,
+    restart_in_background: std::sync::atomic::AtomicBool,
 }
 
 /// A holding as read, with what the board shows of it.
@@ -130,7 +139,7 @@ pub enum RequestOutcome {
 
 impl Sharing {
     pub fn new(db: Db, settings: SharingSettings, monitor: Arc<Monitor>, workspaces: Arc<Workspaces>, activity: Arc<Activity>) -> Sharing {
-        Sharing { db, settings, monitor, workspaces, activity, http: reqwest::Client::new() }
+        Sharing { db, settings, monitor, workspaces, activity, http: reqwest::Client::new(), board_written: Default::default(), restart_in_background: Default::default() }
     }
 
     pub fn settings(&self) -> &SharingSettings {
@@ -250,15 +259,7 @@ impl Sharing {
     }
 
     pub(crate) async fn event(&self, actor: &str, username: &str, action: &str, detail: &str) -> Result<(), SharingError> {
-        sqlx::query("INSERT INTO sharing_events (at, actor, username, action, detail) VALUES ($1, $2, $3, $4, $5)")
-            .bind(now())
-            .bind(actor)
-            .bind(username)
-            .bind(action)
-            .bind(detail)
-            .execute(&self.db.pool)
-            .await?;
-        Ok(())
+        Ok(record_event(&self.db, actor, username, action, detail).await?)
     }
 
     /// A message to the workspace's terminals; failing to deliver it only goes to the log.
@@ -401,7 +402,34 @@ impl Sharing {
                 self.reattach(user_id).await;
             }
         }
+        self.write_board_file().await;
         Ok(grants)
+    }
+
+    /// Writes the board for the workspaces when it changed (atomically: a reader sees the old
+    /// board or the new one). A failure only goes to the log.
+    async fn write_board_file(&self) {
+        let Some(path) = &self.settings.board_file else { return };
+        let nobody = Owner { id: 0, username: String::new(), approved: true };
+        let text = match self.board(&nobody).await {
+            Ok(board) if !board.gpus.is_empty() => board_text(&board, &self.settings.dashboard_url),
+            _ => return,
+        };
+        if *self.board_written.lock().expect("board") == text {
+            return;
+        }
+        let write = || -> std::io::Result<()> {
+            let dir = path.parent().expect("a file in a directory");
+            std::fs::create_dir_all(dir)?;
+            let tmp = dir.join(".gpus.txt.new");
+            std::fs::write(&tmp, &text)?;
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+            std::fs::rename(&tmp, path)
+        };
+        match write() {
+            Ok(()) => *self.board_written.lock().expect("board") = text,
+            Err(e) => tracing::debug!(path = %path.display(), error = %e, "could not write the GPU board for the workspaces"),
+        }
     }
 
     fn ending_consequence(&self) -> &'static str {
@@ -485,12 +513,31 @@ impl Sharing {
         if !running.contains(&owner.username) {
             return;
         }
-        if let Err(e) = self.workspaces.restart(&Actor::System, &owner).await {
-            tracing::warn!(user = %owner.username, error = %e, "could not restart the workspace to change its GPUs");
-            let _ = self.event("berth", &owner.username, "restart-failed", &e.to_string()).await;
+        let (workspaces, db) = (self.workspaces.clone(), self.db.clone());
+        let restart = async move {
+            let (action, detail) = match workspaces.restart(&Actor::System, &owner).await {
+                Ok(()) => ("restart", "restarted with the GPUs it now holds".to_string()),
+                Err(e) => {
+                    tracing::warn!(user = %owner.username, error = %e, "could not restart the workspace to change its GPUs");
+                    ("restart-failed", e.to_string())
+                }
+            };
+            if let Err(e) = record_event(&db, "berth", &owner.username, action, &detail).await {
+                tracing::warn!(error = %e, "could not record a restart");
+            }
+        };
+        // The portal answers at once and the dashboard shows the restart's progress; the
+        // command line waits for it (its process would end before a task could).
+        if self.restart_in_background.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::spawn(restart);
         } else {
-            let _ = self.event("berth", &owner.username, "restart", "restarted with the GPUs it now holds").await;
+            restart.await;
         }
+    }
+
+    /// From `berth serve`: restarts that attach or detach GPUs run beside the request.
+    pub fn restart_in_background(&self) {
+        self.restart_in_background.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Gives a holding back: its holder, or an admin (a revoke).
@@ -774,6 +821,35 @@ impl Sharing {
     }
 }
 
+/// The board as a workspace's terminal shows it (no utilisation: it would change every round).
+pub fn board_text(board: &GpuShareView, dashboard_url: &str) -> String {
+    let mode = if board.mode == "leased" {
+        "leased: a workspace sees only the GPUs it holds"
+    } else {
+        "open: every workspace sees every GPU; a claim tells the others which one you use"
+    };
+    let mut text = format!("GPUs on this server ({mode})\n");
+    for g in &board.gpus {
+        let holder = match &g.holder {
+            None => "free".to_string(),
+            Some(h) => format!(
+                "{} by {} until {}{}",
+                if h.kind == "lease" { "leased" } else { "claimed" },
+                h.username,
+                app::figures::clock_text(h.ends_at),
+                if h.note.is_empty() { String::new() } else { format!(" ({})", h.note) }
+            ),
+        };
+        text += &format!("  GPU {}  {}  {}\n", g.index, g.name, holder);
+    }
+    for r in &board.queue {
+        let what = r.gpu_index.map_or_else(|| format!("{} GPU(s)", r.count), |i| format!("GPU {i}"));
+        text += &format!("  waiting {}: {} wants {} for {}\n", r.position, r.username, what, duration_text(r.duration_seconds));
+    }
+    text += &format!("Claim, lease or release one on the dashboard: {dashboard_url}\n");
+    text
+}
+
 fn holding_view(h: &HoldingRow) -> GpuHolding {
     GpuHolding {
         id: h.holding.id,
@@ -785,6 +861,18 @@ fn holding_view(h: &HoldingRow) -> GpuHolding {
         idle_since: h.holding.idle_since,
         idle_warned_at: h.holding.idle_warned_at,
     }
+}
+
+async fn record_event(db: &Db, actor: &str, username: &str, action: &str, detail: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO sharing_events (at, actor, username, action, detail) VALUES ($1, $2, $3, $4, $5)")
+        .bind(now())
+        .bind(actor)
+        .bind(username)
+        .bind(action)
+        .bind(detail)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
 }
 
 fn note_suffix(note: &str) -> String {

@@ -66,6 +66,9 @@ impl EngineError {
     }
 }
 
+/// The most output of one exec Berth keeps (the rest is not read).
+const EXEC_OUTPUT_LIMIT: usize = 1 << 20;
+
 /// The parts of `docker info` Berth decides on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineInfo {
@@ -292,6 +295,16 @@ impl Engine {
                 match chunk {
                     Ok(log) => text.push_str(&log.to_string()),
                     Err(e) => return Err(stream_error(format!("reading its output: {}", with_causes(&e)))),
+                }
+                // The workspace's user may be root in it and make any program print without
+                // end: Berth keeps a bounded part.
+                if text.len() > EXEC_OUTPUT_LIMIT {
+                    let mut end = EXEC_OUTPUT_LIMIT;
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text.truncate(end);
+                    break;
                 }
             }
             Ok(text)
