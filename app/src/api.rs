@@ -288,10 +288,28 @@ pub async fn get_sharing_admin_html() -> Result<String, AppError> {
 #[cfg(feature = "ssr")]
 const SHARING_OUTCOME: &str = "sharing_outcome";
 
+/// Shown for this long after the post: the page it returns to renders its parts more than
+/// once, so the outcome is not taken out at the first reading.
+#[cfg(feature = "ssr")]
+const SHARING_OUTCOME_SECONDS: i64 = 15;
+
+#[cfg(feature = "ssr")]
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
+}
+
 #[cfg(feature = "ssr")]
 async fn take_sharing_outcome() -> Option<(bool, String)> {
     let session = ssr::session().await.ok()?;
-    session.remove::<(bool, String)>(SHARING_OUTCOME).await.ok().flatten()
+    let (ok, message, at) = session.get::<(bool, String, i64)>(SHARING_OUTCOME).await.ok().flatten()?;
+    (unix_now() - at <= SHARING_OUTCOME_SECONDS).then_some((ok, message))
+}
+
+#[cfg(feature = "ssr")]
+async fn keep_sharing_outcome(ok: bool, message: String) {
+    if let Ok(session) = ssr::session().await {
+        let _ = session.insert(SHARING_OUTCOME, (ok, message, unix_now())).await;
+    }
 }
 
 #[cfg(feature = "ssr")]
@@ -317,12 +335,9 @@ async fn sharing_run(command: crate::model::SharingCommand) -> Result<String, Ap
     let me = ssr::require_user().map_err(ssr::fail)?;
     let result = ssr::services().sharing_command(&me, command).await;
     if ssr::is_form_post() {
-        let outcome = match &result {
-            Ok(message) => (true, message.clone()),
-            Err(e) => (false, e.to_string()),
-        };
-        if let Ok(session) = ssr::session().await {
-            let _ = session.insert(SHARING_OUTCOME, outcome).await;
+        match &result {
+            Ok(message) => keep_sharing_outcome(true, message.clone()).await,
+            Err(e) => keep_sharing_outcome(false, e.to_string()).await,
         }
     }
     result.map_err(ssr::fail)
@@ -349,9 +364,7 @@ pub async fn gpu_request(count: Option<String>, gpu: Option<String>, hours: Opti
 #[cfg(feature = "ssr")]
 async fn sharing_refused(error: AppError) -> AppError {
     if ssr::is_form_post() {
-        if let Ok(session) = ssr::session().await {
-            let _ = session.insert(SHARING_OUTCOME, (false, error.to_string())).await;
-        }
+        keep_sharing_outcome(false, error.to_string()).await;
     }
     ssr::fail(error)
 }

@@ -22,13 +22,14 @@ pub fn outcome_html(outcome: Option<(bool, String)>) -> String {
 
 /// "active: SSH session, 3 min ago · stops in 23 h 57 min".
 pub fn idle_text(idle: &IdleView, now: i64) -> String {
+    if !idle.running {
+        return "not running".into();
+    }
     let last = match (&idle.last_signal, idle.last_at) {
         (Some(signal), Some(at)) => format!("active: {}, {} ago", signal, duration_text(now - at)),
         _ => "no activity seen yet".into(),
     };
-    let fate = if !idle.running {
-        "not running".to_string()
-    } else if idle.exempt {
+    let fate = if idle.exempt {
         "exempt from idle stops".to_string()
     } else if idle.stop_after_seconds <= 0 {
         "never stopped for idleness".to_string()
@@ -140,7 +141,7 @@ pub fn board_html(v: &GpuShareView, admin: bool) -> String {
     }
     if !admin {
         if let Some(idle) = &v.idle {
-            html += &format!(r#"<p class="muted" id="idle-status">Workspace {}</p>"#, escape(&idle_text(idle, v.now)));
+            html += &format!(r#"<p class="muted" id="idle-status">Workspace: {}</p>"#, escape(&idle_text(idle, v.now)));
         }
     }
     html
@@ -163,7 +164,7 @@ pub fn controls_html(v: &GpuShareView) -> String {
             r#"<form method="post" action="/api/gpu-request" id="gpu-request-form" class="row">
 <label>GPUs <input type="number" name="count" min="1" max="{max}" value="1" id="gpu-count"></label>
 <label>Which <select name="gpu" id="gpu-which">{options}</select></label>
-<label>Hours <input type="number" name="hours" min="0.1" max="{max_hours}" step="0.5" value="{default_hours}" id="gpu-hours"></label>
+<label>Hours <input type="number" name="hours" min="0.1" max="{max_hours}" step="any" value="{default_hours}" id="gpu-hours"></label>
 <label>Note <input type="text" name="note" maxlength="200" id="gpu-note-input" placeholder="what for"></label>
 {confirm}
 <button type="submit" id="gpu-request">{verb}</button>
@@ -289,6 +290,23 @@ mod tests {
         assert!(html.contains("⚠ processes of mallory on a GPU alice holds"), "{html}");
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains(r#"action="/api/gpu-release""#), "the holder gets a release button: {html}");
+    }
+
+    #[test]
+    fn the_idle_line_says_what_kept_the_workspace_alive_and_when_it_stops() {
+        let idle = IdleView {
+            username: "alice".into(),
+            running: true,
+            last_signal: Some("SSH session".into()),
+            last_at: Some(9_820),
+            exempt: false,
+            stop_after_seconds: 86_400,
+            warned_at: None,
+            stops_at: Some(96_220),
+        };
+        assert_eq!(idle_text(&idle, 10_000), "active: SSH session, 3 min ago · stopped after 1 d 0 h idle (in 23 h 57 min if nothing happens)");
+        assert_eq!(idle_text(&IdleView { exempt: true, ..idle.clone() }, 10_000), "active: SSH session, 3 min ago · exempt from idle stops");
+        assert_eq!(idle_text(&IdleView { running: false, ..idle }, 10_000), "not running");
     }
 
     #[test]

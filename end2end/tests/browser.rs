@@ -708,6 +708,7 @@ async fn request_a_gpu_see_it_granted_on_the_board_and_release_it() {
     assert!(said.starts_with("Granted: GPU 1 until"), "{said}");
     let held = b.wait_css("#gpu-board tr[data-gpu='1'][data-state='claimed'] td.holder").await.text().await.unwrap();
     assert!(held.contains(&user) && held.contains("fine-tuning"), "{held}");
+    b.client.execute("document.querySelector('#gpus').scrollIntoView(); return null;", vec![]).await.unwrap();
     b.screenshot("gpu-claimed").await;
 
     // Someone else sees who holds it and cannot release it.
@@ -730,5 +731,27 @@ async fn request_a_gpu_see_it_granted_on_the_board_and_release_it() {
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(listed["gpus"][1]["holder"].is_null(), "{listed}");
     b.client.close().await.unwrap();
+
+    // The admin's page: the record of it, and a per-user limit set through its form.
+    let boss = testkit::username("boss");
+    portal.cli(&["user", "add", &boss, "--admin", "--password-stdin"], "boss-password-long\n");
+    let a = Browser::start("sharing-admin").await;
+    a.log_in(&portal.base, &boss, "boss-password-long").await;
+    a.wait_path("/admin").await;
+    a.wait_css("#sharing-link").await.click().await.unwrap();
+    a.wait_path("/admin/sharing").await;
+    for action in ["request", "grant", "release"] {
+        let row = a.wait_css(&format!("#sharing-events tr[data-action='{action}']")).await.text().await.unwrap();
+        assert!(row.contains(&user), "{action}: {row}");
+    }
+    a.fill("#limits-form input[name=username]", &user).await;
+    a.fill("#limits-form input[name=max_gpus]", "1").await;
+    a.wait_css("#limits-form button[type=submit]").await.click().await.unwrap();
+    a.wait_path("/admin/sharing").await;
+    assert_eq!(a.wait_css("#sharing-outcome").await.text().await.unwrap(), "Limits saved.");
+    let limits = a.wait_css("#sharing-limits table").await.text().await.unwrap();
+    assert!(limits.contains(&user), "{limits}");
+    a.screenshot("admin-sharing").await;
+    a.client.close().await.unwrap();
     drop(portal);
 }

@@ -218,6 +218,13 @@ async fn open_db(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// The services a command works with (`close` its database when done).
+async fn open_backend(config: &Config) -> anyhow::Result<Backend> {
+    let key = config.load_or_create_secret_key()?;
+    let db = open_db(config).await?;
+    Ok(Backend::new(config, db, &key))
+}
+
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Config => {
@@ -240,35 +247,27 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             served
         }
         Command::User(command) => {
-            let key = config.load_or_create_secret_key()?;
-            let db = open_db(&config).await?;
-            let backend = Backend::new(&config, db.clone(), &key);
+            let backend = open_backend(&config).await?;
             let done = user_command(&backend, command).await;
-            close(db).await;
+            close(backend.db).await;
             done
         }
         Command::Workspace(command) => {
-            let key = config.load_or_create_secret_key()?;
-            let db = open_db(&config).await?;
-            let backend = Backend::new(&config, db.clone(), &key);
+            let backend = open_backend(&config).await?;
             let done = workspace_command(&backend, command).await;
-            close(db).await;
+            close(backend.db).await;
             done
         }
         Command::Gpu(command) => {
-            let key = config.load_or_create_secret_key()?;
-            let db = open_db(&config).await?;
-            let backend = Backend::new(&config, db.clone(), &key);
+            let backend = open_backend(&config).await?;
             let done = gpu_command(&backend, command).await;
-            close(db).await;
+            close(backend.db).await;
             done
         }
         Command::Idle(IdleCommand::Status { json }) => {
-            let key = config.load_or_create_secret_key()?;
-            let db = open_db(&config).await?;
-            let backend = Backend::new(&config, db.clone(), &key);
+            let backend = open_backend(&config).await?;
             let done = idle_status(&backend, json).await;
-            close(db).await;
+            close(backend.db).await;
             done
         }
     }

@@ -2,6 +2,7 @@
 //! The `berth` binary (src/main.rs) is a thin command-line front.
 
 pub mod accounts;
+pub mod activity;
 pub mod backend;
 pub mod cli;
 pub mod config;

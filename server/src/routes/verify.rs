@@ -45,7 +45,7 @@ pub struct Gateway {
     pub app_cookie: &'static str,
     pub secure_cookies: bool,
     /// Told of every request let through: app traffic keeps a workspace from counting as idle.
-    pub activity: Arc<crate::sharing::activity::Activity>,
+    pub activity: Arc<crate::activity::Activity>,
     /// Codes already redeemed (until they expire): each works once.
     redeemed: Mutex<HashMap<String, i64>>,
     /// App cookies already opened: AES-GCM and JSON once per cookie, not once per request (a

@@ -5,7 +5,6 @@
 //! Berth processes on one database never grant one GPU twice), and carries out what follows:
 //! restarts (leased mode), messages inside the workspace, the record of events.
 
-pub mod activity;
 pub mod idle;
 pub mod scheduler;
 
@@ -17,9 +16,9 @@ use app::figures::duration_text;
 use app::model::{GpuHolding, GpuLimitsView, GpuShareView, QueuedGpuRequest, SharedGpu, SharingAdminView, SharingCommand, SharingEvent};
 use sqlx::Row as _;
 
-use self::activity::Activity;
 use self::idle::IdleSettings;
 use self::scheduler::{Decision, Gpu, Holding, HoldingKind, Limits, Policy, Refusal, Request, Snapshot};
+use crate::activity::Activity;
 use crate::config::{Config, GpuMode, Isolation};
 use crate::db::{now, Db};
 use crate::monitor::Monitor;
