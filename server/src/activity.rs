@@ -1,5 +1,6 @@
-//! Traffic seen for each workspace's apps (forwardAuth and the app gateway tell it), kept in
-//! memory until the idle check next writes it down. A leaf: the request path only touches a map.
+//! What the HTTP layer sees of each user's activity (app requests forwardAuth and the gateway
+//! let through, visits to the portal's pages), kept in memory until the idle check next writes
+//! it down. A leaf: the request path only touches a map.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,22 +9,59 @@ use std::sync::Mutex;
 pub struct Activity {
     /// Owner → unix seconds of the last app request.
     apps: Mutex<HashMap<String, i64>>,
+    /// User → unix seconds of the last portal page they opened.
+    portal: Mutex<HashMap<String, i64>>,
+}
+
+/// Everything seen since the last reading.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub apps: HashMap<String, i64>,
+    pub portal: HashMap<String, i64>,
 }
 
 impl Activity {
-    pub fn touch(&self, owner: &str) {
-        let now = crate::db::now();
-        let mut apps = self.apps.lock().expect("activity");
-        match apps.get_mut(owner) {
-            Some(at) => *at = now,
-            None => {
-                apps.insert(owner.to_string(), now);
-            }
-        }
+    pub fn touch_app(&self, owner: &str) {
+        touch(&self.apps, owner);
+    }
+
+    pub fn touch_portal(&self, user: &str) {
+        touch(&self.portal, user);
     }
 
     /// Everything seen since the last call, emptied.
-    pub fn take(&self) -> HashMap<String, i64> {
-        std::mem::take(&mut *self.apps.lock().expect("activity"))
+    pub fn take(&self) -> Seen {
+        Seen {
+            apps: std::mem::take(&mut *self.apps.lock().expect("activity")),
+            portal: std::mem::take(&mut *self.portal.lock().expect("activity")),
+        }
+    }
+}
+
+fn touch(map: &Mutex<HashMap<String, i64>>, who: &str) {
+    let now = crate::db::now();
+    let mut map = map.lock().expect("activity");
+    match map.get_mut(who) {
+        Some(at) => *at = now,
+        None => {
+            map.insert(who.to_string(), now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_was_seen_is_read_once() {
+        let activity = Activity::default();
+        activity.touch_app("alice");
+        activity.touch_portal("bob");
+        let seen = activity.take();
+        assert_eq!(seen.apps.keys().collect::<Vec<_>>(), vec!["alice"]);
+        assert_eq!(seen.portal.keys().collect::<Vec<_>>(), vec!["bob"]);
+        let again = activity.take();
+        assert!(again.apps.is_empty() && again.portal.is_empty());
     }
 }

@@ -229,6 +229,23 @@ async fn an_open_ssh_session_keeps_a_workspace_and_a_quiet_one_is_stopped_after_
         let out = server.cli(&["workspace", "start", user], "");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+    // Opening the dashboard counts as using the workspace; its polls do not.
+    let visitor_name = username("visitor");
+    let visitor = testkit::Browser::new_user(&server, &visitor_name).await;
+    let out = server.cli(&["workspace", "start", &visitor_name], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(visitor.get("/dashboard").await.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = idle_status(&server);
+        let v = status.iter().find(|v| v["username"] == visitor_name.as_str()).unwrap();
+        if v["last_signal"] == "portal visit" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the visit was not seen: {v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     // An SSH session into the busy one: an established connection to its port 22.
     let busy_container = format!("workspace-{busy}");
     docker(&["exec", "-d", &busy_container, "sh", "-c", "sleep 600 | nc 127.0.0.1 22"]);

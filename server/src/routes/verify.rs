@@ -314,7 +314,7 @@ impl Gateway {
         if session.username != req.owner {
             return deny(StatusCode::FORBIDDEN);
         }
-        self.activity.touch(req.owner);
+        self.activity.touch_app(req.owner);
         Decision::Allow { cookie: cookies::without_berth(req.headers) }
     }
 }

@@ -27,6 +27,7 @@ pub const RDP: &str = "RDP connection";
 pub const BROWSER_DESKTOP: &str = "desktop in the browser";
 pub const APPS: &str = "app traffic";
 pub const PORTAL: &str = "I'm still here";
+pub const PORTAL_VISIT: &str = "portal visit";
 pub const CPU: &str = "CPU use";
 pub const GPU: &str = "GPU use";
 pub const JUPYTER: &str = "busy Jupyter kernel";
@@ -65,10 +66,12 @@ impl Sharing {
     /// One idle check of every running workspace: write down what is active now, warn, stop.
     pub async fn idle_round(&self) -> Result<(), SharingError> {
         let at = now();
-        let apps = self.activity.take();
-        for (owner, seen) in &apps {
-            if let Some(user) = self.owner_by_name(owner).await? {
-                self.note_signal(user.id, APPS, *seen).await?;
+        let seen = self.activity.take();
+        for (signal, by_user) in [(APPS, &seen.apps), (PORTAL_VISIT, &seen.portal)] {
+            for (name, at) in by_user {
+                if let Some(user) = self.owner_by_name(name).await? {
+                    self.note_signal(user.id, signal, *at).await?;
+                }
             }
         }
         let running = self.workspaces.running_owners().await.map_err(crate::workspace::WorkspaceError::from)?;

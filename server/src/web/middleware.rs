@@ -96,6 +96,10 @@ pub(super) async fn identify(State(state): State<AppState>, session: Session, mu
         if let Some(target) = target {
             return Redirect::to(target).into_response();
         }
+        // Opening a page counts as using the workspace (the dashboards' polls do not).
+        if let (Some(u), "/dashboard" | "/logs") = (&user, path) {
+            state.gateway.activity.touch_portal(&u.username);
+        }
     }
     request.extensions_mut().insert(RequestIdentity { user, client });
     next.run(request).await
