@@ -133,6 +133,7 @@ impl Backend {
         let user = self.accounts.find_by_name(username).await?;
         self.accounts.apply(None, user.id, AdminAction::Disable).await?;
         self.workspaces.disable_user(&Actor::System, &Owner::from(&user)).await?;
+        self.sharing.forget_user(&Owner::from(&user)).await?;
         Ok(())
     }
 }

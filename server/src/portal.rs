@@ -139,6 +139,7 @@ impl PortalServices for Portal {
         let user = self.accounts.apply(Some(actor), user_id, action).await.map_err(to_app_error)?;
         if matches!(action, AdminAction::Disable | AdminAction::Reject) {
             self.workspaces.disable_user(&Actor::from(actor), &Owner::from(&user)).await.map_err(workspace_error)?;
+            self.sharing.forget_user(&Owner::from(&user)).await.map_err(sharing_error)?;
         }
         Ok(())
     }

@@ -193,6 +193,12 @@ async fn leases_queue_and_idle_release(backend: DbBackend) {
     assert!(!holdings(&a.db).await.iter().any(|(_, g)| g == GPU1), "GPU 1 is free again");
     // GPU 0 is busy (87 %) and stays held.
     assert!(holdings(&a.db).await.iter().any(|(_, g)| g == GPU0));
+
+    // A disabled account gives back what it holds.
+    let on_gpu0 = holdings(&a.db).await.into_iter().find(|(_, g)| g == GPU0).unwrap().0;
+    b.sharing.forget_user(users.iter().find(|u| u.username == on_gpu0).unwrap()).await.unwrap();
+    assert!(!holdings(&a.db).await.iter().any(|(u, _)| u == &on_gpu0));
+    assert_eq!(events(&a.db, "account-disabled").await, vec![on_gpu0]);
     drop((a, b));
 }
 

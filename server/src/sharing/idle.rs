@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use app::model::IdleView;
 use sqlx::Row as _;
 
-use super::scheduler::{idle_step, IdleStep};
+use futures_util::StreamExt as _;
+
+use super::scheduler::{effective_warning, idle_step, IdleStep};
 use super::{Sharing, SharingError};
 use crate::db::now;
 use crate::workspace::names::container_port;
@@ -75,12 +77,18 @@ impl Sharing {
             }
         }
         let running = self.workspaces.running_owners().await.map_err(crate::workspace::WorkspaceError::from)?;
-        for username in running {
-            let Some(owner) = self.owner_by_name(&username).await? else { continue };
-            if let Err(e) = self.check_idle(&owner, at).await {
-                tracing::warn!(user = %username, error = %e, "idle check failed");
-            }
-        }
+        // A few at once: each reads inside its workspace, which its user may slow down.
+        futures_util::stream::iter(running)
+            .for_each_concurrent(8, |username| async move {
+                let checked = async {
+                    let Some(owner) = self.owner_by_name(&username).await? else { return Ok(()) };
+                    self.check_idle(&owner, at).await
+                };
+                if let Err(e) = checked.await {
+                    tracing::warn!(user = %username, error = %e, "idle check failed");
+                }
+            })
+            .await;
         Ok(())
     }
 
@@ -88,8 +96,15 @@ impl Sharing {
         for signal in self.signals_now(owner).await {
             self.note_signal(owner.id, signal, at).await?;
         }
+        // Written down, so a warning from before this start never counts against it.
+        if let Some(started) = self.workspaces.started_at(&owner.username) {
+            self.note_signal(owner.id, STARTED, started).await?;
+        }
         let view = self.idle_view(owner, true).await?;
         if view.exempt || view.stop_after_seconds <= 0 {
+            if view.warned_at.is_some() {
+                self.clear_idle_warning(owner).await?;
+            }
             return Ok(());
         }
         let last = view.last_at.unwrap_or(at);
@@ -97,10 +112,8 @@ impl Sharing {
         match idle_step(at - last, warned_for, view.stop_after_seconds, self.settings.idle.warning) {
             IdleStep::Quiet => {
                 // Active again after a warning: the warning no longer holds.
-                if let Some(warned) = view.warned_at {
-                    if last > warned {
-                        sqlx::query("DELETE FROM idle_warnings WHERE user_id = $1").bind(owner.id).execute(&self.db.pool).await?;
-                    }
+                if view.warned_at.is_some_and(|warned| last > warned) {
+                    self.clear_idle_warning(owner).await?;
                 }
             }
             IdleStep::Warn => {
@@ -111,20 +124,29 @@ impl Sharing {
                     .await?
                     .rows_affected();
                 if inserted == 1 {
-                    let minutes = (self.settings.idle.warning as f64 / 60.0).ceil() as i64;
+                    let left = (last + view.stop_after_seconds - at).max(effective_warning(view.stop_after_seconds, self.settings.idle.warning));
                     let message = format!(
-                        "this workspace has been idle since {}; it will be stopped in about {minutes} min unless it is used (or press \"I'm still here\" on the dashboard). Your files stay.",
-                        app::figures::clock_text(last)
+                        "this workspace has been idle since {}; it will be stopped in about {} unless it is used (or press \"I'm still here\" on the dashboard). Your files stay.",
+                        app::figures::clock_text(last),
+                        app::figures::duration_text(left)
                     );
                     self.event("berth", &owner.username, "idle-warning", &message).await?;
                     self.tell(owner, &message).await;
                 }
             }
             IdleStep::Act => {
-                self.event("berth", &owner.username, "idle-stop", &format!("idle since {}", app::figures::clock_text(last))).await?;
-                sqlx::query("DELETE FROM idle_warnings WHERE user_id = $1").bind(owner.id).execute(&self.db.pool).await?;
-                self.workspaces.stop(&Actor::System, owner).await?;
-                tracing::info!(user = %owner.username, "stopped an idle workspace");
+                // Whoever takes the warning away stops the workspace: one process, once.
+                let taken = sqlx::query("DELETE FROM idle_warnings WHERE user_id = $1 AND warned_at = $2")
+                    .bind(owner.id)
+                    .bind(view.warned_at)
+                    .execute(&self.db.pool)
+                    .await?
+                    .rows_affected();
+                if taken == 1 {
+                    self.event("berth", &owner.username, "idle-stop", &format!("idle since {}", app::figures::clock_text(last))).await?;
+                    self.workspaces.stop(&Actor::System, owner).await?;
+                    tracing::info!(user = %owner.username, "stopped an idle workspace");
+                }
             }
         }
         Ok(())
@@ -193,6 +215,10 @@ impl Sharing {
     /// "I'm still here": counts as activity now and lifts a pending idle warning.
     pub async fn still_here(&self, owner: &Owner) -> Result<(), SharingError> {
         self.note_signal(owner.id, PORTAL, now()).await?;
+        self.clear_idle_warning(owner).await
+    }
+
+    async fn clear_idle_warning(&self, owner: &Owner) -> Result<(), SharingError> {
         sqlx::query("DELETE FROM idle_warnings WHERE user_id = $1").bind(owner.id).execute(&self.db.pool).await?;
         Ok(())
     }
@@ -223,7 +249,7 @@ impl Sharing {
             .fetch_optional(&self.db.pool)
             .await?;
         let stops_at = match (&last, running && !exempt && stop_after > 0) {
-            (Some((_, at)), true) => Some((at + stop_after).max(warned_at.map_or(0, |w| w + self.settings.idle.warning))),
+            (Some((_, at)), true) => Some((at + stop_after).max(warned_at.map_or(0, |w| w + effective_warning(stop_after, self.settings.idle.warning)))),
             _ => None,
         };
         Ok(IdleView {

@@ -138,7 +138,7 @@ pub enum RequestOutcome {
 
 impl Sharing {
     pub fn new(db: Db, settings: SharingSettings, monitor: Arc<Monitor>, workspaces: Arc<Workspaces>, activity: Arc<Activity>) -> Sharing {
-        Sharing { db, settings, monitor, workspaces, activity, http: reqwest::Client::new(), board_written: Default::default(), restart_in_background: Default::default() }
+        Sharing { db, settings, monitor, workspaces, activity, http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("HTTP client"), board_written: Default::default(), restart_in_background: Default::default() }
     }
 
     pub fn settings(&self) -> &SharingSettings {
@@ -146,10 +146,9 @@ impl Sharing {
     }
 
     /// The host's GPUs now (read at once when the sampler has not read them yet).
-    fn gpus(&self) -> (Vec<Gpu>, Vec<app::model::GpuView>, Option<String>) {
-        let (views, note) = self.monitor.gpu_inventory();
-        let gpus = views.iter().map(|(uuid, v)| Gpu { uuid: uuid.clone(), index: v.index, utilization_percent: Some(v.utilization_percent) }).collect();
-        (gpus, views.into_iter().map(|(_, v)| v).collect(), note)
+    fn gpus(&self) -> Vec<Gpu> {
+        let (views, _) = self.monitor.gpu_inventory();
+        views.iter().map(|(uuid, v)| Gpu { uuid: uuid.clone(), index: v.index, utilization_percent: Some(v.utilization_percent) }).collect()
     }
 
     async fn holdings(&self) -> Result<Vec<HoldingRow>, SharingError> {
@@ -222,7 +221,7 @@ impl Sharing {
     }
 
     async fn snapshot(&self) -> Result<(Snapshot, Vec<HoldingRow>, Vec<RequestRow>), SharingError> {
-        let (gpus, _, _) = self.gpus();
+        let gpus = self.gpus();
         let holdings = self.holdings().await?;
         let queue = self.queue().await?;
         let mut limits = HashMap::new();
@@ -261,10 +260,22 @@ impl Sharing {
         Ok(record_event(&self.db, actor, username, action, detail).await?)
     }
 
-    /// A message to the workspace's terminals; failing to deliver it only goes to the log.
+    /// A message to the workspace's terminals; failing to deliver it only goes to the log. Its
+    /// user may be root in it and make the delivery hang: it runs beside the round in `serve`,
+    /// and waits a few seconds at most.
     async fn tell(&self, owner: &Owner, message: &str) {
-        if let Err(e) = self.workspaces.tell(owner, message).await {
-            tracing::debug!(user = %owner.username, error = %e, "could not tell the workspace");
+        let (workspaces, owner, message) = (self.workspaces.clone(), owner.clone(), message.to_string());
+        let deliver = async move {
+            match tokio::time::timeout(Duration::from_secs(5), workspaces.tell(&owner, &message)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(user = %owner.username, error = %e, "could not tell the workspace"),
+                Err(_) => tracing::debug!(user = %owner.username, "telling the workspace took too long"),
+            }
+        };
+        if self.restart_in_background.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::spawn(deliver);
+        } else {
+            deliver.await;
         }
     }
 
@@ -274,8 +285,8 @@ impl Sharing {
         if !owner.approved {
             return Err(SharingError::Forbidden("the account is not approved"));
         }
-        let note: String = note.trim().chars().filter(|c| !c.is_control()).take(200).collect();
-        let (gpus, _, _) = self.gpus();
+        let note = clean_note(note);
+        let gpus = self.gpus();
         let gpu_uuid = match gpu_index {
             Some(i) => Some(gpus.iter().find(|g| g.index == i).map(|g| g.uuid.clone()).ok_or_else(|| Refusal::UnknownGpu(i.to_string()))?),
             None => None,
@@ -349,10 +360,14 @@ impl Sharing {
                     }
                 }
                 Decision::WarnExpiry { holding, warning, seconds_left } => {
-                    let done = sqlx::query("UPDATE gpu_holdings SET warnings_given = $1 WHERE id = $2 AND warnings_given < $1 AND released_at IS NULL")
-                        .bind(i64::from(warning))
-                        .bind(holding)
-                        .execute(&self.db.pool)
+                    let ends_at = by_id.get(&holding).map_or(0, |h| h.holding.ends_at);
+                    let done = sqlx::query(
+                        "UPDATE gpu_holdings SET warnings_given = $1 WHERE id = $2 AND warnings_given < $1 AND ends_at = $3 AND released_at IS NULL",
+                    )
+                    .bind(i64::from(warning))
+                    .bind(holding)
+                    .bind(ends_at)
+                    .execute(&self.db.pool)
                         .await?
                         .rows_affected();
                     if let (1, Some(h)) = (done, by_id.get(&holding)) {
@@ -420,7 +435,7 @@ impl Sharing {
         let write = || -> std::io::Result<()> {
             let dir = path.parent().expect("a file in a directory");
             std::fs::create_dir_all(dir)?;
-            let tmp = dir.join(".gpus.txt.new");
+            let tmp = dir.join(format!(".gpus.txt.{}.new", std::process::id()));
             std::fs::write(&tmp, &text)?;
             std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
             std::fs::rename(&tmp, path)
@@ -446,14 +461,21 @@ impl Sharing {
     }
 
     /// Ends a holding once, whichever process gets there first. True when this call ended it.
+    /// Only as the round saw it: an extension since (a later end) or the GPU busy again (its
+    /// idle warning cleared) keeps the holding.
     async fn end_holding(&self, h: &HoldingRow, reason: &str, at: i64) -> Result<bool, SharingError> {
-        let done = sqlx::query("UPDATE gpu_holdings SET released_at = $1, release_reason = $2 WHERE id = $3 AND released_at IS NULL")
-            .bind(at)
-            .bind(reason)
-            .bind(h.holding.id)
-            .execute(&self.db.pool)
-            .await?
-            .rows_affected();
+        let done = sqlx::query(
+            "UPDATE gpu_holdings SET released_at = $1, release_reason = $2 \
+             WHERE id = $3 AND released_at IS NULL AND ends_at = $4 AND (idle_warned_at = $5 OR ($5 IS NULL AND idle_warned_at IS NULL))",
+        )
+        .bind(at)
+        .bind(reason)
+        .bind(h.holding.id)
+        .bind(h.holding.ends_at)
+        .bind(h.holding.idle_warned_at)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected();
         if done == 1 {
             let action = if reason == "idle" { "idle-gpu-release" } else { reason };
             self.event("berth", &h.username, action, &format!("{} on GPU {} ended ({reason})", h.kind, h.gpu_index)).await?;
@@ -517,8 +539,13 @@ impl Sharing {
             let (action, detail) = match workspaces.restart(&Actor::System, &owner).await {
                 Ok(()) => ("restart", "restarted with the GPUs it now holds".to_string()),
                 Err(e) => {
-                    tracing::warn!(user = %owner.username, error = %e, "could not restart the workspace to change its GPUs");
-                    ("restart-failed", e.to_string())
+                    // A workspace must not keep a GPU its lease no longer gives it: stopped
+                    // instead (its home stays; its user starts it again with what it holds).
+                    tracing::warn!(user = %owner.username, error = %e, "could not restart the workspace to change its GPUs; stopping it");
+                    match workspaces.stop(&Actor::System, &owner).await {
+                        Ok(()) => ("stopped", format!("could not restart with its GPUs ({e}), so stopped")),
+                        Err(stop) => ("restart-failed", format!("{e}; and could not stop it: {stop}")),
+                    }
                 }
             };
             if let Err(e) = record_event(&db, "berth", &owner.username, action, &detail).await {
@@ -593,10 +620,11 @@ impl Sharing {
         let owner = self.owner_by_id(r.request.user_id).await?.ok_or_else(|| SharingError::NotFound("user".into()))?;
         may_act_for(actor, &owner)?;
         let done = sqlx::query("DELETE FROM gpu_requests WHERE id = $1").bind(request).execute(&self.db.pool).await?.rows_affected();
-        if done == 1 {
-            let by = self.actor_name(actor).await?;
-            self.event(&by, &owner.username, "cancel", &format!("request for {} GPU(s)", r.request.count)).await?;
+        if done != 1 {
+            return Err(SharingError::Invalid("that request was granted or withdrawn meanwhile: see the board".into()));
         }
+        let by = self.actor_name(actor).await?;
+        self.event(&by, &owner.username, "cancel", &format!("request for {} GPU(s)", r.request.count)).await?;
         self.schedule().await?;
         Ok(())
     }
@@ -676,14 +704,12 @@ impl Sharing {
     /// The board as `viewer` sees it (everyone sees who holds which GPU; that is the point).
     pub async fn board(&self, viewer: &Owner) -> Result<GpuShareView, SharingError> {
         let at = now();
-        let (_, views, note) = self.gpus();
-        let (uuids, _) = self.monitor.gpu_inventory();
+        let (inventory, note) = self.monitor.gpu_inventory();
         let holdings = self.holdings().await?;
         let queue = self.queue().await?;
-        let gpus: Vec<SharedGpu> = views
+        let gpus: Vec<SharedGpu> = inventory
             .iter()
-            .zip(uuids.iter())
-            .map(|(v, (uuid, _))| {
+            .map(|(uuid, v)| {
                 let holder = holdings.iter().find(|h| &h.holding.gpu_uuid == uuid).map(holding_view);
                 let mut process_users: Vec<String> = v.processes.iter().filter_map(|p| p.user.clone()).collect();
                 process_users.sort();
@@ -760,6 +786,29 @@ impl Sharing {
         })
     }
 
+    /// A disabled account gives back what it holds and waits for (its workspace is stopped).
+    pub async fn forget_user(&self, owner: &Owner) -> Result<(), SharingError> {
+        let at = now();
+        let released = sqlx::query("UPDATE gpu_holdings SET released_at = $1, release_reason = 'account disabled' WHERE user_id = $2 AND released_at IS NULL")
+            .bind(at)
+            .bind(owner.id)
+            .execute(&self.db.pool)
+            .await?
+            .rows_affected();
+        let withdrawn = sqlx::query("DELETE FROM gpu_requests WHERE user_id = $1").bind(owner.id).execute(&self.db.pool).await?.rows_affected();
+        if released + withdrawn > 0 {
+            self.event("berth", &owner.username, "account-disabled", &format!("{released} GPU(s) released, {withdrawn} request(s) withdrawn")).await?;
+            self.schedule().await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the record's entries older than [`EVENT_RETENTION_SECONDS`].
+    pub async fn prune_events(&self) -> Result<u64, SharingError> {
+        let done = sqlx::query("DELETE FROM sharing_events WHERE at < $1").bind(now() - EVENT_RETENTION_SECONDS).execute(&self.db.pool).await?;
+        Ok(done.rows_affected())
+    }
+
     /// The record, newest first.
     pub async fn events(&self, limit: i64) -> Result<Vec<SharingEvent>, SharingError> {
         let rows = sqlx::query("SELECT at, actor, username, action, detail FROM sharing_events ORDER BY id DESC LIMIT $1")
@@ -809,10 +858,12 @@ impl Sharing {
             SharingCommand::StillHere => self.still_here(viewer).await.map(|()| "Noted: your workspace is in use.".into()),
             SharingCommand::Reorder { request, up } => self.reorder(actor, request, up).await.map(|()| "Moved.".into()),
             SharingCommand::SetLimits { username, max_gpus, max_lease_seconds, max_queued } => {
+                may_administer(actor)?;
                 let owner = self.owner_by_name(&username).await?.ok_or(SharingError::NotFound(username))?;
                 self.set_limits(actor, &owner, max_gpus, max_lease_seconds, max_queued).await.map(|()| "Limits saved.".into())
             }
             SharingCommand::SetIdlePolicy { username, stop_after_seconds, exempt } => {
+                may_administer(actor)?;
                 let owner = self.owner_by_name(&username).await?.ok_or(SharingError::NotFound(username))?;
                 self.set_idle_policy(actor, &owner, stop_after_seconds, exempt).await.map(|()| "Idle policy saved.".into())
             }
@@ -874,6 +925,13 @@ async fn record_event(db: &Db, actor: &str, username: &str, action: &str, detail
     Ok(())
 }
 
+/// A note as others see it: no control characters, no invisible ones that reorder or hide
+/// text (bidirectional overrides, zero-width), at most 200 characters.
+pub fn clean_note(note: &str) -> String {
+    let invisible = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}');
+    note.trim().chars().filter(|c| !c.is_control() && !invisible(*c)).take(200).collect()
+}
+
 fn note_suffix(note: &str) -> String {
     if note.is_empty() {
         String::new()
@@ -903,6 +961,9 @@ fn may_administer(actor: &Actor) -> Result<(), SharingError> {
     }
 }
 
+/// How long the record of grants, warnings and stops is kept.
+pub const EVENT_RETENTION_SECONDS: i64 = 180 * 86_400;
+
 /// The scheduler and the idle check, each on its own tick, for as long as `berth serve` runs.
 pub async fn run(sharing: Arc<Sharing>) {
     let idle = sharing.clone();
@@ -918,10 +979,29 @@ pub async fn run(sharing: Arc<Sharing>) {
     });
     let mut tick = tokio::time::interval(sharing.settings.gpu_check_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned_at = std::time::Instant::now() - Duration::from_secs(3600);
     loop {
         tick.tick().await;
         if let Err(e) = sharing.schedule().await {
             tracing::warn!(error = %e, "GPU scheduling round failed");
         }
+        if pruned_at.elapsed() >= Duration::from_secs(3600) {
+            pruned_at = std::time::Instant::now();
+            if let Err(e) = sharing.prune_events().await {
+                tracing::warn!(error = %e, "could not prune the sharing record");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_cannot_hide_or_reorder_text_on_others_screens() {
+        assert_eq!(clean_note("  fine-tuning\u{1b}[2J\n "), "fine-tuning[2J");
+        assert_eq!(clean_note("abc\u{202E}fed\u{200B}"), "abcfed");
+        assert_eq!(clean_note(&"x".repeat(300)).len(), 200);
     }
 }

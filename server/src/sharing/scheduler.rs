@@ -101,9 +101,16 @@ pub enum IdleStep {
     Act,
 }
 
+/// The warning actually given: at most half the idle time, so a short idle time (an admin's
+/// per-user half hour) never warns something that is in use.
+pub fn effective_warning(after: i64, warning: i64) -> i64 {
+    warning.clamp(0, after / 2)
+}
+
 /// `idle_for`: how long it has been idle; `warned_for`: how long ago its warning went out.
 pub fn idle_step(idle_for: i64, warned_for: Option<i64>, after: i64, warning: i64) -> IdleStep {
-    if after <= 0 || idle_for < (after - warning).max(0) {
+    let warning = effective_warning(after, warning);
+    if after <= 0 || idle_for <= 0 || idle_for < after - warning {
         return IdleStep::Quiet;
     }
     match warned_for {
@@ -453,6 +460,11 @@ mod tests {
         assert_eq!(idle_step(100, Some(5), 100, 10), IdleStep::Quiet, "warned late: the user still gets the whole warning");
         assert_eq!(idle_step(105, Some(10), 100, 10), IdleStep::Act);
         assert_eq!(idle_step(500, None, 100, 10), IdleStep::Warn, "never acts unwarned");
+        // A warning as long as the idle time would warn what is in use: it is halved.
+        assert_eq!(idle_step(0, None, 1800, 1800), IdleStep::Quiet, "in use now: no warning");
+        assert_eq!(idle_step(899, None, 1800, 1800), IdleStep::Quiet);
+        assert_eq!(idle_step(900, None, 1800, 1800), IdleStep::Warn);
+        assert_eq!(idle_step(1800, Some(900), 1800, 1800), IdleStep::Act);
     }
 
     #[test]
