@@ -94,6 +94,11 @@ async fn events(db: &Db, action: &str) -> Vec<String> {
     sqlx::query_scalar("SELECT username FROM sharing_events WHERE action = $1 ORDER BY id").bind(action).fetch_all(&db.pool).await.unwrap()
 }
 
+/// The queue as the board shows it: (request id, user), in serving order.
+async fn waiting(p: &Process, viewer: &Owner) -> Vec<(i64, String)> {
+    p.sharing.board(viewer).await.unwrap().queue.iter().map(|r| (r.id, r.username.clone())).collect()
+}
+
 async fn leases_queue_and_idle_release(backend: DbBackend) {
     let test_db = TestDb::new(backend).await;
     let storage = test_db.dir.path().join("storage");
@@ -119,6 +124,14 @@ async fn leases_queue_and_idle_release(backend: DbBackend) {
     let (x, y) = tokio::join!(a.sharing.schedule(), b.sharing.schedule());
     assert_eq!(x.unwrap() + y.unwrap(), 0);
     assert_eq!(holdings(&a.db).await, held);
+
+    // An admin moves the second waiting request ahead of the first; a user may not.
+    let before = waiting(&a, &users[0]).await;
+    assert_eq!(before.len(), 2);
+    let refused = a.sharing.reorder(&Actor::User { id: users[0].id, admin: false }, before[1].0, true).await.unwrap_err();
+    assert!(refused.to_string().contains("administrators only"), "{refused}");
+    b.sharing.reorder(&Actor::System, before[1].0, true).await.unwrap();
+    assert_eq!(waiting(&a, &users[0]).await, vec![before[1].clone(), before[0].clone()]);
 
     // A user over their limit is told so, and nothing is queued.
     let holder = users.iter().find(|u| u.username == held[0].0).unwrap();
@@ -194,11 +207,21 @@ async fn leases_queue_and_idle_release(backend: DbBackend) {
     // GPU 0 is busy (87 %) and stays held.
     assert!(holdings(&a.db).await.iter().any(|(_, g)| g == GPU0));
 
-    // A disabled account gives back what it holds.
+    // An admin revokes a holding; the record names who did.
+    let admin = add_user(&a.db, "root").await;
+    sqlx::query("UPDATE users SET is_admin = 1 WHERE id = $1").bind(admin.id).execute(&a.db.pool).await.unwrap();
     let on_gpu0 = holdings(&a.db).await.into_iter().find(|(_, g)| g == GPU0).unwrap().0;
-    b.sharing.forget_user(users.iter().find(|u| u.username == on_gpu0).unwrap()).await.unwrap();
-    assert!(!holdings(&a.db).await.iter().any(|(u, _)| u == &on_gpu0));
-    assert_eq!(events(&a.db, "account-disabled").await, vec![on_gpu0]);
+    a.sharing.release(&Actor::User { id: admin.id, admin: true }, holding_of(&on_gpu0).await).await.unwrap();
+    assert!(holdings(&a.db).await.is_empty());
+    let revoked: (String, String) = sqlx::query_as("SELECT actor, username FROM sharing_events WHERE action = 'revoke'").fetch_one(&a.db.pool).await.unwrap();
+    assert_eq!(revoked, ("root".to_string(), on_gpu0.clone()));
+
+    // A disabled account gives back what it holds and withdraws what it waits for.
+    let dave = &users[3];
+    assert!(matches!(a.sharing.request(&Actor::System, dave, 1, Some(0), 3600, "").await.unwrap(), RequestOutcome::Granted { .. }));
+    b.sharing.forget_user(dave).await.unwrap();
+    assert!(holdings(&a.db).await.is_empty());
+    assert_eq!(events(&a.db, "account-disabled").await, vec![dave.username.clone()]);
     drop((a, b));
 }
 
