@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: Docker engine API calls per minute while 1, then 200, dashboards follow one running
 # workspace through the live-state stream (GET /events/workspace, server-sent events) and, as
-# the page does, ask for its usage card every 5 s (the `usage-html` server function).
+# the page does, ask for its usage card and its GPU board every 5 s (the `usage-html` and
+# `gpu-share-html` server functions).
 # Berth's engine is a counting proxy in front of the Docker socket (tcp on loopback), which logs
 # every HTTP request line that goes to the engine. Busybox test image, plain isolation;
 # everything is labeled io.berth.test and removed afterwards.
@@ -77,12 +78,12 @@ cat > "$work/dashboards.py" <<'PY'
 import asyncio, sys, time
 port, cookie, n, duration, settle = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 counts = [0] * n
-cards = [0]
+cards = [0, 0]
 
-async def usage_cards(i):
-    """The page's 5-second refresh of the usage card, one connection per request."""
+async def usage_cards(i, endpoint="usage-html", marker=b"usage-cpu", counter=0):
+    """The page's 5-second refresh of a card, one connection per request."""
     await asyncio.sleep(5 * i / max(n, 1))
-    request = (f"POST /api/usage-html HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n"
+    request = (f"POST /api/{endpoint} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n"
                f"Cookie: {cookie}\r\nAccept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                f"Content-Length: 0\r\nConnection: close\r\n\r\n").encode()
     while True:
@@ -92,10 +93,10 @@ async def usage_cards(i):
         answer = await reader.read()
         writer.close()
         if not answer.startswith(b"HTTP/1.1 200"):
-            sys.exit(f"usage card {i}: {answer[:200]!r}")
-        if b"usage-cpu" not in answer:
-            sys.exit(f"usage card {i} has no figures: {answer[:300]!r}")
-        cards[0] += 1
+            sys.exit(f"{endpoint} {i}: {answer[:200]!r}")
+        if marker not in answer:
+            sys.exit(f"{endpoint} {i} lacks {marker!r}: {answer[:300]!r}")
+        cards[counter] += 1
         await asyncio.sleep(5)
 
 async def dashboard(i, ready):
@@ -120,13 +121,14 @@ async def main():
     ready = asyncio.Semaphore(0)
     tasks = [asyncio.create_task(dashboard(i, ready)) for i in range(n)]
     tasks += [asyncio.create_task(usage_cards(i)) for i in range(n)]
+    tasks += [asyncio.create_task(usage_cards(i, "gpu-share-html", b"gpu-mode", 1)) for i in range(n)]
     for _ in range(n):
         await asyncio.wait_for(ready.acquire(), 60)
     await asyncio.sleep(settle)
-    start, before, cards_before = time.time(), sum(counts), cards[0]
+    start, before, cards_before, boards_before = time.time(), sum(counts), cards[0], cards[1]
     await asyncio.sleep(duration)
     end = time.time()
-    print(f"{start:.3f} {end:.3f} {sum(counts) - before} {cards[0] - cards_before}", flush=True)
+    print(f"{start:.3f} {end:.3f} {sum(counts) - before} {cards[0] - cards_before} {cards[1] - boards_before}", flush=True)
     for t in tasks:
         t.cancel()
 
@@ -172,19 +174,19 @@ berth_events() {
 measure() {
   local n=$1 out start end events
   out=$(python3 "$work/dashboards.py" "$pb" "$cookie" "$n" "$DURATION" "$SETTLE")
-  read -r start end events cards <<<"$out"
-  echo "$(per_minute "$start" "$end") $events $cards $(berth_events "$start" "$end") $start $end"
+  read -r start end events cards boards <<<"$out"
+  echo "$(per_minute "$start" "$end") $events $cards $boards $(berth_events "$start" "$end") $start $end"
 }
 now() { python3 -c 'import time; print(f"{time.time():.3f}")'; }
 i0=$(now); sleep "$DURATION"; i1=$(now); idle=$(per_minute "$i0" "$i1"); idle_events=$(berth_events "$i0" "$i1")
-read -r n1 e1 u1 c1 s1 t1 <<<"$(measure 1)"
-read -r nm em um cm sm tm <<<"$(measure "$MANY")"
+read -r n1 e1 u1 g1 c1 s1 t1 <<<"$(measure 1)"
+read -r nm em um gm cm sm tm <<<"$(measure "$MANY")"
 echo
-echo "| open dashboards (${DURATION} s each) | engine API calls/min | views pushed | usage cards answered | Berth container events on the engine meanwhile |"
-echo "|---|---|---|---|---|"
-echo "| 0 | $idle | - | - | $idle_events |"
-echo "| 1 | $n1 | $e1 | $u1 | $c1 |"
-echo "| $MANY | $nm | $em | $um | $cm |"
+echo "| open dashboards (${DURATION} s each) | engine API calls/min | views pushed | usage cards answered | GPU boards answered | Berth container events on the engine meanwhile |"
+echo "|---|---|---|---|---|---|"
+echo "| 0 | $idle | - | - | - | $idle_events |"
+echo "| 1 | $n1 | $e1 | $u1 | $g1 | $c1 |"
+echo "| $MANY | $nm | $em | $um | $gm | $cm |"
 echo
 echo "1 dashboard, engine calls by endpoint:"; endpoints "$s1" "$t1"
 echo "$MANY dashboards, engine calls by endpoint:"; endpoints "$sm" "$tm"
