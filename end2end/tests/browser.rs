@@ -628,6 +628,8 @@ async fn the_dashboard_charts_rising_cpu_and_the_logs_page_follows_output() {
     let mut env = testkit::docker::env(&cleanup, &db.dir.path().join("storage"), 11500);
     // A stored sample every two seconds: the chart grows within the test's patience.
     env.push(("BERTH_MONITORING__SAMPLE_SECONDS".into(), "2".into()));
+    // A host without GPUs, on any machine.
+    env.push(("BERTH_MONITORING__GPU_INVENTORY".into(), "none".into()));
     let portal = Portal::on(db, &env).await;
     let user = testkit::username("cleo");
     let boss = testkit::username("boss");
@@ -636,6 +638,10 @@ async fn the_dashboard_charts_rising_cpu_and_the_logs_page_follows_output() {
     let b = Browser::start("monitoring").await;
     b.log_in(&portal.base, &user, "cleo-password-long").await;
     b.wait_path("/dashboard").await;
+    // A host without GPUs: the GPU card says there is nothing to share.
+    let note = b.wait_css("#gpu-board #gpu-note").await.text().await.unwrap();
+    assert_eq!(note, "no NVIDIA GPUs on this host");
+    assert!(!b.has("#gpu-request-form").await, "no form to ask for GPUs that are not there");
     b.wait_css("#workspace button[data-action='start']").await.click().await.unwrap();
     b.wait_css("#workspace-state[data-state='running']").await;
     // Idle first: a few points, each well under one core.
