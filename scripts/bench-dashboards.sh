@@ -142,7 +142,7 @@ for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127
 export BERTH_LISTEN=127.0.0.1:$pb BERTH_DATABASE_URL=sqlite://$work/berth.db BERTH_DATA_DIR=$work/data \
        BERTH_CONFIG=$work/none.toml BERTH_LOG=warn BERTH_DOCKER_HOST=tcp://127.0.0.1:$pp \
        BERTH_WORKSPACE_IMAGE=berth-test/busybox:latest BERTH_STORAGE_ROOT=$work/storage \
-       BERTH_PORTS__BASE=41000 BERTH_PORTS__HOST_IP=127.0.0.1 BERTH_WORKSPACE__GPUS=none \
+       BERTH_PORTS__BASE=32400 BERTH_PORTS__HOST_IP=127.0.0.1 BERTH_WORKSPACE__GPUS=none \
        BERTH_WORKSPACE__ISOLATION=plain BERTH_WORKSPACE__STOP_TIMEOUT_SECONDS=2 BERTH_WORKSPACE__EXTRA_LABEL=$label
 "$BIN" serve >/dev/null 2>"$work/berth.log" & pids+=($!)
 up=0

@@ -26,7 +26,7 @@ docker image inspect "$IMAGE" >/dev/null || { echo "$IMAGE missing: scripts/buil
 pb=$(free_port)
 export BERTH_LISTEN=127.0.0.1:$pb BERTH_DATABASE_URL=sqlite://$work/berth.db BERTH_DATA_DIR=$work/data \
        BERTH_CONFIG=$work/none.toml BERTH_LOG=warn BERTH_WORKSPACE_IMAGE=$IMAGE \
-       BERTH_STORAGE_ROOT=$work/storage BERTH_PORTS__BASE=38000 BERTH_PORTS__HOST_IP=127.0.0.1 \
+       BERTH_STORAGE_ROOT=$work/storage BERTH_PORTS__BASE=32000 BERTH_PORTS__HOST_IP=127.0.0.1 \
        BERTH_WORKSPACE__GPUS=none BERTH_WORKSPACE__ISOLATION=plain BERTH_WORKSPACE__EXTRA_LABEL=$label \
        BERTH_WORKSPACE__STOP_TIMEOUT_SECONDS=2
 "$BIN" serve >/dev/null 2>"$work/berth.log" & pids+=($!)

@@ -16,11 +16,11 @@ cleanup() {
 trap cleanup EXIT
 export BERTH_DATABASE_URL=sqlite://$work/berth.db BERTH_DATA_DIR=$work/data BERTH_CONFIG=$work/none.toml \
        BERTH_LOG=warn BERTH_WORKSPACE_IMAGE=berth-test/busybox:latest BERTH_STORAGE_ROOT=$work/storage \
-       BERTH_PORTS__BASE=40000 BERTH_PORTS__HOST_IP=127.0.0.1 BERTH_WORKSPACE__GPUS=none \
+       BERTH_PORTS__BASE=32200 BERTH_PORTS__HOST_IP=127.0.0.1 BERTH_WORKSPACE__GPUS=none \
        BERTH_WORKSPACE__ISOLATION=plain BERTH_WORKSPACE__STOP_TIMEOUT_SECONDS=2 BERTH_WORKSPACE__EXTRA_LABEL=$label
 "$BIN" user add benchuser >/dev/null
 "$BIN" workspace start benchuser >/dev/null && "$BIN" workspace stop benchuser >/dev/null
-docker create --name "bench-docker-$$" --label "$label" -p 127.0.0.1:40122:22 berth-test/busybox:latest >/dev/null
+docker create --name "bench-docker-$$" --label "$label" -p 127.0.0.1:32322:22 berth-test/busybox:latest >/dev/null
 
 ms() { python3 -c 'import time; print(time.monotonic_ns()//1000000)'; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
