@@ -258,6 +258,14 @@ async fn an_open_ssh_session_keeps_a_workspace_and_a_quiet_one_is_stopped_after_
         let out = server.cli(&["workspace", "start", user], "");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+    // Just started: the start is what keeps it alive, and it has a time to stop (the command
+    // line asks the engine when it started; a listing does not say).
+    let fresh = idle_status(&server);
+    let quiet_view = fresh.iter().find(|v| v["username"] == quiet.as_str()).unwrap();
+    assert_eq!(quiet_view["running"], true, "{quiet_view}");
+    assert_eq!(quiet_view["last_signal"], "start", "{quiet_view}");
+    assert!(quiet_view["stops_at"].is_i64(), "{quiet_view}");
+
     // Opening the dashboard counts as using the workspace; its polls do not.
     let visitor_name = username("visitor");
     let visitor = testkit::Browser::new_user(&server, &visitor_name).await;

@@ -97,7 +97,7 @@ impl Sharing {
             self.note_signal(owner.id, signal, at).await?;
         }
         // Written down, so a warning from before this start never counts against it.
-        if let Some(started) = self.workspaces.started_at(&owner.username) {
+        if let Some(started) = self.workspaces.started_at(&owner.username).await {
             self.note_signal(owner.id, STARTED, started).await?;
         }
         let view = self.idle_view(owner, true).await?;
@@ -231,7 +231,7 @@ impl Sharing {
             .await?;
         let mut last: Option<(String, i64)> = rows.first().map(|r| (r.get::<String, _>("signal"), r.get::<i64, _>("last_at")));
         // A start counts as activity: a workspace just started is not idle.
-        if let Some(started) = self.workspaces.started_at(&owner.username) {
+        if let Some(started) = self.workspaces.started_at(&owner.username).await {
             if last.as_ref().is_none_or(|(_, at)| *at < started) {
                 last = Some((STARTED.to_string(), started));
             }

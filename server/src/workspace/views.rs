@@ -49,9 +49,17 @@ impl Workspaces {
         Ok(listed)
     }
 
-    /// When the owner's workspace last started, as the live picture knows it.
-    pub fn started_at(&self, owner: &str) -> Option<i64> {
-        self.live.get(owner).and_then(|o| o.started_at)
+    /// When the owner's running workspace last started: from the live picture, or asked of the
+    /// runtime when the picture came from a listing, which does not say (the command line's).
+    pub async fn started_at(&self, owner: &str) -> Option<i64> {
+        let seen = self.live.get(owner)?;
+        if seen.status != RuntimeStatus::Running {
+            return None;
+        }
+        match seen.started_at {
+            Some(at) => Some(at),
+            None => self.runtime.observe(&workspace_name(owner)).await.ok().flatten().and_then(|o| o.started_at),
+        }
     }
 
     /// Owners whose workspaces run now (from the live picture when it is followed).
