@@ -50,13 +50,14 @@ if ! wasm-opt --version 2>/dev/null | grep -q "^$want_opt"; then
   PATH=/usr/bin:$PATH cargo --config 'profile.release.opt-level=1' install -q wasm-opt --version 0.116.1 --force
 fi
 
-# A real OpenID provider for the single sign-on tests, in a venv of its own:
-# .tools/venv/bin/python -m oidc_provider_mock.
+# A real OpenID provider for the single sign-on tests, and the OpenAPI validator the API tests
+# run on Berth's document, in a venv of their own: .tools/venv/bin/python -m oidc_provider_mock,
+# .tools/venv/bin/openapi-spec-validator.
 venv=.tools/venv
-if [ "${1:-}" != "--run-only" ] && ! "$venv/bin/python" -c 'import oidc_provider_mock' 2>/dev/null; then
+if [ "${1:-}" != "--run-only" ] && ! "$venv/bin/python" -c 'import oidc_provider_mock, openapi_spec_validator' 2>/dev/null; then
   py=$(python_with_venv)
-  echo "install-deps: oidc-provider-mock into $venv (with $py)"
+  echo "install-deps: oidc-provider-mock and openapi-spec-validator into $venv (with $py)"
   rm -rf "$venv"
   "$py" -m venv "$venv"
-  "$venv/bin/pip" install -q oidc-provider-mock
+  "$venv/bin/pip" install -q oidc-provider-mock 'openapi-spec-validator==0.9.*'
 fi

@@ -39,6 +39,13 @@ mod ssr {
         }
     }
 
+    /// The browser's own description of itself, shortened (the session list shows it).
+    pub fn user_agent() -> String {
+        use_context::<http::request::Parts>()
+            .and_then(|p| p.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(200).collect()))
+            .unwrap_or_default()
+    }
+
     pub async fn session() -> Result<tower_sessions::Session, AppError> {
         leptos_axum::extract::<tower_sessions::Session>()
             .await
@@ -90,7 +97,7 @@ pub async fn sign_up(username: String, email: String, password: String) -> Resul
 /// `rd`: where to return after login (only hosts Berth generated are honoured).
 #[server(endpoint = "login")]
 pub async fn log_in(username: String, password: String, rd: Option<String>) -> Result<(), AppError> {
-    use crate::services::{LogInRequest, SESSION_LOGIN_AT, SESSION_USER_ID};
+    use crate::services::{LogInRequest, SESSION_AGENT, SESSION_CLIENT, SESSION_LOGIN_AT, SESSION_USER_ID};
     let client = ssr::identity()?.client;
     let request = LogInRequest { username, password, client };
     let user = match ssr::services().log_in(request).await {
@@ -110,6 +117,8 @@ pub async fn log_in(username: String, password: String, rd: Option<String>) -> R
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
     session.insert(SESSION_LOGIN_AT, now).await.map_err(|_| AppError::Internal)?;
+    session.insert(SESSION_CLIENT, client.to_string()).await.map_err(|_| AppError::Internal)?;
+    session.insert(SESSION_AGENT, ssr::user_agent()).await.map_err(|_| AppError::Internal)?;
     // Saved here, not only after the response is built, so a refused write gets a clear answer.
     session.save().await.map_err(|_| ssr::fail(AppError::Unavailable(LOGIN_NOT_SAVED.into())))?;
     match rd.and_then(|rd| ssr::services().login_return(&rd)) {
@@ -127,6 +136,11 @@ const LOGIN_NOT_SAVED: &str =
 pub async fn log_out() -> Result<(), AppError> {
     use crate::services::SESSION_SSO_LOGOUT;
     let session = ssr::session().await?;
+    if let Ok(identity) = ssr::identity() {
+        if let Some(user) = &identity.user {
+            ssr::services().logged_out(user, identity.client).await;
+        }
+    }
     let sso = session.get::<(String, String)>(SESSION_SSO_LOGOUT).await.ok().flatten();
     session.flush().await.map_err(|_| AppError::Internal)?;
     let provider_logout = match sso {
@@ -248,6 +262,25 @@ pub async fn get_workspace_log(user: Option<String>, q: Option<String>) -> Resul
     let me = ssr::require_user().map_err(ssr::fail)?;
     let owner = user.unwrap_or_else(|| me.username.clone());
     ssr::services().log_tail(&me, &owner, q.as_deref().unwrap_or_default()).await.map_err(ssr::fail)
+}
+
+/// A page drawn on the server (`account`, `admin-accounts`, `audit`), with what the last form
+/// post came to (kept in the session by the form's handler for a few seconds: the page may be
+/// drawn more than once for one visit).
+#[server(endpoint = "page-html")]
+pub async fn get_page_html(page: String, query: String) -> Result<String, AppError> {
+    use crate::services::SESSION_FORM_OUTCOME;
+    let me = ssr::require_user().map_err(ssr::fail)?;
+    let session = ssr::session().await?;
+    let outcome = session
+        .get::<(bool, String, i64)>(SESSION_FORM_OUTCOME)
+        .await
+        .ok()
+        .flatten()
+        .filter(|(_, _, at)| unix_now() - at <= SHARING_OUTCOME_SECONDS)
+        .map(|(ok, message, _)| (ok, message));
+    let id = session.id().map(|id| id.to_string());
+    ssr::services().drawn_page(&me, &page, &query, id, outcome).await.map_err(ssr::fail)
 }
 
 /// The GPU sharing board and the viewer's idle state (JSON).

@@ -61,6 +61,9 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/admin/workspaces/:user") view=pages::WorkspaceDetailPage ssr=SsrMode::Async/>
                 <Route path=path!("/logs") view=pages::LogsPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/sharing") view=pages::SharingAdminPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/accounts") view=pages::AccountsAdminPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/audit") view=pages::AuditPage ssr=SsrMode::Async/>
+                <Route path=path!("/account") view=pages::AccountPage ssr=SsrMode::Async/>
                 <Route path=path!("/auth/error") view=pages::AuthErrorPage ssr=SsrMode::Async/>
                 <Route path=path!("/sso/username") view=pages::SsoUsernamePage ssr=SsrMode::Async/>
             </Routes>

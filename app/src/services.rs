@@ -14,6 +14,11 @@ use crate::model::{
 /// server's request layer (which reads them on every request).
 pub const SESSION_USER_ID: &str = "user_id";
 pub const SESSION_LOGIN_AT: &str = "login_at";
+/// Where the login came from and with what browser (the account page's session list).
+pub const SESSION_CLIENT: &str = "client";
+pub const SESSION_AGENT: &str = "agent";
+/// (ok, message, when) of the last account or admin form post, for the page it returns to.
+pub const SESSION_FORM_OUTCOME: &str = "form_outcome";
 /// (provider id, ID token) of an SSO login, for ending the provider's session at logout.
 pub const SESSION_SSO_LOGOUT: &str = "oidc_logout";
 
@@ -72,6 +77,11 @@ pub trait PortalServices: Send + Sync + 'static {
     async fn sharing_admin(&self, admin: &CurrentUser) -> Result<crate::model::SharingAdminView, AppError>;
     /// Carries out a request, release, extension, … and says what happened.
     async fn sharing_command(&self, actor: &CurrentUser, command: crate::model::SharingCommand) -> Result<String, AppError>;
+    /// A page drawn on the server: `account`, `admin-accounts` or `audit` (with the page's
+    /// query). `session` is the asking session's id; `outcome` what its last form post came to.
+    async fn drawn_page(&self, actor: &CurrentUser, page: &str, query: &str, session: Option<String>, outcome: Option<(bool, String)>) -> Result<String, AppError>;
+    /// Notes a logout in the audit log.
+    async fn logged_out(&self, user: &CurrentUser, client: IpAddr);
     /// The last lines `owner`'s workspace printed that contain `search` (any case); the
     /// owner's own, or any for an admin.
     async fn log_tail(&self, actor: &CurrentUser, owner: &str, search: &str) -> Result<Vec<String>, AppError>;

@@ -76,6 +76,11 @@ for g in docker audio video plugdev fuse; do
 done
 usermod -a -G "$extra_groups" "$U"
 
+# Whose keys /etc/berth/keys holds (berth-authorized-keys answers sshd for this user only).
+mkdir -p /etc/berth
+printf '%s\n' "$U" > /etc/berth/user
+chmod 0644 /etc/berth/user
+
 # berth-set-credentials is also what Berth runs when a password changes while the container
 # runs; --restore keeps such a change across a restart of this same container.
 set_credentials=/usr/local/lib/berth/berth-set-credentials

@@ -335,6 +335,9 @@ impl Accounts {
         if is_self && matches!(action, AdminAction::Disable | AdminAction::Reject | AdminAction::RevokeAdmin) {
             return Err(AccountError::NotAllowed("Administrators cannot lock themselves out."));
         }
+        if action == AdminAction::RevokeAdmin && user.is_admin && self.other_active_admins(user.id).await? == 0 {
+            return Err(AccountError::NotAllowed("Berth needs at least one administrator: make someone else admin first."));
+        }
         let (column, value): (&str, String) = match action {
             AdminAction::Approve | AdminAction::Enable => ("status", "approved".into()),
             AdminAction::Reject => ("status", "rejected".into()),
@@ -364,6 +367,95 @@ impl Accounts {
         }
         tracing::info!(actor = actor.map(|a| a.id), "admin action applied");
         self.find_by_id(target).await?.ok_or_else(|| AccountError::NotFound(target.to_string()))
+    }
+}
+
+impl Accounts {
+    async fn other_active_admins(&self, except: i64) -> Result<i64, AccountError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE is_admin = 1 AND status = 'approved' AND id <> $1")
+            .bind(except)
+            .fetch_one(&self.db.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// True when the account can log in with a password (single sign-on accounts have none).
+    pub async fn has_password(&self, user_id: i64) -> Result<bool, AccountError> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1").bind(user_id).fetch_optional(&self.db.pool).await?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>("password_hash")).transpose()?.flatten().is_some())
+    }
+
+    /// The single sign-on provider (issuer) an account signs in with, if any.
+    pub async fn sso_issuer(&self, user_id: i64) -> Result<Option<String>, AccountError> {
+        let row = sqlx::query("SELECT issuer FROM oidc_identities WHERE user_id = $1 ORDER BY last_login_at DESC LIMIT 1")
+            .bind(user_id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("issuer")).transpose()?)
+    }
+
+    /// The user changes their own password: the current one must be right (counted like a
+    /// login attempt). Every other session of the account ends; `keep` (the stored id of the
+    /// session asking) stays.
+    #[instrument(skip_all, fields(user_id = user_id))]
+    pub async fn change_password(&self, user_id: i64, current: &str, new: &str, keep: Option<&str>, client: IpAddr) -> Result<u64, AccountError> {
+        let quota = Quota::new("username-at-address", format!("passwd:{user_id}@{}", address_key(client)), self.attempts);
+        let reservation = self.limiter.reserve(&[quota]).map_err(|r| throttled("password change", r))?;
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1").bind(user_id).fetch_optional(&self.db.pool).await?;
+        let Some(hash) = row.map(|r| r.try_get::<Option<String>, _>("password_hash")).transpose()?.flatten() else {
+            return Err(AccountError::NotAllowed("This account signs in with single sign-on and has no Berth password."));
+        };
+        if !self.hashing.verify(current, &hash).await? {
+            reservation.spend();
+            return Err(AccountError::NotAllowed("Your current password is not right."));
+        }
+        drop(reservation);
+        if current == new {
+            return Err(AccountError::NotAllowed("The new password is the same as the current one."));
+        }
+        let hash = self.hashing.hash(new).await?;
+        self.store_password(user_id, &hash, keep).await
+    }
+
+    /// An admin sets (or generates, when `new` is None) a user's password; every session of
+    /// the user ends. Returns the password when Berth generated it, to be shown once.
+    #[instrument(skip_all, fields(user_id = target))]
+    pub async fn reset_password(&self, target: i64, new: Option<&str>) -> Result<Option<String>, AccountError> {
+        self.find_by_id(target).await?.ok_or_else(|| AccountError::NotFound(target.to_string()))?;
+        let generated = new.is_none().then(|| hex::encode(rand::random::<[u8; 12]>()));
+        let password = new.or(generated.as_deref()).expect("one of the two");
+        let hash = self.hashing.hash(password).await?;
+        self.store_password(target, &hash, None).await?;
+        Ok(generated)
+    }
+
+    async fn store_password(&self, user_id: i64, hash: &str, keep: Option<&str>) -> Result<u64, AccountError> {
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3").bind(hash).bind(now()).bind(user_id).execute(&self.db.pool).await?;
+        Ok(crate::sessions::end_sessions_of_except(&self.db, &self.sessions, user_id, keep).await?)
+    }
+
+    /// The account, when `actor` may delete it: not oneself, not the last administrator.
+    pub async fn check_deletable(&self, actor: Option<&CurrentUser>, target: i64) -> Result<User, AccountError> {
+        let user = self.find_by_id(target).await?.ok_or_else(|| AccountError::NotFound(target.to_string()))?;
+        if actor.is_some_and(|a| a.id == user.id) {
+            return Err(AccountError::NotAllowed("Administrators cannot delete their own account."));
+        }
+        if user.is_admin && self.other_active_admins(user.id).await? == 0 {
+            return Err(AccountError::NotAllowed("Berth needs at least one administrator: this is the last one."));
+        }
+        Ok(user)
+    }
+
+    /// Deletes the account and everything keyed to it in the database (sessions, keys, tokens,
+    /// the workspace record); the caller removes the container and, if asked, the files.
+    /// An admin cannot delete themselves, nor the last administrator.
+    #[instrument(skip_all, fields(user_id = target))]
+    pub async fn delete(&self, actor: Option<&CurrentUser>, target: i64) -> Result<User, AccountError> {
+        let user = self.check_deletable(actor, target).await?;
+        crate::sessions::end_sessions_of(&self.db, &self.sessions, target).await?;
+        sqlx::query("DELETE FROM users WHERE id = $1").bind(target).execute(&self.db.pool).await?;
+        tracing::info!(actor = actor.map(|a| a.id), "account deleted");
+        Ok(user)
     }
 }
 

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use app::model::AdminAction;
 
 use crate::accounts::{AccountSettings, Accounts};
+use crate::audit::Audit;
+use crate::ssh_keys::SshKeys;
+use crate::tokens::ApiTokens;
 use crate::config::{Config, GpuMode};
 use crate::db::Db;
 use crate::hosts::HostRules;
@@ -39,6 +42,9 @@ pub struct Backend {
     pub metrics: Arc<Metrics>,
     /// GPU claims, leases and the queue; idle workspaces (its rounds run in `berth serve` only).
     pub sharing: Arc<Sharing>,
+    pub audit: Audit,
+    pub tokens: ApiTokens,
+    pub keys: SshKeys,
 }
 
 /// How long `/auth/verify` trusts a cached session before asking the database again.
@@ -85,6 +91,12 @@ impl Backend {
         let mut workspaces = Workspaces::new(db.clone(), runtime, settings, key, ssh_host);
         let counted = metrics.clone();
         workspaces.on_operation = Some(Arc::new(move |operation, ok, took| counted.operation(operation, ok, took)));
+        let audit = Audit::new(db.clone());
+        let audited = audit.clone();
+        workspaces.on_reconcile = Some(Arc::new(move |report| {
+            let (audit, report) = (audited.clone(), report.clone());
+            tokio::spawn(async move { crate::serve::audit_reconcile(&audit, &report).await });
+        }));
         workspaces.routes = config.traefik_dir.as_ref().map(|dir| {
             Arc::new(TraefikWriter::new(TraefikSettings {
                 dir: dir.clone(),
@@ -125,13 +137,52 @@ impl Backend {
         let app_gateway = config
             .app_gateway_enabled()
             .then(|| Arc::new(AppGateway::new(gateway.clone(), workspaces.clone(), config.public_url().scheme())));
-        Backend { db, accounts, workspaces, sessions, gateway, app_gateway, guacamole, sso, monitor, metrics, sharing }
+        let tokens = ApiTokens::new(db.clone(), config.api.max_token_lifetime.as_secs() as i64);
+        let keys = SshKeys::new(db.clone(), config.storage_root.clone());
+        Backend { db, accounts, workspaces, sessions, gateway, app_gateway, guacamole, sso, monitor, metrics, sharing, audit, tokens, keys }
+    }
+
+    /// Deletes an account: its workspace container and network go, its database rows go; its
+    /// files stay unless `purge` (the caller has had the username typed to confirm).
+    pub async fn delete_user(&self, actor: Option<&app::model::CurrentUser>, username: &str, purge: bool) -> anyhow::Result<()> {
+        let user = self.accounts.find_by_name(username).await?;
+        let owner = Owner::from(&user);
+        if let Some(actor) = actor {
+            if !actor.is_admin {
+                anyhow::bail!("only administrators delete accounts");
+            }
+        }
+        // Checked before anything is removed: the last admin, oneself.
+        self.accounts.check_deletable(actor, user.id).await?;
+        self.sharing.forget_user(&owner).await?;
+        self.workspaces.disable_user(&Actor::System, &owner).await?;
+        self.workspaces.remove(&Actor::System, &owner).await?;
+        self.accounts.delete(actor, user.id).await?;
+        if purge {
+            let dirs = crate::workspace::spec::user_directories(&self.workspaces.settings().storage_root, &user.username);
+            tokio::task::spawn_blocking(move || {
+                for dir in dirs {
+                    match std::fs::remove_dir_all(&dir) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(anyhow::anyhow!("removing {}: {e}", dir.display())),
+                        _ => {}
+                    }
+                }
+                Ok(())
+            })
+            .await??;
+        }
+        Ok(())
     }
 
     /// Disables an account everywhere: sessions, routes, running workspace.
     pub async fn disable_user(&self, username: &str) -> anyhow::Result<()> {
+        self.disable_user_as(None, username).await
+    }
+
+    /// [`Backend::disable_user`] by an administrator (who cannot disable themselves).
+    pub async fn disable_user_as(&self, actor: Option<&app::model::CurrentUser>, username: &str) -> anyhow::Result<()> {
         let user = self.accounts.find_by_name(username).await?;
-        self.accounts.apply(None, user.id, AdminAction::Disable).await?;
+        self.accounts.apply(actor, user.id, AdminAction::Disable).await?;
         self.workspaces.disable_user(&Actor::System, &Owner::from(&user)).await?;
         self.sharing.forget_user(&Owner::from(&user)).await?;
         Ok(())

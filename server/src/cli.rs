@@ -20,6 +20,13 @@ struct Cli {
     /// Configuration file (TOML); `BERTH_*` environment variables override it.
     #[arg(long, env = "BERTH_CONFIG", default_value = "berth.toml", global = true)]
     config: PathBuf,
+    /// A remote Berth to talk to through its API (`workspace` commands), e.g.
+    /// `https://berth.lab.example`; needs `--token-file`.
+    #[arg(long, env = "BERTH_URL", global = true)]
+    url: Option<url::Url>,
+    /// A file holding a personal API token (made on the account page).
+    #[arg(long, env = "BERTH_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -44,6 +51,24 @@ enum Command {
     /// Idle workspaces: what keeps each alive, and when it stops.
     #[command(subcommand)]
     Idle(IdleCommand),
+    /// The audit log: who did what, newest first.
+    Audit {
+        /// Entries from this long ago (`7d`, `12h`) or this day (`2026-12-01`) on.
+        #[arg(long)]
+        since: Option<String>,
+        /// Entries by or about this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// An action or family of them (`login`, `workspace`).
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the REST API's OpenAPI document.
+    Openapi,
 }
 
 #[derive(clap::Args)]
@@ -98,23 +123,23 @@ enum IdleCommand {
 }
 
 #[derive(Subcommand)]
-enum WorkspaceCommand {
+pub(crate) enum WorkspaceCommand {
     /// Every workspace: owner, state, SSH port, drift.
     List {
         #[arg(long)]
         json: bool,
     },
-    /// Create (if needed) and start USER's workspace.
-    Start { user: String },
+    /// Create (if needed) and start USER's workspace (remotely: your own without USER).
+    Start { user: Option<String> },
     /// Stop USER's workspace (graceful, then killed after the stop timeout).
-    Stop { user: String },
+    Stop { user: Option<String> },
     /// Stop and start again, applying a changed spec.
-    Restart { user: String },
+    Restart { user: Option<String> },
     /// Remove and recreate the container; the home directory is kept.
     Reset { user: String },
     /// State and published ports of USER's workspace.
     Status {
-        user: String,
+        user: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -165,6 +190,22 @@ enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set a user's password (from standard input, or generated and printed); ends their sessions.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Make a user an administrator.
+    Promote { name: String },
+    /// Take administrator rights away (never from the last administrator).
+    Demote { name: String },
+    /// Delete an account and its workspace; its files stay unless `--purge`.
+    Delete {
+        name: String,
+        #[arg(long)]
+        purge: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -181,7 +222,13 @@ pub fn main() -> ExitCode {
         tracing::warn!("{deprecation}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    let done = match (&cli.url, command) {
+        (Some(url), Command::Workspace(command)) => runtime.block_on(crate::remote::workspace_command(url, cli.token_file.as_deref(), command)),
+        (Some(_), _) => Err(anyhow::anyhow!("--url works with the workspace commands only")),
+        (None, command) => runtime.block_on(run(command, config)),
+    };
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berth: {}", describe(&e));
@@ -263,6 +310,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let done = gpu_command(&backend, command).await;
             close(backend.db).await;
             done
+        }
+        Command::Audit { since, user, action, limit, json } => {
+            let db = open_db(&config).await?;
+            let done = audit_command(&db, since, user, action, limit, json).await;
+            close(db).await;
+            done
+        }
+        Command::Openapi => {
+            println!("{}", crate::api::openapi_json());
+            Ok(())
         }
         Command::Idle(IdleCommand::Status { json }) => {
             let backend = open_backend(&config).await?;
@@ -372,15 +429,59 @@ async fn idle_status(backend: &Backend, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Records what the command line did (or failed to do) in the audit log, and passes it on.
+async fn audited<T>(backend: &Backend, action: &str, target: &str, result: anyhow::Result<T>) -> anyhow::Result<T> {
+    use crate::audit::{AuditActor, Event, Outcome};
+    let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Failed };
+    let detail = result.as_ref().err().map(describe).unwrap_or_default();
+    backend.audit.record(Event::new(AuditActor::Cli, action, target).outcome(outcome).detail(detail)).await;
+    result
+}
+
 async fn user_command(backend: &Backend, command: UserCommand) -> anyhow::Result<()> {
     let accounts = &backend.accounts;
     let by_name = |name: String, action: AdminAction| async move {
-        let user = accounts.find_by_name(&name).await?;
-        let user = accounts.apply(None, user.id, action).await?;
-        println!("{}: {}", user.username, user.status.as_str());
+        let result = async {
+            let user = accounts.find_by_name(&name).await?;
+            anyhow::Ok(accounts.apply(None, user.id, action).await?)
+        }
+        .await;
+        let user = audited(backend, &format!("user.{}", action.as_str()), &name, result).await?;
+        match action {
+            AdminAction::GrantAdmin | AdminAction::RevokeAdmin => println!("{}: {}", user.username, if user.is_admin { "admin" } else { "not admin" }),
+            _ => println!("{}: {}", user.username, user.status.as_str()),
+        }
         anyhow::Ok(())
     };
     match command {
+        UserCommand::Passwd { name, password_stdin } => {
+            let typed = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                Some(line.trim_end_matches(['\r', '\n']).to_string())
+            } else {
+                None
+            };
+            let result = async {
+                let user = accounts.find_by_name(&name).await?;
+                anyhow::Ok(accounts.reset_password(user.id, typed.as_deref()).await?)
+            }
+            .await;
+            let generated = audited(backend, "password.reset", &name, result).await?;
+            println!("{name}: password set; sessions ended");
+            if let Some(password) = generated {
+                println!("password: {password}");
+            }
+            Ok(())
+        }
+        UserCommand::Promote { name } => by_name(name, AdminAction::GrantAdmin).await,
+        UserCommand::Demote { name } => by_name(name, AdminAction::RevokeAdmin).await,
+        UserCommand::Delete { name, purge } => {
+            let result = backend.delete_user(None, &name, purge).await;
+            audited(backend, if purge { "user.delete-purge" } else { "user.delete" }, &name, result).await?;
+            println!("{name}: deleted{}", if purge { ", files purged" } else { "; files kept" });
+            Ok(())
+        }
         UserCommand::Add { name, admin, email, password_stdin } => {
             let (password, generated) = if password_stdin {
                 let mut line = String::new();
@@ -389,7 +490,7 @@ async fn user_command(backend: &Backend, command: UserCommand) -> anyhow::Result
             } else {
                 (hex::encode(rand::random::<[u8; 12]>()), true)
             };
-            let user = accounts
+            let created = accounts
                 .create(NewUser {
                     username: &name,
                     email: email.as_deref(),
@@ -397,7 +498,8 @@ async fn user_command(backend: &Backend, command: UserCommand) -> anyhow::Result
                     status: AccountStatus::Approved,
                     is_admin: admin,
                 })
-                .await?;
+                .await;
+            let user = audited(backend, "user.add", &name, created.map_err(anyhow::Error::from)).await?;
             println!("created {}{}", user.username, if user.is_admin { " (admin)" } else { "" });
             if generated {
                 println!("password: {password}");
@@ -406,7 +508,8 @@ async fn user_command(backend: &Backend, command: UserCommand) -> anyhow::Result
         }
         UserCommand::Approve { name } => by_name(name, AdminAction::Approve).await,
         UserCommand::Disable { name } => {
-            backend.disable_user(&name).await?;
+            let result = backend.disable_user(&name).await;
+            audited(backend, "user.disable", &name, result).await?;
             println!("{name}: disabled");
             Ok(())
         }
@@ -438,7 +541,10 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
     let workspaces = &backend.workspaces;
     // Whoever runs the command line holds the server: it acts as Berth itself.
     let system = &Actor::System;
-    let owner = |name: String| async move { anyhow::Ok(Owner::from(&backend.accounts.find_by_name(&name).await?)) };
+    let owner = |name: Option<String>| async move {
+        let name = name.ok_or_else(|| anyhow::anyhow!("name the user (only with --url does this mean your own workspace)"))?;
+        anyhow::Ok(Owner::from(&backend.accounts.find_by_name(&name).await?))
+    };
     match command {
         WorkspaceCommand::List { json } => {
             let overview = workspaces.overview(system).await?;
@@ -473,27 +579,35 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
             Ok(())
         }
         WorkspaceCommand::Start { user } => {
-            workspaces.start(system, &owner(user.clone()).await?).await?;
-            println!("{user}: running");
+            let owner = owner(user).await?;
+            let result = workspaces.start(system, &owner).await.map_err(anyhow::Error::from);
+            audited(backend, "workspace.start", &owner.username, result).await?;
+            println!("{}: running", owner.username);
             Ok(())
         }
         WorkspaceCommand::Stop { user } => {
-            workspaces.stop(system, &owner(user.clone()).await?).await?;
-            println!("{user}: stopped");
+            let owner = owner(user).await?;
+            let result = workspaces.stop(system, &owner).await.map_err(anyhow::Error::from);
+            audited(backend, "workspace.stop", &owner.username, result).await?;
+            println!("{}: stopped", owner.username);
             Ok(())
         }
         WorkspaceCommand::Restart { user } => {
-            workspaces.restart(system, &owner(user.clone()).await?).await?;
-            println!("{user}: running");
+            let owner = owner(user).await?;
+            let result = workspaces.restart(system, &owner).await.map_err(anyhow::Error::from);
+            audited(backend, "workspace.restart", &owner.username, result).await?;
+            println!("{}: running", owner.username);
             Ok(())
         }
         WorkspaceCommand::Reset { user } => {
-            workspaces.reset(system, &owner(user.clone()).await?).await?;
-            println!("{user}: reset and running");
+            let owner = owner(Some(user)).await?;
+            let result = workspaces.reset(system, &owner).await.map_err(anyhow::Error::from);
+            audited(backend, "workspace.reset", &owner.username, result).await?;
+            println!("{}: reset and running", owner.username);
             Ok(())
         }
         WorkspaceCommand::Status { user, json } => {
-            let view = workspaces.view(system, &owner(user.clone()).await?).await?;
+            let view = workspaces.view(system, &owner(user).await?).await?;
             if let Some(problem) = &view.engine_problem {
                 anyhow::bail!("{problem}");
             }
@@ -524,7 +638,8 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
                 shm_gib,
                 gpus,
             };
-            workspaces.set_overrides(system, &owner(user.clone()).await?, &overrides).await?;
+            let result = workspaces.set_overrides(system, &owner(Some(user.clone())).await?, &overrides).await.map_err(anyhow::Error::from);
+            audited(backend, "user.limits", &user, result).await?;
             println!("{user}: limits stored; applied when the workspace next starts from stopped");
             if overrides.gpus.as_deref().is_some_and(|g| g != "none" && g != "all" && g != "auto") {
                 if let Ok(mode) = workspaces.isolation().await {
@@ -537,10 +652,39 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
         }
         WorkspaceCommand::Reconcile => {
             let report = workspaces.reconcile(system).await?;
+            crate::serve::audit_reconcile(&backend.audit, &report).await;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
     }
+}
+
+async fn audit_command(db: &Db, since: Option<String>, user: Option<String>, action: Option<String>, limit: u32, json: bool) -> anyhow::Result<()> {
+    let since = match since.as_deref() {
+        None => None,
+        Some(text) => Some(match humantime::parse_duration(text) {
+            Ok(ago) => crate::db::now() - ago.as_secs() as i64,
+            Err(_) => crate::self_service::parse_day(text).ok_or_else(|| anyhow::anyhow!("--since: a length of time (7d, 12h) or a day (2026-12-01), not {text:?}"))?,
+        }),
+    };
+    let filter = crate::audit::Filter { user, action, since, until: None, before_id: None, limit };
+    for e in crate::audit::Audit::new(db.clone()).list(&filter).await? {
+        if json {
+            println!("{}", serde_json::to_string(&e)?);
+        } else {
+            println!(
+                "{}  {:<9} {:<28} {:<22} {:<24} {}{}",
+                crate::self_service::when(e.at),
+                e.actor_kind,
+                e.actor,
+                e.action,
+                e.target,
+                e.outcome,
+                if e.detail.is_empty() { String::new() } else { format!(": {}", e.detail) }
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -113,6 +113,8 @@ pub struct Config {
     pub monitoring: MonitoringConfig,
     pub gpu: GpuConfig,
     pub idle: IdleConfig,
+    pub api: ApiConfig,
+    pub audit: AuditConfig,
     /// What the loaded configuration said in deprecated words, to be logged once logging is up.
     #[serde(skip)]
     pub deprecations: Vec<String>,
@@ -167,6 +169,36 @@ impl Default for GpuConfig {
             idle_warning: Duration::from_secs(15 * 60),
             check_every: Duration::from_secs(15),
         }
+    }
+}
+
+/// The REST API and its personal tokens (README "API").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ApiConfig {
+    /// The longest a personal API token may last.
+    #[serde(with = "humantime_serde")]
+    pub max_token_lifetime: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { max_token_lifetime: Duration::from_secs(365 * 86_400) }
+    }
+}
+
+/// The audit log (README "Audit log").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct AuditConfig {
+    /// Entries older than this are pruned; nothing else removes one.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { retention: Duration::from_secs(365 * 86_400) }
     }
 }
 
@@ -517,6 +549,8 @@ impl Default for Config {
             monitoring: MonitoringConfig::default(),
             gpu: GpuConfig::default(),
             idle: IdleConfig::default(),
+            api: ApiConfig::default(),
+            audit: AuditConfig::default(),
             deprecations: Vec::new(),
         }
     }
@@ -598,6 +632,12 @@ impl Config {
         }
         if let Some(key) = &self.secret_key {
             parse_secret_key(&key.0).map_err(|m| invalid("secret_key", m))?;
+        }
+        if self.api.max_token_lifetime < Duration::from_secs(86_400) {
+            return Err(invalid("api.max_token_lifetime", "must be at least a day"));
+        }
+        if self.audit.retention < Duration::from_secs(86_400) {
+            return Err(invalid("audit.retention", "must be at least a day"));
         }
         if self.session_idle_minutes == 0 {
             return Err(invalid("session_idle_minutes", "must be at least 1"));

@@ -3,6 +3,8 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod api;
+pub mod audit;
 pub mod backend;
 pub mod cli;
 pub mod config;
@@ -15,13 +17,17 @@ pub mod metrics;
 pub mod monitor;
 pub mod passwords;
 pub mod portal;
+pub mod remote;
 pub mod routes;
 pub mod ratelimit;
+pub mod self_service;
 pub mod serve;
 pub mod sessions;
 pub mod sharing;
+pub mod ssh_keys;
 pub mod sso;
 pub mod telemetry;
+pub mod tokens;
 pub mod username;
 pub mod web;
 pub mod web_static;

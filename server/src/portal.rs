@@ -9,6 +9,7 @@ use app::model::{
 use app::services::{LogInRequest, PortalServices, SignUpRequest};
 
 use crate::accounts::{AccountError, Accounts};
+use crate::audit::{AuditActor, Event, Outcome};
 use crate::workspace::{Actor, Credential, Owner, RuntimeError, WorkspaceError, Workspaces};
 
 pub struct Portal {
@@ -20,6 +21,14 @@ pub struct Portal {
     pub monitor: Arc<crate::monitor::Monitor>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub sharing: Arc<crate::sharing::Sharing>,
+    pub audit: crate::audit::Audit,
+    pub self_service: Arc<crate::self_service::SelfService>,
+}
+
+impl Portal {
+    async fn note(&self, event: Event<'_>) {
+        self.audit.record(event).await
+    }
 }
 
 /// The longest history a usage panel shows: the retention's default.
@@ -31,7 +40,7 @@ fn password_login_off() -> AppError {
     AppError::Refused("Password login is turned off here; use single sign-on.".into())
 }
 
-fn workspace_error(error: WorkspaceError) -> AppError {
+pub(crate) fn workspace_error(error: WorkspaceError) -> AppError {
     match error {
         WorkspaceError::Runtime(RuntimeError::Unavailable(why)) => {
             tracing::warn!(why, "Docker engine unavailable");
@@ -67,7 +76,7 @@ fn workspace_error(error: WorkspaceError) -> AppError {
 }
 
 /// Maps a domain error to what the browser may see; internal detail goes to the log only.
-fn to_app_error(error: AccountError) -> AppError {
+pub(crate) fn to_app_error(error: AccountError) -> AppError {
     match error {
         AccountError::InvalidUsername(m) => AppError::Invalid(m),
         AccountError::Password(crate::passwords::PasswordError::Busy) => {
@@ -108,7 +117,15 @@ impl PortalServices for Portal {
         if !self.password_login {
             return Err(password_login_off());
         }
-        self.accounts.sign_up(&r.username, &r.email, &r.password, r.client).await.map(drop).map_err(to_app_error)
+        let result = self.accounts.sign_up(&r.username, &r.email, &r.password, r.client).await;
+        // A refusal for the rate limit is not a sign-up attempt worth a line each.
+        if !matches!(result, Err(AccountError::TooManyAttempts(_))) {
+            let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Failed };
+            let detail = result.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
+            let name = crate::sharing::clean_note(&r.username);
+            self.note(Event::new(AuditActor::Anonymous, "signup", &name).client(r.client).outcome(outcome).detail(detail)).await;
+        }
+        result.map(drop).map_err(to_app_error)
     }
 
     async fn log_in(&self, r: LogInRequest) -> Result<CurrentUser, AppError> {
@@ -117,10 +134,16 @@ impl PortalServices for Portal {
         }
         let result = self.accounts.log_in(&r.username, &r.password, r.client).await;
         // Refusals before the password is checked (rate limit, busy) are not login attempts.
+        let name = crate::sharing::clean_note(&r.username);
         match &result {
-            Ok(_) => self.metrics.login(true, "password"),
-            Err(AccountError::BadCredentials | AccountError::PendingApproval | AccountError::Rejected | AccountError::Disabled) => {
-                self.metrics.login(false, "password")
+            Ok(user) => {
+                self.metrics.login(true, "password");
+                self.note(Event::new(AuditActor::of(&user.current()), "login", &user.username).client(r.client).detail("password")).await;
+            }
+            Err(e @ (AccountError::BadCredentials | AccountError::PendingApproval | AccountError::Rejected | AccountError::Disabled)) => {
+                self.metrics.login(false, "password");
+                let outcome = if matches!(e, AccountError::BadCredentials) { Outcome::Failed } else { Outcome::Refused };
+                self.note(Event::new(AuditActor::Anonymous, "login", &name).client(r.client).outcome(outcome).detail(e.to_string())).await;
             }
             Err(_) => {}
         }
@@ -136,7 +159,19 @@ impl PortalServices for Portal {
     }
 
     async fn apply_admin_action(&self, actor: &CurrentUser, user_id: i64, action: AdminAction) -> Result<(), AppError> {
-        let user = self.accounts.apply(Some(actor), user_id, action).await.map_err(to_app_error)?;
+        let result = self.accounts.apply(Some(actor), user_id, action).await;
+        let target = match &result {
+            Ok(u) => u.username.clone(),
+            Err(_) => format!("user #{user_id}"),
+        };
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(AccountError::NotAllowed(_)) => Outcome::Refused,
+            Err(_) => Outcome::Failed,
+        };
+        let name = format!("user.{}", action.as_str());
+        self.note(Event::new(AuditActor::of(actor), &name, &target).outcome(outcome).detail(result.as_ref().err().map(|e| e.to_string()).unwrap_or_default())).await;
+        let user = result.map_err(to_app_error)?;
         if matches!(action, AdminAction::Disable | AdminAction::Reject) {
             self.workspaces.disable_user(&Actor::from(actor), &Owner::from(&user)).await.map_err(workspace_error)?;
             self.sharing.forget_user(&Owner::from(&user)).await.map_err(sharing_error)?;
@@ -165,7 +200,34 @@ impl PortalServices for Portal {
 
     async fn workspace_action(&self, actor: &CurrentUser, owner: &str, action: WorkspaceAction) -> Result<(), AppError> {
         let owner = self.owner_named(actor, owner).await?;
-        self.workspaces.apply_in_background(&Actor::from(actor), &owner, action).map_err(workspace_error)
+        let result = self.workspaces.apply_in_background(&Actor::from(actor), &owner, action);
+        let name = format!("workspace.{}", action.as_str());
+        let outcome = match &result {
+            Ok(()) => Outcome::Ok,
+            Err(WorkspaceError::Forbidden(_)) => Outcome::Refused,
+            Err(_) => Outcome::Failed,
+        };
+        // Accepted here; it runs in the background (its progress and any error show on the card).
+        let detail = result.as_ref().err().map(|e| e.to_string()).unwrap_or_else(|| "accepted".into());
+        self.note(Event::new(AuditActor::of(actor), &name, &owner.username).outcome(outcome).detail(detail)).await;
+        result.map_err(workspace_error)
+    }
+
+    async fn drawn_page(&self, actor: &CurrentUser, page: &str, query: &str, session: Option<String>, outcome: Option<(bool, String)>) -> Result<String, AppError> {
+        let stored = session.map(|id| crate::sessions::stored_id(&id));
+        match page {
+            "account" => self.self_service.account_page(actor, stored.as_deref(), outcome).await,
+            "admin-accounts" => self.self_service.admin_accounts_page(actor, outcome).await,
+            "audit" => {
+                let query: std::collections::HashMap<String, String> = url::form_urlencoded::parse(query.trim_start_matches('?').as_bytes()).into_owned().collect();
+                self.self_service.audit_page(actor, &query).await
+            }
+            _ => Err(AppError::Invalid("No such page.".into())),
+        }
+    }
+
+    async fn logged_out(&self, user: &CurrentUser, client: std::net::IpAddr) {
+        self.note(Event::new(AuditActor::of(user), "logout", &user.username).client(client)).await;
     }
 
     async fn workspace_credentials(&self, user: &CurrentUser) -> Result<WorkspaceCredentials, AppError> {

@@ -24,6 +24,19 @@ pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> 
             }
         }
     });
+    // The audit log's retention: pruned at start and daily.
+    let (audit, retention) = (backend.audit.clone(), config.audit.retention.as_secs() as i64);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(86_400));
+        loop {
+            tick.tick().await;
+            match audit.prune(retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "audit entries past the retention removed"),
+                Err(e) => tracing::warn!(error = %e, "could not prune the audit log"),
+            }
+        }
+    });
     tokio::spawn(backend.workspaces.clone().watch_events());
     tokio::spawn(crate::monitor::run_sampler(backend.monitor.clone(), backend.workspaces.clone()));
     backend.sharing.restart_in_background();
@@ -107,4 +120,23 @@ async fn shutdown_signal() {
         _ = term.recv() => {},
     }
     tracing::info!("shutting down");
+}
+
+/// What a reconciliation adopted, restarted or could not start, in the audit log (Berth
+/// itself acted; nothing is written when it found everything in order).
+pub async fn audit_reconcile(audit: &crate::audit::Audit, report: &crate::workspace::ReconcileReport) {
+    use crate::audit::{AuditActor, Event, Outcome};
+    for name in &report.adopted {
+        audit.record(Event::new(AuditActor::System, "reconcile.adopt", name)).await;
+    }
+    for name in &report.restarted {
+        audit.record(Event::new(AuditActor::System, "reconcile.restart", name)).await;
+    }
+    for failed in &report.failed {
+        let (name, why) = failed.split_once(':').unwrap_or((failed, ""));
+        audit.record(Event::new(AuditActor::System, "reconcile.restart", name.trim()).outcome(Outcome::Failed).detail(why.trim())).await;
+    }
+    for route in &report.stale_routes {
+        audit.record(Event::new(AuditActor::System, "reconcile.remove-route", route)).await;
+    }
 }

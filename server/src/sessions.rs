@@ -60,6 +60,69 @@ pub async fn end_sessions_of(db: &Db, cache: &SessionCache, user_id: i64) -> Res
     Ok(done.rows_affected())
 }
 
+/// Ends every session of `user_id` but `keep` (a stored id, see [`stored_id`]): a password
+/// change logs the account out everywhere else.
+pub async fn end_sessions_of_except(db: &Db, cache: &SessionCache, user_id: i64, keep: Option<&str>) -> Result<u64, sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+        .bind(user_id)
+        .bind(keep.unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
+    bump_revocations(&mut tx).await?;
+    tx.commit().await?;
+    cache.forget_user(user_id);
+    Ok(done.rows_affected())
+}
+
+/// Ends one of `user_id`'s sessions, named by its stored id; false when it is not theirs.
+pub async fn end_session_of(db: &Db, cache: &SessionCache, user_id: i64, stored: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id = $2").bind(user_id).bind(stored).execute(&mut *tx).await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    bump_revocations(&mut tx).await?;
+    tx.commit().await?;
+    cache.forget_user(user_id);
+    Ok(true)
+}
+
+/// Where an account is logged in: what its account page lists.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The stored id (a hash of the cookie, never the cookie): names the session to end it.
+    pub handle: String,
+    pub created_at: Option<i64>,
+    pub last_used_at: i64,
+    pub client: Option<String>,
+    pub agent: Option<String>,
+}
+
+/// `user_id`'s live sessions, most recently used first.
+pub async fn sessions_of(db: &Db, cache: &SessionCache, user_id: i64) -> Result<Vec<SessionInfo>, sqlx::Error> {
+    let rows = sqlx::query("SELECT id, data, expires_at FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY expires_at DESC")
+        .bind(user_id)
+        .bind(cache.now())
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let data: String = r.try_get("data")?;
+            let data: HashMap<String, serde_json::Value> = serde_json::from_str(&data).unwrap_or_default();
+            let text = |key: &str| data.get(key).and_then(|v| v.as_str()).map(|s| s.chars().take(200).collect::<String>());
+            Ok(SessionInfo {
+                handle: r.try_get("id")?,
+                created_at: data.get(app::services::SESSION_LOGIN_AT).and_then(|v| v.as_i64()),
+                // The idle deadline is the last use plus the idle window.
+                last_used_at: r.try_get::<i64, _>("expires_at")? - cache.idle_seconds,
+                client: text(app::services::SESSION_CLIENT),
+                agent: text(app::services::SESSION_AGENT),
+            })
+        })
+        .collect()
+}
+
 /// Tells every Berth process's forwardAuth cache that sessions ended (see `SessionCache::follow_revocations`).
 async fn bump_revocations(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE revocations SET counter = counter + 1 WHERE id = 1").execute(conn).await?;

@@ -21,6 +21,7 @@ pub fn AdminPage() -> impl IntoView {
                     <Frame user=user>
                         <section class="card" id="admin">
                             <h1>"Users"</h1>
+                            <p><a href="/admin/accounts" id="accounts-link">"Passwords, admins, deletion, limits, API tokens"</a>" · "<a href="/admin/audit" id="audit-link">"Audit log"</a></p>
                             {(!is_admin).then(|| view! { <p class="error">"Only administrators can see this page."</p> })}
                             {action_error(move || act.value().get())}
                             <Transition fallback=|| view! { <p class="muted">"Loading users…"</p> }>

@@ -1,6 +1,7 @@
 mod account;
 mod admin;
 mod dashboard;
+mod drawn;
 mod sharing;
 mod usage;
 
@@ -8,6 +9,7 @@ pub use account::{AuthErrorPage, LoginPage, PendingPage, SignUpPage, SsoUsername
 pub use admin::AdminPage;
 pub use dashboard::DashboardPage;
 pub use sharing::SharingAdminPage;
+pub use drawn::{AccountPage, AccountsAdminPage, AuditPage};
 pub use usage::{LogsPage, WorkspaceDetailPage};
 
 use leptos::prelude::*;
@@ -54,7 +56,7 @@ pub fn Frame(user: Option<CurrentUser>, children: Children) -> impl IntoView {
             <nav class="topnav">
                 <a href="/dashboard">"Dashboard"</a>
                 {admin_link}
-                <span class="who">{user.username.clone()}</span>
+                <a class="who" href="/account" id="account-link">{user.username.clone()}</a>
                 <ActionForm action=log_out attr:class="inline">
                     <button type="submit" class="link">"Log out"</button>
                 </ActionForm>

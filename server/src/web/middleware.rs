@@ -134,7 +134,7 @@ async fn current_user(state: &AppState, session: &Session) -> Result<Option<app:
 
 /// The client's address: the socket peer, or behind a trusted proxy the last `X-Forwarded-For`
 /// entry, the one that proxy appended itself (entries before it are whatever the client sent).
-fn client_address(request: &Request, trust_proxy_headers: bool) -> IpAddr {
+pub(super) fn client_address(request: &Request, trust_proxy_headers: bool) -> IpAddr {
     if trust_proxy_headers {
         let forwarded = request
             .headers()
@@ -173,4 +173,12 @@ mod tests {
         assert_eq!(forwarded_address("unknown"), None);
         assert_eq!(forwarded_address(""), None);
     }
+}
+
+/// For `/api/v1`, which has no session: who is asking is the token's business; from where is
+/// this layer's (the same rule as the portal's).
+pub(super) async fn stamp_client(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let client = client_address(&request, state.config.trust_proxy_headers);
+    request.extensions_mut().insert(RequestIdentity { user: None, client });
+    next.run(request).await
 }

@@ -2,6 +2,7 @@
 //! launch and the dashboard's live-state stream, behind the request layers (cross-site refusal,
 //! sessions, identity, page guards: `middleware`). Single sign-on's handlers are in `oidc`.
 
+mod account;
 mod events;
 mod logs;
 mod middleware;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub sso: Arc<Sso>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub audit: crate::audit::Audit,
+    pub self_service: Arc<crate::self_service::SelfService>,
     /// The log streams each account holds open (`logs`).
     pub log_followers: Arc<logs::LogFollowers>,
     /// True once the server shuts down: long-lived responses (the live-state streams) end.
@@ -86,7 +89,9 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
 
 /// `stopping` turns true when the server shuts down (see [`AppState::stopping`]).
 pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
-    let Backend { db, accounts, workspaces, sessions: session_cache, gateway, app_gateway, guacamole, sso, monitor, metrics, sharing } = backend;
+    let api = crate::api::router(backend.clone());
+    let self_service = Arc::new(crate::self_service::SelfService { backend: backend.clone(), password_login: config.password_login });
+    let Backend { db, accounts, workspaces, sessions: session_cache, gateway, app_gateway, guacamole, sso, monitor, metrics, sharing, audit, .. } = backend;
     let state = AppState {
         leptos_options: leptos_options(&config),
         accounts: accounts.clone(),
@@ -97,6 +102,8 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         sso: sso.clone(),
         metrics: metrics.clone(),
         log_followers: Arc::default(),
+        audit: audit.clone(),
+        self_service: self_service.clone(),
         stopping,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -113,6 +120,8 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         monitor: monitor.clone(),
         metrics: metrics.clone(),
         sharing,
+        audit,
+        self_service,
     }));
     let metrics_route = match &config.metrics_token {
         Some(token) => crate::metrics::route(crate::metrics::MetricsState {
@@ -136,6 +145,7 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         .with_expiry(Expiry::OnInactivity(time::Duration::hours(config.session_absolute_hours as i64)));
 
     let routes = generate_route_list(App);
+    let state_for_api = state.clone();
     // forwardAuth sits outside the session layers: it must not touch the database per request.
     let verify = Router::new().route(crate::routes::verify::VERIFY_PATH, get(crate::routes::verify::verify)).with_state(gateway);
     let pkg = crate::web_static::pkg_routes(&state.leptos_options);
@@ -150,6 +160,8 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         .route("/auth/oidc/{provider}/login", get(oidc_login))
         .route("/auth/oidc/{provider}/callback", get(oidc_callback))
         .route("/auth/oidc/username", axum::routing::post(oidc_username))
+        .route(crate::self_service::ACCOUNT_FORM, axum::routing::post(account::account_form))
+        .route(crate::self_service::ADMIN_FORM, axum::routing::post(account::admin_form))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -169,8 +181,11 @@ pub fn router(config: Arc<Config>, backend: Backend, stopping: tokio::sync::watc
         .with_state(state);
     // /auth/verify stays uncompressed (forwardAuth's hot path); /pkg is precompressed. App hosts
     // never reach any of it when Berth's gateway serves them: it is the outermost layer.
+    // The API has no session layer at all: a browser's cookie cannot act there.
+    let api = api.layer(axum::middleware::from_fn_with_state(state_for_api, middleware::stamp_client));
     verify
         .merge(metrics_route)
+        .merge(api)
         .merge(pkg)
         .merge(portal)
         .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::count_requests))

@@ -68,8 +68,10 @@ pub(super) async fn oidc_callback(
     axum::extract::Path(provider): axum::extract::Path<String>,
     axum::extract::Query(query): axum::extract::Query<CallbackQuery>,
     headers: axum::http::HeaderMap,
+    axum::Extension(identity): axum::Extension<app::services::RequestIdentity>,
     session: Session,
 ) -> Response {
+    let from = LoginFrom::of(&identity, &headers);
     let sealed = headers
         .get_all(header::COOKIE)
         .iter()
@@ -77,7 +79,7 @@ pub(super) async fn oidc_callback(
         .flat_map(|v| v.split(';'))
         .find_map(|c| c.trim().strip_prefix(PENDING_COOKIE).and_then(|rest| rest.strip_prefix('=')))
         .map(str::to_string);
-    let mut response = oidc_finish(&state, &provider, query, sealed, &session).await;
+    let mut response = oidc_finish(&state, &provider, query, sealed, &session, &from).await;
     // Whatever happened, the browser drops the pending login. A copy kept elsewhere is no use: the
     // provider's code for it is single-use and bound to the PKCE verifier sealed inside.
     let gone = pending_cookie(String::new(), time::Duration::ZERO, state.config.secure_cookies());
@@ -85,7 +87,20 @@ pub(super) async fn oidc_callback(
     response
 }
 
-async fn oidc_finish(state: &AppState, provider: &str, query: CallbackQuery, sealed: Option<String>, session: &Session) -> Response {
+/// Where a login comes from, for the session list and the audit log.
+pub(super) struct LoginFrom {
+    client: std::net::IpAddr,
+    agent: String,
+}
+
+impl LoginFrom {
+    fn of(identity: &app::services::RequestIdentity, headers: &axum::http::HeaderMap) -> LoginFrom {
+        let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().chars().take(200).collect();
+        LoginFrom { client: identity.client, agent }
+    }
+}
+
+async fn oidc_finish(state: &AppState, provider: &str, query: CallbackQuery, sealed: Option<String>, session: &Session, from: &LoginFrom) -> Response {
     if let Some(error) = query.error {
         // Provider-chosen text: keep only an error-code shape out of the log.
         let code: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
@@ -102,7 +117,7 @@ async fn oidc_finish(state: &AppState, provider: &str, query: CallbackQuery, sea
     match state.sso.finish(pending, &returned_state, &code).await {
         Ok(outcome) => {
             state.metrics.login(true, "sso");
-            sso_outcome(state, session, outcome).await
+            sso_outcome(state, session, outcome, from).await
         }
         Err(e) => {
             state.metrics.login(false, "sso");
@@ -117,7 +132,14 @@ pub(super) struct UsernameForm {
 }
 
 /// A new SSO user's chosen username (the provider's was taken or invalid).
-pub(super) async fn oidc_username(State(state): State<AppState>, session: Session, axum::Form(form): axum::Form<UsernameForm>) -> Response {
+pub(super) async fn oidc_username(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::Extension(identity): axum::Extension<app::services::RequestIdentity>,
+    session: Session,
+    axum::Form(form): axum::Form<UsernameForm>,
+) -> Response {
+    let from = LoginFrom::of(&identity, &headers);
     let Some(signup) = session.get::<PendingSignup>(SESSION_SSO_SIGNUP).await.ok().flatten() else {
         return sso_failed(SsoError::State);
     };
@@ -133,28 +155,32 @@ pub(super) async fn oidc_username(State(state): State<AppState>, session: Sessio
         Ok(Outcome::ChooseUsername(_)) => Redirect::to("/sso/username?error=unavailable").into_response(),
         Ok(outcome) => {
             let _ = session.remove::<PendingSignup>(SESSION_SSO_SIGNUP).await;
-            sso_outcome(&state, &session, outcome).await
+            sso_outcome(&state, &session, outcome, &from).await
         }
         Err(e) => sso_failed(e),
     }
 }
 
-async fn sso_outcome(state: &AppState, session: &Session, outcome: Outcome) -> Response {
+async fn sso_outcome(state: &AppState, session: &Session, outcome: Outcome, from: &LoginFrom) -> Response {
     match outcome {
         Outcome::LoggedIn { user, provider, id_token, rd } => {
             // New id at login, as with passwords.
             if session.cycle_id().await.is_err()
                 || session.insert(SESSION_USER_ID, user.id).await.is_err()
                 || session.insert(SESSION_LOGIN_AT, crate::db::now()).await.is_err()
+                || session.insert(app::services::SESSION_CLIENT, from.client.to_string()).await.is_err()
+                || session.insert(app::services::SESSION_AGENT, from.agent.clone()).await.is_err()
             {
                 return sso_failed(SsoError::Internal("session store".into()));
             }
-            let _ = session.insert(app::services::SESSION_SSO_LOGOUT, (provider, id_token)).await;
+            let _ = session.insert(app::services::SESSION_SSO_LOGOUT, (provider.clone(), id_token)).await;
             // Saved now so a refused write (a full disk) gets the error page, not an empty 500.
             if session.save().await.is_err() {
                 return sso_failed(SsoError::Internal("session store".into()));
             }
             tracing::info!(user_id = user.id, "login through single sign-on");
+            let actor = crate::audit::AuditActor::of(&user.current());
+            state.audit.record(crate::audit::Event::new(actor, "login", &user.username).client(from.client).detail(format!("single sign-on ({provider})"))).await;
             let target = rd
                 .and_then(|rd| state.gateway.return_path(&rd))
                 .unwrap_or_else(|| if user.is_admin { "/admin".into() } else { "/dashboard".into() });

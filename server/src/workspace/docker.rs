@@ -459,6 +459,7 @@ mod tests {
             "/srv/berth/shared/tensorboard/alice:/shared/tensorboard/alice:rw",
             "/srv/berth/state/alice:/var/lib/state:rw",
             "/srv/berth/docker/alice:/var/lib/docker:rw",
+            "/srv/berth/keys/alice:/etc/berth/keys:ro",
         ]);
         assert_eq!(h.tmpfs.clone().unwrap().get("/shared/tensorboard").map(String::as_str), Some("size=64k,mode=0755"));
         let bindings = h.port_bindings.clone().unwrap();

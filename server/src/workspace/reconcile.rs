@@ -115,8 +115,13 @@ impl Workspaces {
                             self.live.set_following(true);
                             *self.engine_problem.lock().expect("engine state") = None;
                             self.progress.bump();
-                            if let Err(e) = self.reconcile(&Actor::System).await {
-                                tracing::warn!(error = %e, "reconciliation failed");
+                            match self.reconcile(&Actor::System).await {
+                                Ok(report) => {
+                                    if let Some(hook) = &self.on_reconcile {
+                                        hook(&report);
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
                             }
                             backoff = Duration::from_secs(1);
                             let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + RESYNC_EVERY, RESYNC_EVERY);

@@ -132,6 +132,8 @@ pub struct Workspaces {
     pub links: LinkSettings,
     /// Told of every finished start, stop, restart and reset: (operation, succeeded, time taken).
     pub on_operation: Option<OperationHook>,
+    /// Told of what each reconciliation `serve` runs found and did (the audit log keeps it).
+    pub on_reconcile: Option<Arc<dyn Fn(&super::ReconcileReport) + Send + Sync>>,
     /// In `gpu.mode = leased`: the GPUs each user holds, which alone its workspace gets.
     pub leased_gpus: Option<Arc<dyn HeldGpus>>,
 }
@@ -190,6 +192,7 @@ impl Workspaces {
             routes: None,
             links: LinkSettings::default(),
             on_operation: None,
+            on_reconcile: None,
             leased_gpus: None,
         }
     }

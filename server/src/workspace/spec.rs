@@ -274,6 +274,10 @@ pub fn build_plan(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
     let state = root.join("state").join(u);
     // Docker-in-Docker keeps its images per user, on a real filesystem (overlay2 works there).
     let docker_data = root.join("docker").join(u);
+    // The user's SSH keys as Berth writes them (see `ssh_keys`): read-only inside, so a change
+    // shows within the second while the workspace runs, and nothing inside can swap the file
+    // for a link that would send Berth's next write elsewhere on the host.
+    let keys = keys_dir(root, u);
     let bind = |source: &PathBuf, target: String, read_only: bool| Mount::Bind { source: source.clone(), target, read_only };
     let mounts = vec![
         // Fresh at every start, as on a machine that boots: no socket, pid file or half-written
@@ -288,6 +292,7 @@ pub fn build_plan(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
         bind(&tensorboard, format!("/shared/tensorboard/{u}"), false),
         bind(&state, "/var/lib/state".into(), false),
         bind(&docker_data, "/var/lib/docker".into(), false),
+        bind(&keys, KEYS_MOUNT.into(), true),
     ];
 
     let memory_limit = o.memory_limit_gib.unwrap_or(d.memory_limit_gib) as i64 * GIB;
@@ -346,8 +351,31 @@ pub fn build_plan(user: &WorkspaceUser, settings: &WorkspaceSettings) -> Result<
             HostDir { path: workspace, owner: Some(uid), mode: 0o700 },
             HostDir { path: state, owner: None, mode: 0o700 },
             HostDir { path: docker_data, owner: None, mode: 0o700 },
+            HostDir { path: root.join("keys"), owner: None, mode: 0o755 },
+            HostDir { path: keys, owner: None, mode: 0o755 },
         ],
     })
+}
+
+/// Where a workspace finds the keys Berth manages for its user (sshd's AuthorizedKeysCommand
+/// reads `authorized_keys` there; the image's docker/workspace/bin/berth-authorized-keys).
+pub const KEYS_MOUNT: &str = "/etc/berth/keys";
+
+/// Every host directory that holds `user`'s files (what "purge files" removes).
+pub fn user_directories(storage_root: &std::path::Path, user: &str) -> Vec<PathBuf> {
+    vec![
+        storage_root.join("homes").join(user),
+        storage_root.join("workspaces").join(user),
+        storage_root.join("shared").join("tensorboard").join(user),
+        storage_root.join("state").join(user),
+        storage_root.join("docker").join(user),
+        keys_dir(storage_root, user),
+    ]
+}
+
+/// The host directory holding `user`'s managed SSH keys.
+pub fn keys_dir(storage_root: &std::path::Path, user: &str) -> PathBuf {
+    storage_root.join("keys").join(user)
 }
 
 /// The per-user network a plan's workspace joins (runtimes that have networks use it).
@@ -480,6 +508,7 @@ mod tests {
             bind("/srv/berth/shared/tensorboard/alice", "/shared/tensorboard/alice", false),
             bind("/srv/berth/state/alice", "/var/lib/state", false),
             bind("/srv/berth/docker/alice", "/var/lib/docker", false),
+            bind("/srv/berth/keys/alice", "/etc/berth/keys", true),
         ]);
         assert!(plan.directories.contains(&HostDir { path: PathBuf::from("/srv/berth/homes/alice"), owner: Some(10000), mode: 0o700 }));
         assert!(plan.directories.contains(&HostDir { path: PathBuf::from("/srv/berth/shared/tensorboard/alice"), owner: Some(10000), mode: 0o700 }));
