@@ -761,3 +761,110 @@ async fn request_a_gpu_see_it_granted_on_the_board_and_release_it() {
     a.client.close().await.unwrap();
     drop(portal);
 }
+
+/// `ssh -i key` into `user`'s workspace on `port`, keys only (no password is tried).
+fn ssh_with_key(key: &std::path::Path, port: u16, user: &str) -> std::process::Output {
+    std::process::Command::new("ssh")
+        .args(["-i", key.to_str().unwrap(), "-p", &port.to_string(), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            "-o", "PasswordAuthentication=no", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"])
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("echo key-works")
+        .output()
+        .expect("ssh (make test installs openssh-client)")
+}
+
+#[tokio::test]
+async fn change_the_password_and_open_the_running_workspace_with_an_ssh_key() {
+    let cleanup = Cleanup::new();
+    let image = "berth/workspace:slim";
+    assert!(testkit::docker::image_exists(image), "{image} missing: make image builds it");
+    let db = TestDb::new(testkit::Backend::Sqlite).await;
+    let storage = db.dir.path().join("storage").display().to_string();
+    let env = vec![
+        ("BERTH_WORKSPACE_IMAGE".to_string(), image.to_string()),
+        ("BERTH_STORAGE_ROOT".to_string(), storage),
+        ("BERTH_WORKSPACE__EXTRA_LABEL".to_string(), cleanup.label.clone()),
+        ("BERTH_PORTS__BASE".to_string(), "15500".to_string()),
+    ];
+    let portal = Portal::on(db, &env).await;
+    let user = testkit::username("kim");
+    let (old, new) = ("kim-password-long", "kim-new-password-long");
+    portal.cli(&["user", "add", &user, "--password-stdin"], &format!("{old}\n"));
+    let b = Browser::start("account").await;
+    b.log_in(&portal.base, &user, old).await;
+    b.wait_path("/dashboard").await;
+    b.wait_css("#workspace button[data-action='start']").await.click().await.unwrap();
+    let other = Browser::start("account-elsewhere").await;
+    other.log_in(&portal.base, &user, old).await;
+    other.wait_path("/dashboard").await;
+
+    // Changed here: every other session of the account ends, the old password stops working.
+    b.wait_css("#account-link").await.click().await.unwrap();
+    b.wait_path("/account").await;
+    let sessions = b.wait_css("#sessions tbody").await.text().await.unwrap();
+    assert_eq!(sessions.matches("this browser").count(), 1, "{sessions}");
+    assert_eq!(sessions.lines().filter(|l| !l.trim().is_empty()).count(), 2, "two sessions listed: {sessions}");
+    b.fill("#password-form input[name=current]", old).await;
+    b.fill("#password-form input[name=new]", new).await;
+    b.wait_css("#password-form button[type=submit]").await.click().await.unwrap();
+    b.wait_path("/account").await;
+    assert_eq!(b.wait_css("#form-outcome").await.text().await.unwrap(), "Password changed; 1 other session(s) ended.");
+    other.open(&format!("{}/dashboard", portal.base)).await;
+    other.wait_path("/login").await;
+    other.log_in(&portal.base, &user, old).await;
+    assert!(other.wait_css("#login-form .error").await.text().await.unwrap().contains("Wrong username or password"));
+    other.log_in(&portal.base, &user, new).await;
+    other.wait_path("/dashboard").await;
+    other.client.close().await.unwrap();
+
+    // A key, added while the workspace runs, opens SSH without a restart.
+    let keys = std::env::temp_dir().join(testkit::username("berth-keys"));
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = keys.join("id_ed25519");
+    let made = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "kim@laptop", "-f"]).arg(&key).status().unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        let out = portal.server.cli(&["workspace", "status", &user, "--json"], "");
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if status["state"] == "Running" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the workspace never ran: {status}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let port = status["ports"]["ssh"].as_u64().unwrap() as u16;
+    let started = testkit::docker::inspect(&format!("workspace-{user}"), "{{.State.StartedAt}}");
+    assert_ne!(ssh_with_key(&key, port, &user).status.code(), Some(0), "no key on the account yet");
+    b.fill("#add-key-form input[name=name]", "laptop").await;
+    b.fill("#add-key-form textarea[name=key]", public.trim()).await;
+    b.wait_css("#add-key-form button[type=submit]").await.click().await.unwrap();
+    b.wait_path("/account").await;
+    let said = b.wait_css("#form-outcome").await.text().await.unwrap();
+    assert!(said.starts_with("Key laptop added (SHA256:"), "{said}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = ssh_with_key(&key, port, &user);
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "key-works");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the key never opened SSH: {}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(testkit::docker::inspect(&format!("workspace-{user}"), "{{.State.StartedAt}}"), started, "no restart");
+    b.client.execute("document.querySelector('#ssh-keys').scrollIntoView(); return null;", vec![]).await.unwrap();
+    b.screenshot("account-key").await;
+
+    // Removed: refused at once.
+    b.wait_css("#ssh-keys tr[data-key] button.danger").await.click().await.unwrap();
+    b.wait_path("/account").await;
+    assert_eq!(b.wait_css("#form-outcome").await.text().await.unwrap(), "Key laptop deleted.");
+    let out = ssh_with_key(&key, port, &user);
+    assert_ne!(out.status.code(), Some(0), "a removed key must not open SSH");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&out.stderr));
+    b.client.close().await.unwrap();
+    std::fs::remove_dir_all(&keys).unwrap();
+}

@@ -335,7 +335,7 @@ impl PortalServices for Portal {
     }
 }
 
-fn sharing_error(error: crate::sharing::SharingError) -> AppError {
+pub(crate) fn sharing_error(error: crate::sharing::SharingError) -> AppError {
     use crate::sharing::SharingError;
     match error {
         e @ (SharingError::Refused(_) | SharingError::Invalid(_)) => AppError::Invalid(e.to_string()),

@@ -78,7 +78,9 @@ fn has(entries: &[Value], action: &str, target: &str, actor_kind: &str, outcome:
 async fn tokens_open_the_api_by_scope_and_the_remote_command_line_runs_a_workspace() {
     let cleanup = Cleanup::new();
     let db = TestDb::new(DbBackend::Sqlite).await;
-    let settings = env(&cleanup, &db.dir.path().join("storage"), 14500);
+    let mut settings = env(&cleanup, &db.dir.path().join("storage"), 14500);
+    let fixture = format!("{}/tests/fixtures/two-gpus.json", env!("CARGO_MANIFEST_DIR"));
+    settings.push(("BERTH_MONITORING__GPU_INVENTORY".into(), fixture));
     let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = TestServer::start_with(&db, &extra).await;
     let alice_name = username("alice");
@@ -101,8 +103,10 @@ async fn tokens_open_the_api_by_scope_and_the_remote_command_line_runs_a_workspa
     assert_eq!(me["scopes"], serde_json::json!(["workspace:read"]));
     let (status, body) = api(&server, reqwest::Method::POST, "/workspace/start", Some(&read)).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("insufficient_scope")), "{body}");
-    let (status, body) = api(&server, reqwest::Method::GET, "/users", Some(&read)).await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("insufficient_scope")), "{body}");
+    for path in ["/users", "/gpus"] {
+        let (status, body) = api(&server, reqwest::Method::GET, path, Some(&read)).await;
+        assert_eq!((status, body["code"].as_str()), (403, Some("insufficient_scope")), "{path}: {body}");
+    }
     // A token opens no page: the dashboard sends it to the login page.
     let r = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
         .get(format!("{}/dashboard", server.base)).bearer_auth(&read).send().await.unwrap();
@@ -145,13 +149,44 @@ async fn tokens_open_the_api_by_scope_and_the_remote_command_line_runs_a_workspa
     assert!(!ok);
     assert!(err.contains("insufficient_scope"), "{err}");
 
+    // GPUs with the gpu scope: the board, a request granted, a release.
+    let gpu = new_token(&alice, "gpus", &["gpu"]).await;
+    let (status, board) = api(&server, reqwest::Method::GET, "/gpus", Some(&gpu)).await;
+    assert_eq!(status, 200, "{board}");
+    assert_eq!(board["gpus"].as_array().map(Vec::len), Some(2), "{board}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/gpus/request", server.base))
+        .bearer_auth(&gpu)
+        .json(&serde_json::json!({ "gpu": 1, "hours": 2, "note": "from a script" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let said: Value = r.json().await.unwrap();
+    assert!(said["message"].as_str().unwrap().starts_with("Granted: GPU 1 until"), "{said}");
+    let (_, board) = api(&server, reqwest::Method::GET, "/gpus", Some(&gpu)).await;
+    assert_eq!(board["gpus"][1]["holder"], alice_name.as_str(), "{board}");
+    assert_eq!(board["gpus"][1]["note"], "from a script");
+    let holding = board["gpus"][1]["holding_id"].as_i64().unwrap();
+    let (status, _) = api(&server, reqwest::Method::POST, &format!("/gpus/release/{holding}"), Some(&write)).await;
+    assert_eq!(status, 403, "workspace:write does not include gpu");
+    let (status, said) = api(&server, reqwest::Method::POST, &format!("/gpus/release/{holding}"), Some(&gpu)).await;
+    assert_eq!(status, 200, "{said}");
+    let (_, board) = api(&server, reqwest::Method::GET, "/gpus", Some(&gpu)).await;
+    assert!(board["gpus"][1]["holder"].is_null(), "{board}");
+
     // Revoked: 401 at once, from the API and from the command line.
     let tokens = page(&alice, "account").await;
-    let id = tokens.split("data-token=\"").skip(1).map(|s| s.split('"').next().unwrap().to_string()).next().expect("a token row");
+    let id = tokens
+        .split("<tr data-token=\"")
+        .skip(1)
+        .find(|row| row.contains("<td>writer</td>"))
+        .map(|row| row.split('"').next().unwrap().to_string())
+        .expect("the writer's row");
     let r = form(&alice, false, &[("op", "revoke-token"), ("id", &id)]).await;
     assert!(r.status().is_redirection());
     let (status, body) = api(&server, reqwest::Method::GET, "/workspace", Some(&write)).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")), "the newest token (writer) is revoked");
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")), "writer is revoked");
     let (ok, _, err) = remote(&["stop"]);
     assert!(!ok && err.contains("unauthenticated"), "{err}");
     // Expired: 401 as well.
@@ -201,11 +236,14 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
     routes.sort();
     assert_eq!(routes, vec![
         "DELETE /keys/{id}",
+        "GET /gpus",
         "GET /keys",
         "GET /me",
         "GET /users",
         "GET /workspace",
         "GET /workspaces",
+        "POST /gpus/release/{holding}",
+        "POST /gpus/request",
         "POST /keys",
         "POST /users/{username}/approve",
         "POST /users/{username}/disable",
@@ -221,7 +259,7 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
     let http = reqwest::Client::new();
     for route in &routes {
         let (method, path) = route.split_once(' ').unwrap();
-        let path = path.replace("{id}", "1").replace("{username}", "nobody");
+        let path = path.replace("{id}", "1").replace("{holding}", "1").replace("{username}", "nobody");
         let r = http.request(method.parse().unwrap(), format!("{}/api/v1{path}", server.base)).send().await.unwrap();
         assert_eq!(r.status(), 401, "{route}");
     }

@@ -316,6 +316,55 @@ pub struct WorkspaceSummary {
     pub drift: bool,
 }
 
+/// One GPU of the server and who holds it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Gpu {
+    pub index: u32,
+    pub name: String,
+    pub utilization_percent: u32,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    /// Who claimed or leased it, and until when (Unix seconds).
+    pub holder: Option<String>,
+    pub holding_id: Option<i64>,
+    pub until: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// The GPU board: `mode` is `open` (claims, shown) or `leased` (enforced).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct GpuBoard {
+    pub mode: String,
+    pub gpus: Vec<Gpu>,
+    /// Why there are none, or that leases are only advice here.
+    pub note: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct GpuRequest {
+    /// How many GPUs (any free ones), when `gpu` is not given.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// One GPU by its index.
+    pub gpu: Option<u32>,
+    pub hours: f64,
+    #[serde(default)]
+    pub note: String,
+    /// In leased mode, the workspace may restart to attach the GPUs.
+    #[serde(default)]
+    pub restart: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What a GPU request or release came to, in words.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Said {
+    pub message: String,
+}
+
 struct BearerToken;
 
 impl Modify for BearerToken {
@@ -348,6 +397,9 @@ pub fn routes() -> (Router<Backend>, utoipa::openapi::OpenApi) {
         .routes(routes!(restart_workspace))
         .routes(routes!(list_keys, add_key))
         .routes(routes!(delete_key))
+        .routes(routes!(gpu_board))
+        .routes(routes!(request_gpus))
+        .routes(routes!(release_gpu))
         .routes(routes!(list_users))
         .routes(routes!(approve_user))
         .routes(routes!(disable_user))
@@ -549,4 +601,62 @@ async fn stop_user_workspace(State(backend): State<Backend>, caller: Caller, Pat
     caller.require_admin()?;
     let owner = owner_of(&backend, &username).await?;
     act(&backend, &caller, owner, app::model::WorkspaceAction::Stop).await
+}
+
+/// The server's GPUs and who holds each. Scope `gpu`.
+#[utoipa::path(get, path = "/gpus", tag = "gpus",
+    responses((status = 200, body = GpuBoard), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn gpu_board(State(backend): State<Backend>, caller: Caller) -> ApiResult<Json<GpuBoard>> {
+    caller.require(Scope::Gpu)?;
+    let board = backend.sharing.board(&Owner::from(caller.user())).await.map_err(crate::portal::sharing_error)?;
+    Ok(Json(GpuBoard {
+        mode: board.mode,
+        note: board.note,
+        gpus: board
+            .gpus
+            .into_iter()
+            .map(|g| Gpu {
+                index: g.index,
+                name: g.name,
+                utilization_percent: g.utilization_percent,
+                memory_used_bytes: g.memory_used_bytes,
+                memory_total_bytes: g.memory_total_bytes,
+                holder: g.holder.as_ref().map(|h| h.username.clone()),
+                holding_id: g.holder.as_ref().map(|h| h.id),
+                until: g.holder.as_ref().map(|h| h.ends_at),
+                note: g.holder.map(|h| h.note),
+            })
+            .collect(),
+    }))
+}
+
+/// Asks for GPUs for your workspace: granted now or queued, within your limits. Scope `gpu`.
+#[utoipa::path(post, path = "/gpus/request", tag = "gpus", request_body = GpuRequest,
+    responses((status = 200, body = Said), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn request_gpus(State(backend): State<Backend>, caller: Caller, Json(ask): Json<GpuRequest>) -> ApiResult<Json<Said>> {
+    caller.require(Scope::Gpu)?;
+    if !(ask.hours.is_finite() && ask.hours > 0.0 && ask.hours <= 24.0 * 365.0) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "hours: more than 0, at most a year"));
+    }
+    let command = app::model::SharingCommand::Request {
+        count: ask.count,
+        gpu: ask.gpu,
+        seconds: (ask.hours * 3600.0).round() as i64,
+        note: ask.note,
+        confirm: ask.restart,
+    };
+    let user = caller.user();
+    let message = backend.sharing.command(&Actor::from(user), &Owner::from(user), command).await.map_err(crate::portal::sharing_error)?;
+    Ok(Json(Said { message }))
+}
+
+/// Gives one of your GPU holdings back. Scope `gpu`.
+#[utoipa::path(post, path = "/gpus/release/{holding}", tag = "gpus", params(("holding" = i64, Path, description = "The holding's id (`holding_id` on the board)")),
+    responses((status = 200, body = Said), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn release_gpu(State(backend): State<Backend>, caller: Caller, Path(holding): Path<i64>) -> ApiResult<Json<Said>> {
+    caller.require(Scope::Gpu)?;
+    let user = caller.user();
+    let command = app::model::SharingCommand::Release { holding };
+    let message = backend.sharing.command(&Actor::from(user), &Owner::from(user), command).await.map_err(crate::portal::sharing_error)?;
+    Ok(Json(Said { message }))
 }
