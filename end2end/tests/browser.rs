@@ -858,6 +858,27 @@ async fn change_the_password_and_open_the_running_workspace_with_an_ssh_key() {
     b.client.execute("document.querySelector('#ssh-keys').scrollIntoView(); return null;", vec![]).await.unwrap();
     b.screenshot("account-key").await;
 
+    // SSH password login off: the workspace's password no longer opens SSH; the key still does.
+    let http = testkit::Browser::new(&portal.server);
+    assert_eq!(http.log_in(&user, new).await.status(), 200);
+    let credentials: serde_json::Value = http.call("workspace-credentials", &[]).await.json().await.unwrap();
+    let password = credentials["ssh_password"].as_str().unwrap().to_string();
+    let with_password = || {
+        std::process::Command::new("sshpass")
+            .args(["-p", &password, "ssh", "-p", &port.to_string(), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o", "PubkeyAuthentication=no"])
+            .arg(format!("{user}@127.0.0.1"))
+            .arg("echo password-works")
+            .output()
+            .expect("sshpass")
+    };
+    assert!(with_password().status.success(), "the password opens SSH while it is allowed");
+    b.wait_css("#ssh-keys form button:not(.danger):not(.primary)").await.click().await.unwrap();
+    b.wait_path("/account").await;
+    assert_eq!(b.wait_css("#form-outcome").await.text().await.unwrap(), "SSH password login is off: only your keys open SSH.");
+    assert_eq!(with_password().status.code(), Some(5), "sshpass: the password was refused");
+    assert!(ssh_with_key(&key, port, &user).status.success(), "the key still opens SSH");
+
     // Removed: refused at once.
     b.wait_css("#ssh-keys tr[data-key] button.danger").await.click().await.unwrap();
     b.wait_path("/account").await;

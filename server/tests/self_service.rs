@@ -202,6 +202,10 @@ async fn tokens_open_the_api_by_scope_and_the_remote_command_line_runs_a_workspa
     assert!(entries.iter().any(|e| e["action"] == "workspace.stop" && e["actor"] == format!("{alice_name} (token writer)")), "{entries:?}");
     assert!(has(&entries, "token.create", &format!("{alice_name}/token sneaky"), "user", "refused") || has(&entries, "token.create", &format!("{alice_name}/token sneaky"), "user", "failed"), "{entries:?}");
     assert!(has(&entries, "token.revoke", &format!("{alice_name}/token writer"), "user", "ok"), "{entries:?}");
+    // GPU sharing's record is the audit log's too.
+    for (action, kind) in [("sharing.request", "user"), ("sharing.grant", "system"), ("sharing.release", "user")] {
+        assert!(has(&entries, action, &alice_name, kind, "ok"), "{action}: {entries:?}");
+    }
     let refused: Vec<&Value> = entries.iter().filter(|e| e["action"] == "token.use" && e["outcome"] == "refused").collect();
     assert!(refused.iter().any(|e| e["actor"] == format!("{alice_name} (token writer)") && e["detail"] == "revoked"), "{refused:?}");
     assert!(refused.iter().any(|e| e["actor"] == format!("{alice_name} (token reader)") && e["detail"] == "expired"), "{refused:?}");

@@ -514,12 +514,14 @@ impl Sharing {
             }
         }
         let list: Vec<String> = gpus.iter().map(|g| index.get(g.as_str()).map_or_else(|| g.clone(), |i| i.to_string())).collect();
+        let detail = format!("{kind} on GPU {} until {}{}", list.join(", "), app::figures::clock_text(ends_at), note_suffix(&r.note));
         sqlx::query("INSERT INTO sharing_events (at, actor, username, action, detail) VALUES ($1, 'berth', $2, 'grant', $3)")
             .bind(at)
             .bind(&r.username)
-            .bind(format!("{kind} on GPU {} until {}{}", list.join(", "), app::figures::clock_text(ends_at), note_suffix(&r.note)))
+            .bind(&detail)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(AUDIT_INSERT).bind(at).bind("system").bind("berth").bind("sharing.grant").bind(&r.username).bind(&detail).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -913,15 +915,26 @@ fn holding_view(h: &HoldingRow) -> GpuHolding {
     }
 }
 
+/// Each sharing event is also the audit log's (as `sharing.<action>`), in the same transaction:
+/// the audit log holds every state change; `sharing_events` is GPU sharing's own, shorter-lived
+/// record for its page.
+const AUDIT_INSERT: &str = "INSERT INTO audit_log (at, actor_kind, actor, client, action, target, outcome, detail) VALUES ($1, $2, $3, NULL, $4, $5, 'ok', $6)";
+
 async fn record_event(db: &Db, actor: &str, username: &str, action: &str, detail: &str) -> Result<(), sqlx::Error> {
+    let at = now();
+    let mut tx = db.pool.begin().await?;
     sqlx::query("INSERT INTO sharing_events (at, actor, username, action, detail) VALUES ($1, $2, $3, $4, $5)")
-        .bind(now())
+        .bind(at)
         .bind(actor)
         .bind(username)
         .bind(action)
         .bind(detail)
-        .execute(&db.pool)
+        .execute(&mut *tx)
         .await?;
+    // Sharing names people, not roles: "berth" is Berth itself, anyone else a user.
+    let kind = if actor == "berth" { "system" } else { "user" };
+    sqlx::query(AUDIT_INSERT).bind(at).bind(kind).bind(actor).bind(format!("sharing.{action}")).bind(username).bind(detail).execute(&mut *tx).await?;
+    tx.commit().await?;
     Ok(())
 }
 
