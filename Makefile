@@ -56,6 +56,7 @@ bench: deps-test docker-engine site test-image
 	scripts/bench-dashboards.sh
 	scripts/bench-gateway.sh
 	scripts/bench-sampling.sh
+	scripts/bench-api.sh
 
 ## The real workspace image (slim profile builds here in minutes; full is for production sites).
 image: docker-engine

@@ -335,7 +335,8 @@ impl Accounts {
         if is_self && matches!(action, AdminAction::Disable | AdminAction::Reject | AdminAction::RevokeAdmin) {
             return Err(AccountError::NotAllowed("Administrators cannot lock themselves out."));
         }
-        if action == AdminAction::RevokeAdmin && user.is_admin && self.other_active_admins(user.id).await? == 0 {
+        let removes_an_admin = matches!(action, AdminAction::RevokeAdmin | AdminAction::Disable | AdminAction::Reject) && user.is_admin;
+        if removes_an_admin && user.status == AccountStatus::Approved && self.other_active_admins(user.id).await? == 0 {
             return Err(AccountError::NotAllowed("Berth needs at least one administrator: make someone else admin first."));
         }
         let (column, value): (&str, String) = match action {

@@ -233,6 +233,24 @@ impl Audit {
     }
 }
 
+/// What a reconciliation adopted, restarted or could not start, in the audit log (Berth
+/// itself acted; nothing is written when it found everything in order).
+pub async fn record_reconcile(audit: &Audit, report: &crate::workspace::ReconcileReport) {
+    for name in &report.adopted {
+        audit.record(Event::new(AuditActor::System, "reconcile.adopt", name)).await;
+    }
+    for name in &report.restarted {
+        audit.record(Event::new(AuditActor::System, "reconcile.restart", name)).await;
+    }
+    for failed in &report.failed {
+        let (name, why) = failed.split_once(':').unwrap_or((failed, ""));
+        audit.record(Event::new(AuditActor::System, "reconcile.restart", name.trim()).outcome(Outcome::Failed).detail(why.trim())).await;
+    }
+    for route in &report.stale_routes {
+        audit.record(Event::new(AuditActor::System, "reconcile.remove-route", route)).await;
+    }
+}
+
 enum Bind {
     Text(String),
     Int(i64),

@@ -95,7 +95,7 @@ impl Backend {
         let audited = audit.clone();
         workspaces.on_reconcile = Some(Arc::new(move |report| {
             let (audit, report) = (audited.clone(), report.clone());
-            tokio::spawn(async move { crate::serve::audit_reconcile(&audit, &report).await });
+            tokio::spawn(async move { crate::audit::record_reconcile(&audit, &report).await });
         }));
         workspaces.routes = config.traefik_dir.as_ref().map(|dir| {
             Arc::new(TraefikWriter::new(TraefikSettings {
@@ -142,8 +142,10 @@ impl Backend {
         Backend { db, accounts, workspaces, sessions, gateway, app_gateway, guacamole, sso, monitor, metrics, sharing, audit, tokens, keys }
     }
 
-    /// Deletes an account: its workspace container and network go, its database rows go; its
-    /// files stay unless `purge` (the caller has had the username typed to confirm).
+    /// Deletes an account: its workspace container and network go, its database rows and SSH
+    /// keys go; its files are purged with `purge` (the caller has had the username typed to
+    /// confirm), or else kept under `<storage_root>/deleted/<user>-<time>/`, out of reach of a
+    /// later account that takes the same name.
     pub async fn delete_user(&self, actor: Option<&app::model::CurrentUser>, username: &str, purge: bool) -> anyhow::Result<()> {
         let user = self.accounts.find_by_name(username).await?;
         let owner = Owner::from(&user);
@@ -154,23 +156,16 @@ impl Backend {
         }
         // Checked before anything is removed: the last admin, oneself.
         self.accounts.check_deletable(actor, user.id).await?;
+        // Disabled first: no session or token of the account can start the workspace again
+        // while it is being taken apart.
+        self.accounts.apply(None, user.id, AdminAction::Disable).await?;
         self.sharing.forget_user(&owner).await?;
         self.workspaces.disable_user(&Actor::System, &owner).await?;
         self.workspaces.remove(&Actor::System, &owner).await?;
         self.accounts.delete(actor, user.id).await?;
-        if purge {
-            let dirs = crate::workspace::spec::user_directories(&self.workspaces.settings().storage_root, &user.username);
-            tokio::task::spawn_blocking(move || {
-                for dir in dirs {
-                    match std::fs::remove_dir_all(&dir) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(anyhow::anyhow!("removing {}: {e}", dir.display())),
-                        _ => {}
-                    }
-                }
-                Ok(())
-            })
-            .await??;
-        }
+        let root = self.workspaces.settings().storage_root.clone();
+        let name = user.username.clone();
+        tokio::task::spawn_blocking(move || set_files_aside(&root, &name, purge)).await??;
         Ok(())
     }
 
@@ -186,5 +181,56 @@ impl Backend {
         self.workspaces.disable_user(&Actor::System, &Owner::from(&user)).await?;
         self.sharing.forget_user(&Owner::from(&user)).await?;
         Ok(())
+    }
+}
+
+/// A deleted account's directories: removed (`purge`), or moved under `deleted/` so that a new
+/// account with the same name starts with nothing of the old one's (home, keys, state). Its
+/// SSH keys are removed either way.
+fn set_files_aside(root: &std::path::Path, username: &str, purge: bool) -> anyhow::Result<()> {
+    let keys = crate::workspace::spec::keys_dir(root, username);
+    let aside = root.join("deleted").join(format!("{username}-{}", crate::db::now()));
+    for dir in crate::workspace::spec::user_directories(root, username) {
+        if !dir.exists() {
+            continue;
+        }
+        if purge || dir == keys {
+            std::fs::remove_dir_all(&dir).map_err(|e| anyhow::anyhow!("removing {}: {e}", dir.display()))?;
+        } else {
+            // Same filesystem (all under the storage root): a rename, not a copy.
+            let kind = dir.parent().and_then(|p| p.strip_prefix(root).ok()).map(|p| p.display().to_string().replace('/', "-")).unwrap_or_default();
+            std::fs::create_dir_all(&aside)?;
+            let to = aside.join(kind);
+            std::fs::rename(&dir, &to).map_err(|e| anyhow::anyhow!("moving {} to {}: {e}", dir.display(), to.display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_files_aside;
+
+    #[test]
+    fn a_deleted_accounts_files_are_set_aside_and_its_keys_removed() {
+        let root = std::env::temp_dir().join(format!("berth-aside-{}", std::process::id()));
+        for dir in ["homes/ann", "workspaces/ann", "shared/tensorboard/ann", "state/ann", "docker/ann", "keys/ann", "homes/bo"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::write(root.join("homes/ann/notes.txt"), "mine").unwrap();
+        std::fs::write(root.join("keys/ann/authorized_keys"), "ssh-ed25519 AAAA").unwrap();
+        set_files_aside(&root, "ann", false).unwrap();
+        assert!(!root.join("homes/ann").exists() && !root.join("keys/ann").exists() && !root.join("state/ann").exists());
+        assert!(root.join("homes/bo").exists(), "nobody else's");
+        let aside: Vec<_> = std::fs::read_dir(root.join("deleted")).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read_to_string(aside[0].join("homes").join("notes.txt")).unwrap(), "mine");
+        let mut kinds: Vec<String> = std::fs::read_dir(&aside[0]).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        kinds.sort();
+        assert_eq!(kinds, ["docker", "homes", "shared-tensorboard", "state", "workspaces"], "keys are not kept");
+        std::fs::create_dir_all(root.join("homes/bo/x")).unwrap();
+        set_files_aside(&root, "bo", true).unwrap();
+        assert!(!root.join("homes/bo").exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

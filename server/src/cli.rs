@@ -123,7 +123,7 @@ enum IdleCommand {
 }
 
 #[derive(Subcommand)]
-pub(crate) enum WorkspaceCommand {
+enum WorkspaceCommand {
     /// Every workspace: owner, state, SSH port, drift.
     List {
         #[arg(long)]
@@ -224,7 +224,10 @@ pub fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let command = cli.command.unwrap_or(Command::Serve);
     let done = match (&cli.url, command) {
-        (Some(url), Command::Workspace(command)) => runtime.block_on(crate::remote::workspace_command(url, cli.token_file.as_deref(), command)),
+        (Some(url), Command::Workspace(command)) => match remote_command(command) {
+            Some(command) => runtime.block_on(crate::remote::workspace_command(url, cli.token_file.as_deref(), command)),
+            None => Err(anyhow::anyhow!("with --url: workspace start|stop|restart|status for your own workspace; start|stop USER and list for administrators")),
+        },
         (Some(_), _) => Err(anyhow::anyhow!("--url works with the workspace commands only")),
         (None, command) => runtime.block_on(run(command, config)),
     };
@@ -235,6 +238,19 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The workspace commands a remote Berth's API offers, from the local ones.
+fn remote_command(command: WorkspaceCommand) -> Option<crate::remote::RemoteCommand> {
+    use crate::remote::RemoteCommand;
+    Some(match command {
+        WorkspaceCommand::Start { user } => RemoteCommand::Start(user),
+        WorkspaceCommand::Stop { user } => RemoteCommand::Stop(user),
+        WorkspaceCommand::Restart { user: None } => RemoteCommand::Restart,
+        WorkspaceCommand::Status { user: None, json } => RemoteCommand::Status { json },
+        WorkspaceCommand::List { json } => RemoteCommand::List { json },
+        _ => return None,
+    })
 }
 
 /// The error and each cause it does not already spell out (many of Berth's errors name their
@@ -652,7 +668,7 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
         }
         WorkspaceCommand::Reconcile => {
             let report = workspaces.reconcile(system).await?;
-            crate::serve::audit_reconcile(&backend.audit, &report).await;
+            crate::audit::record_reconcile(&backend.audit, &report).await;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }

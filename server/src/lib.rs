@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod activity;
 pub mod api;
+pub mod app_errors;
 pub mod audit;
 pub mod backend;
 pub mod cli;

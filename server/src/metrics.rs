@@ -6,6 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Prometheus's address on the portal and on `metrics_listen`.
+pub const METRICS_PATH: &str = "/metrics";
+
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
@@ -178,7 +181,7 @@ pub async fn serve_metrics(State(state): State<MetricsState>, request: Request) 
 /// The `/metrics` route alone, for the portal's router (with the token) and the separate
 /// metrics address.
 pub fn route(state: MetricsState) -> axum::Router {
-    axum::Router::new().route(crate::web::METRICS_PATH, axum::routing::get(serve_metrics)).with_state(state)
+    axum::Router::new().route(METRICS_PATH, axum::routing::get(serve_metrics)).with_state(state)
 }
 
 /// `/metrics` when neither a token nor a separate address is configured: nothing is exposed.

@@ -9,6 +9,7 @@ use app::model::{
 use app::services::{LogInRequest, PortalServices, SignUpRequest};
 
 use crate::accounts::{AccountError, Accounts};
+use crate::app_errors::{sharing_error, to_app_error, workspace_error};
 use crate::audit::{AuditActor, Event, Outcome};
 use crate::workspace::{Actor, Credential, Owner, RuntimeError, WorkspaceError, Workspaces};
 
@@ -23,6 +24,16 @@ pub struct Portal {
     pub sharing: Arc<crate::sharing::Sharing>,
     pub audit: crate::audit::Audit,
     pub self_service: Arc<crate::self_service::SelfService>,
+}
+
+/// What anonymous input may name in the audit log: a valid username is the target; anything
+/// else is not (it could pose as "bob/key x" under an admin's filter) and goes, cleaned, into the
+/// detail instead.
+fn typed_name(typed: &str, detail: String) -> (String, String) {
+    match crate::username::Username::parse(typed) {
+        Ok(name) => (name.as_str().to_string(), detail),
+        Err(_) => ("-".to_string(), format!("{detail} (typed name: {:?})", crate::sharing::clean_note(typed)).trim().to_string()),
+    }
 }
 
 impl Portal {
@@ -40,76 +51,7 @@ fn password_login_off() -> AppError {
     AppError::Refused("Password login is turned off here; use single sign-on.".into())
 }
 
-pub(crate) fn workspace_error(error: WorkspaceError) -> AppError {
-    match error {
-        WorkspaceError::Runtime(RuntimeError::Unavailable(why)) => {
-            tracing::warn!(why, "Docker engine unavailable");
-            AppError::Unavailable("The Docker engine is not reachable right now; Berth reconnects by itself when it is back.".into())
-        }
-        e @ WorkspaceError::Runtime(_) => AppError::Unavailable(e.to_string()),
-        WorkspaceError::Forbidden(why) => {
-            tracing::warn!(why, "workspace operation refused to this actor");
-            AppError::Forbidden
-        }
-        e @ WorkspaceError::Lock(_) => AppError::Conflict(e.to_string()),
-        // The detail (engine text, the script's output) went to the log where it arose.
-        WorkspaceError::CredentialNotApplied { credential, .. } => AppError::Unavailable(format!(
-            "Your new {credential} is saved and takes effect when the workspace next starts, but it could not be \
-             applied to the running workspace now."
-        )),
-        e @ WorkspaceError::NotApproved(_) => AppError::Refused(e.to_string()),
-        e @ WorkspaceError::NoGpus { .. } => AppError::Unavailable(e.to_string()),
-        e @ WorkspaceError::StorageFull { .. } => AppError::Unavailable(format!("Sorry: {e}. Your files are untouched.")),
-        e @ (WorkspaceError::Storage { .. } | WorkspaceError::NoFreeSlot(_) | WorkspaceError::Spec(_)) => {
-            tracing::error!(error = %e, "workspace storage or allocation problem");
-            AppError::Unavailable(format!("The server cannot set up the workspace: {e}. An administrator has to look at it."))
-        }
-        WorkspaceError::Database(e) if crate::db::is_storage_full(&e) => {
-            tracing::error!(error = %e, "database storage is full");
-            AppError::Unavailable(crate::db::STORAGE_FULL_MESSAGE.into())
-        }
-        e @ (WorkspaceError::Secrets | WorkspaceError::Database(_) | WorkspaceError::Routes(_)) => {
-            tracing::error!(error = %e, "workspace service error");
-            AppError::Internal
-        }
-    }
-}
 
-/// Maps a domain error to what the browser may see; internal detail goes to the log only.
-pub(crate) fn to_app_error(error: AccountError) -> AppError {
-    match error {
-        AccountError::InvalidUsername(m) => AppError::Invalid(m),
-        AccountError::Password(crate::passwords::PasswordError::Busy) => {
-            tracing::warn!("every password hashing slot is busy; request refused");
-            AppError::Busy(crate::passwords::BUSY_RETRY_SECONDS)
-        }
-        AccountError::Password(crate::passwords::PasswordError::Hashing) => {
-            tracing::error!("password hashing failed");
-            AppError::Internal
-        }
-        e @ (AccountError::Password(_) | AccountError::InvalidEmail) => AppError::Invalid(e.to_string()),
-        e @ (AccountError::UsernameTaken | AccountError::UsernameUnavailable) => AppError::Conflict(e.to_string()),
-        AccountError::NotFound(_) => AppError::Invalid("No such user.".into()),
-        AccountError::BadCredentials => AppError::BadCredentials,
-        AccountError::PendingApproval => AppError::PendingApproval,
-        e @ (AccountError::Rejected | AccountError::Disabled | AccountError::NotAllowed(_)) => {
-            AppError::Refused(e.to_string())
-        }
-        AccountError::TooManyAttempts(s) => AppError::TooManyAttempts(s),
-        AccountError::Database(e) if crate::db::is_storage_full(&e) => {
-            tracing::error!(error = %e, "database storage is full");
-            AppError::Unavailable(crate::db::STORAGE_FULL_MESSAGE.into())
-        }
-        AccountError::Database(e) => {
-            tracing::error!(error = %e, "database error");
-            AppError::Unavailable("The database is not answering; try again shortly.".into())
-        }
-        AccountError::Internal(e) => {
-            tracing::error!(error = %e, "internal error");
-            AppError::Internal
-        }
-    }
-}
 
 #[async_trait::async_trait]
 impl PortalServices for Portal {
@@ -122,7 +64,7 @@ impl PortalServices for Portal {
         if !matches!(result, Err(AccountError::TooManyAttempts(_))) {
             let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Failed };
             let detail = result.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
-            let name = crate::sharing::clean_note(&r.username);
+            let (name, detail) = typed_name(&r.username, detail);
             self.note(Event::new(AuditActor::Anonymous, "signup", &name).client(r.client).outcome(outcome).detail(detail)).await;
         }
         result.map(drop).map_err(to_app_error)
@@ -134,7 +76,7 @@ impl PortalServices for Portal {
         }
         let result = self.accounts.log_in(&r.username, &r.password, r.client).await;
         // Refusals before the password is checked (rate limit, busy) are not login attempts.
-        let name = crate::sharing::clean_note(&r.username);
+        let (name, typed) = typed_name(&r.username, String::new());
         match &result {
             Ok(user) => {
                 self.metrics.login(true, "password");
@@ -143,7 +85,8 @@ impl PortalServices for Portal {
             Err(e @ (AccountError::BadCredentials | AccountError::PendingApproval | AccountError::Rejected | AccountError::Disabled)) => {
                 self.metrics.login(false, "password");
                 let outcome = if matches!(e, AccountError::BadCredentials) { Outcome::Failed } else { Outcome::Refused };
-                self.note(Event::new(AuditActor::Anonymous, "login", &name).client(r.client).outcome(outcome).detail(e.to_string())).await;
+                let detail = if typed.is_empty() { e.to_string() } else { format!("{e} {typed}") };
+                self.note(Event::new(AuditActor::Anonymous, "login", &name).client(r.client).outcome(outcome).detail(detail)).await;
             }
             Err(_) => {}
         }
@@ -335,26 +278,6 @@ impl PortalServices for Portal {
     }
 }
 
-pub(crate) fn sharing_error(error: crate::sharing::SharingError) -> AppError {
-    use crate::sharing::SharingError;
-    match error {
-        e @ (SharingError::Refused(_) | SharingError::Invalid(_)) => AppError::Invalid(e.to_string()),
-        SharingError::Forbidden(why) => {
-            tracing::warn!(why, "sharing operation refused to this actor");
-            AppError::Forbidden
-        }
-        e @ SharingError::NotFound(_) => AppError::Invalid(format!("{e} (it may have just ended)")),
-        SharingError::Workspace(e) => workspace_error(e),
-        SharingError::Database(e) => {
-            tracing::error!(error = %e, "GPU sharing: database error");
-            if crate::db::is_storage_full(&e) {
-                AppError::Unavailable(crate::db::STORAGE_FULL_MESSAGE.into())
-            } else {
-                AppError::Internal
-            }
-        }
-    }
-}
 
 impl Portal {
     /// The account `owner` names, as an owner the actor may act on (checked by the service).

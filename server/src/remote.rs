@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use crate::api::{ErrorBody, Workspace, WorkspaceSummary};
-use crate::cli::WorkspaceCommand;
 
 /// Long enough for a first start that creates the workspace.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -28,7 +27,12 @@ impl Remote {
             eprintln!("warning: {base} is plain http: the token crosses the network readable by anyone on the way");
         }
         let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).redirect(reqwest::redirect::Policy::none()).build()?;
-        Ok(Remote { http, base: base.clone(), token })
+        // Berth under a path (https://host/berth) stays under it when `api/v1/…` is joined on.
+        let mut base = base.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        Ok(Remote { http, base, token })
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&self, method: reqwest::Method, path: &str) -> anyhow::Result<T> {
@@ -73,17 +77,27 @@ fn print(view: &Workspace, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn workspace_command(base: &url::Url, token_file: Option<&Path>, command: WorkspaceCommand) -> anyhow::Result<()> {
+/// The workspace commands a remote Berth answers.
+pub enum RemoteCommand {
+    /// Your own workspace, or (administrators) USER's.
+    Start(Option<String>),
+    Stop(Option<String>),
+    Restart,
+    Status { json: bool },
+    List { json: bool },
+}
+
+pub async fn workspace_command(base: &url::Url, token_file: Option<&Path>, command: RemoteCommand) -> anyhow::Result<()> {
     let remote = Remote::new(base, token_file)?;
     let post = reqwest::Method::POST;
     let (view, json): (Workspace, bool) = match command {
-        WorkspaceCommand::Start { user: None } => (remote.call(post, "workspace/start").await?, false),
-        WorkspaceCommand::Stop { user: None } => (remote.call(post, "workspace/stop").await?, false),
-        WorkspaceCommand::Restart { user: None } => (remote.call(post, "workspace/restart").await?, false),
-        WorkspaceCommand::Status { user: None, json } => (remote.call(reqwest::Method::GET, "workspace").await?, json),
-        WorkspaceCommand::Start { user: Some(u) } => (remote.call(post, &format!("workspaces/{}/start", urlencoding::encode(&u))).await?, false),
-        WorkspaceCommand::Stop { user: Some(u) } => (remote.call(post, &format!("workspaces/{}/stop", urlencoding::encode(&u))).await?, false),
-        WorkspaceCommand::List { json } => {
+        RemoteCommand::Start(None) => (remote.call(post, "workspace/start").await?, false),
+        RemoteCommand::Stop(None) => (remote.call(post, "workspace/stop").await?, false),
+        RemoteCommand::Restart => (remote.call(post, "workspace/restart").await?, false),
+        RemoteCommand::Status { json } => (remote.call(reqwest::Method::GET, "workspace").await?, json),
+        RemoteCommand::Start(Some(u)) => (remote.call(post, &format!("workspaces/{}/start", urlencoding::encode(&u))).await?, false),
+        RemoteCommand::Stop(Some(u)) => (remote.call(post, &format!("workspaces/{}/stop", urlencoding::encode(&u))).await?, false),
+        RemoteCommand::List { json } => {
             let rows: Vec<WorkspaceSummary> = remote.call(reqwest::Method::GET, "workspaces").await?;
             for row in rows {
                 if json {
@@ -94,7 +108,6 @@ pub(crate) async fn workspace_command(base: &url::Url, token_file: Option<&Path>
             }
             return Ok(());
         }
-        _ => anyhow::bail!("with --url: workspace start|stop|restart|status for your own workspace, start|stop USER and list for administrators"),
     };
     print(&view, json)
 }

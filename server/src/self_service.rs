@@ -102,9 +102,9 @@ impl SelfService {
             tracing::error!(error = %e, "account page");
             AppError::Unavailable("The database is not answering; try again shortly.".into())
         };
-        let user = b.accounts.find_by_id(me.id).await.map_err(crate::portal::to_app_error)?.ok_or(AppError::Unauthenticated)?;
-        let has_password = b.accounts.has_password(me.id).await.map_err(crate::portal::to_app_error)?;
-        let issuer = b.accounts.sso_issuer(me.id).await.map_err(crate::portal::to_app_error)?;
+        let user = b.accounts.find_by_id(me.id).await.map_err(crate::app_errors::to_app_error)?.ok_or(AppError::Unauthenticated)?;
+        let has_password = b.accounts.has_password(me.id).await.map_err(crate::app_errors::to_app_error)?;
+        let issuer = b.accounts.sso_issuer(me.id).await.map_err(crate::app_errors::to_app_error)?;
         let sessions = crate::sessions::sessions_of(&b.db, &b.sessions, me.id).await.map_err(db_error)?;
         let keys = b.keys.list(me.id).await.map_err(|e| AppError::Unavailable(e.to_string()))?;
         let ssh_password = b.keys.password_login(me.id).await.map_err(|e| AppError::Unavailable(e.to_string()))?;
@@ -248,7 +248,7 @@ impl SelfService {
                     .change_password(me.id, field(form, "current"), field(form, "new"), session, client)
                     .await
                     .map(|ended| Done::Message(format!("Password changed; {ended} other session(s) ended.")))
-                    .map_err(crate::portal::to_app_error);
+                    .map_err(crate::app_errors::to_app_error);
                 self.record(me, client, "password.change", &me_name, &result).await;
                 result
             }
@@ -350,7 +350,7 @@ impl SelfService {
             return Err(AppError::Forbidden);
         }
         let b = &self.backend;
-        let users = b.accounts.list().await.map_err(crate::portal::to_app_error)?;
+        let users = b.accounts.list().await.map_err(crate::app_errors::to_app_error)?;
         let tokens = b.tokens.list(None).await.map_err(|_| AppError::Unavailable("The database is not answering.".into()))?;
         let now = crate::db::now();
         let mut rows = String::new();
@@ -410,7 +410,7 @@ impl SelfService {
         let result = match op {
             "reset-password" => {
                 let typed = Some(field(form, "password")).filter(|p| !p.is_empty());
-                b.accounts.reset_password(user.id, typed).await.map_err(crate::portal::to_app_error).map(|generated| match generated {
+                b.accounts.reset_password(user.id, typed).await.map_err(crate::app_errors::to_app_error).map(|generated| match generated {
                     Some(password) => Done::ShowOnce {
                         title: format!("New password for {username}"),
                         note: format!("{username}'s sessions have ended. Give them this password by a safe way; they can change it on their account page."),
@@ -426,7 +426,7 @@ impl SelfService {
                     .apply(Some(admin), user.id, action)
                     .await
                     .map(|u| Done::Message(format!("{} is {}an administrator.", u.username, if u.is_admin { "" } else { "no longer " })))
-                    .map_err(crate::portal::to_app_error)
+                    .map_err(crate::app_errors::to_app_error)
             }
             "delete" => {
                 if field(form, "confirm").trim() != username {
@@ -436,7 +436,7 @@ impl SelfService {
                     match b.delete_user(Some(admin), &username, purge).await {
                         Ok(()) => Ok(Done::Message(format!("{username} is deleted; {}.", if purge { "their files are purged" } else { "their files are kept" }))),
                         Err(e) => match e.downcast::<crate::accounts::AccountError>() {
-                            Ok(e) => Err(crate::portal::to_app_error(e)),
+                            Ok(e) => Err(crate::app_errors::to_app_error(e)),
                             Err(e) => {
                                 tracing::error!(error = %e, "deleting an account");
                                 Err(AppError::Unavailable(format!("The account could not be deleted completely: {e}")))
@@ -475,7 +475,7 @@ impl SelfService {
                     .set_overrides(&Actor::from(admin), &Owner::from(&user), &overrides)
                     .await
                     .map(|()| Done::Message(format!("{username}'s limits are stored; they apply at the workspace's next start from stopped.")))
-                    .map_err(crate::portal::workspace_error)
+                    .map_err(crate::app_errors::workspace_error)
             }
             _ => Err(AppError::Invalid("Unknown form.".into())),
         };

@@ -37,6 +37,13 @@ pub async fn serve(config: Arc<Config>, backend: Backend) -> anyhow::Result<()> 
             }
         }
     });
+    // Every key file from the database: a write that failed before is set right.
+    let keys = backend.keys.clone();
+    tokio::spawn(async move {
+        if let Err(e) = keys.write_all().await {
+            tracing::warn!(error = %e, "could not write the workspaces' SSH key files");
+        }
+    });
     tokio::spawn(backend.workspaces.clone().watch_events());
     tokio::spawn(crate::monitor::run_sampler(backend.monitor.clone(), backend.workspaces.clone()));
     backend.sharing.restart_in_background();
@@ -122,21 +129,3 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// What a reconciliation adopted, restarted or could not start, in the audit log (Berth
-/// itself acted; nothing is written when it found everything in order).
-pub async fn audit_reconcile(audit: &crate::audit::Audit, report: &crate::workspace::ReconcileReport) {
-    use crate::audit::{AuditActor, Event, Outcome};
-    for name in &report.adopted {
-        audit.record(Event::new(AuditActor::System, "reconcile.adopt", name)).await;
-    }
-    for name in &report.restarted {
-        audit.record(Event::new(AuditActor::System, "reconcile.restart", name)).await;
-    }
-    for failed in &report.failed {
-        let (name, why) = failed.split_once(':').unwrap_or((failed, ""));
-        audit.record(Event::new(AuditActor::System, "reconcile.restart", name.trim()).outcome(Outcome::Failed).detail(why.trim())).await;
-    }
-    for route in &report.stale_routes {
-        audit.record(Event::new(AuditActor::System, "reconcile.remove-route", route)).await;
-    }
-}

@@ -170,17 +170,17 @@ impl SessionStore for SqlSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         self.cache.forget(&record.id.to_string());
         let data = serde_json::to_string(&record.data).map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, data = excluded.data, expires_at = excluded.expires_at",
-        )
-        .bind(stored_id(&record.id.to_string()))
-        .bind(user_of(record))
-        .bind(data)
-        .bind(self.cache.idle_deadline(record.expiry_date.unix_timestamp()))
-        .execute(&self.db.pool)
-        .await
-        .map_err(backend)?;
+        // An update only (new sessions come through `create`): a session ended meanwhile (a
+        // password change, "log out everywhere else", a disabled account) stays ended, even
+        // when a request of it still in flight writes to it afterwards.
+        sqlx::query("UPDATE sessions SET user_id = $2, data = $3, expires_at = $4 WHERE id = $1")
+            .bind(stored_id(&record.id.to_string()))
+            .bind(user_of(record))
+            .bind(data)
+            .bind(self.cache.idle_deadline(record.expiry_date.unix_timestamp()))
+            .execute(&self.db.pool)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 

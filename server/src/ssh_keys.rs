@@ -114,11 +114,29 @@ fn rsa_bits(bytes: &[u8]) -> u32 {
 pub struct SshKeys {
     db: Db,
     storage_root: PathBuf,
+    /// Held from reading the keys to renaming the file: two changes at once (the portal and the
+    /// API) cannot leave an older list on disk after a newer one. Writes are rare; one lock.
+    writing: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SshKeys {
     pub fn new(db: Db, storage_root: PathBuf) -> SshKeys {
-        SshKeys { db, storage_root }
+        SshKeys { db, storage_root, writing: Default::default() }
+    }
+
+    /// Writes every account's key file from the database (`serve` does at start): a write
+    /// that failed before, or a file changed by hand, is set right.
+    pub async fn write_all(&self) -> Result<usize, KeyError> {
+        let users: Vec<(i64, String)> = sqlx::query("SELECT id, username FROM users")
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("username")?)))
+            .collect::<Result<_, _>>()?;
+        for (id, name) in &users {
+            self.write(*id, name).await?;
+        }
+        Ok(users.len())
     }
 
     pub async fn list(&self, user_id: i64) -> Result<Vec<KeyInfo>, KeyError> {
@@ -200,6 +218,7 @@ impl SshKeys {
 
     /// Writes `username`'s key file and password flag from the database, atomically.
     pub async fn write(&self, user_id: i64, username: &str) -> Result<(), KeyError> {
+        let _one_writer = self.writing.lock().await;
         let keys: Vec<String> = sqlx::query("SELECT public_key FROM ssh_keys WHERE user_id = $1 ORDER BY id")
             .bind(user_id)
             .fetch_all(&self.db.pool)
@@ -212,14 +231,6 @@ impl SshKeys {
         tokio::task::spawn_blocking(move || write_files(&dir, &keys, password))
             .await
             .map_err(|e| KeyError::File { path: "?".into(), source: std::io::Error::other(e) })?
-    }
-
-    /// The directory and files of a deleted account.
-    pub fn remove_files(&self, username: &str) -> std::io::Result<()> {
-        match std::fs::remove_dir_all(crate::workspace::spec::keys_dir(&self.storage_root, username)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
     }
 }
 
@@ -238,9 +249,10 @@ fn write_files(dir: &Path, keys: &[String], password: bool) -> Result<(), KeyErr
     }
     // A fresh file (never following a link someone left there), then renamed over the old one:
     // sshd reads the old list or the new, never half of one.
-    let tmp = dir.join(format!(".{AUTHORIZED_KEYS}.{}.new", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
+    let tmp = dir.join(format!(".{AUTHORIZED_KEYS}.{}.new", hex::encode(rand::random::<[u8; 8]>())));
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp).map_err(|e| fail(&tmp, e))?;
+    // Readable by sshd's key command (it runs as nobody) whatever the process's umask.
+    file.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| fail(&tmp, e))?;
     file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| fail(&tmp, e))?;
     std::fs::rename(&tmp, dir.join(AUTHORIZED_KEYS)).map_err(|e| fail(dir, e))?;
     let flag = dir.join(PASSWORD_OFF);
@@ -250,7 +262,8 @@ fn write_files(dir: &Path, keys: &[String], password: bool) -> Result<(), KeyErr
             _ => {}
         }
     } else if std::fs::symlink_metadata(&flag).is_err() {
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&flag).map_err(|e| fail(&flag, e))?;
+        let made = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&flag).map_err(|e| fail(&flag, e))?;
+        made.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| fail(&flag, e))?;
     }
     Ok(())
 }

@@ -170,6 +170,16 @@ async fn tokens_open_the_api_by_scope_and_the_remote_command_line_runs_a_workspa
     let holding = board["gpus"][1]["holding_id"].as_i64().unwrap();
     let (status, _) = api(&server, reqwest::Method::POST, &format!("/gpus/release/{holding}"), Some(&write)).await;
     assert_eq!(status, 403, "workspace:write does not include gpu");
+    // An administrator's token without the admin scope has no admin rights over others' GPUs.
+    let boss_name = username("boss");
+    server.cli_ok(&["user", "add", &boss_name, "--admin", "--password-stdin"], "boss-password-long\n");
+    let boss = Browser::new(&server);
+    assert_eq!(boss.log_in(&boss_name, "boss-password-long").await.status(), 200);
+    let boss_gpu = new_token(&boss, "boss-gpus", &["gpu"]).await;
+    let (status, said) = api(&server, reqwest::Method::POST, &format!("/gpus/release/{holding}"), Some(&boss_gpu)).await;
+    assert!(status == 403 || status == 422, "{status}: {said}");
+    let (_, board) = api(&server, reqwest::Method::GET, "/gpus", Some(&gpu)).await;
+    assert_eq!(board["gpus"][1]["holder"], alice_name.as_str(), "still alice's: {board}");
     let (status, said) = api(&server, reqwest::Method::POST, &format!("/gpus/release/{holding}"), Some(&gpu)).await;
     assert_eq!(status, 200, "{said}");
     let (_, board) = api(&server, reqwest::Method::GET, "/gpus", Some(&gpu)).await;

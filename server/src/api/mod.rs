@@ -76,7 +76,7 @@ impl From<AppError> for ApiError {
 
 impl From<crate::workspace::WorkspaceError> for ApiError {
     fn from(e: crate::workspace::WorkspaceError) -> ApiError {
-        crate::portal::workspace_error(e).into()
+        crate::app_errors::workspace_error(e).into()
     }
 }
 
@@ -84,7 +84,7 @@ impl From<crate::accounts::AccountError> for ApiError {
     fn from(e: crate::accounts::AccountError) -> ApiError {
         match e {
             crate::accounts::AccountError::NotFound(_) => ApiError::not_found("user"),
-            e => crate::portal::to_app_error(e).into(),
+            e => crate::app_errors::to_app_error(e).into(),
         }
     }
 }
@@ -152,12 +152,18 @@ impl Caller {
         &self.token.user
     }
 
-    fn actor(&self) -> AuditActor {
+    /// Whom the services see acting: an administrator only through a token with the `admin`
+    /// scope (a `gpu` token of an admin must not revoke other people's GPUs).
+    fn actor(&self) -> Actor {
+        Actor::User { id: self.token.user.id, admin: self.token.user.is_admin && self.token.scopes.contains(&Scope::Admin) }
+    }
+
+    fn audit_actor(&self) -> AuditActor {
         AuditActor::Token { owner: self.token.user.username.clone(), name: self.token.token_name.clone() }
     }
 
     fn event<'a>(&self, action: &'a str, target: &'a str) -> Event<'a> {
-        Event::new(self.actor(), action, target).client(self.client)
+        Event::new(self.audit_actor(), action, target).client(self.client)
     }
 }
 
@@ -444,12 +450,11 @@ async fn me(caller: Caller) -> Json<Me> {
     responses((status = 200, body = Workspace), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn my_workspace(State(backend): State<Backend>, caller: Caller) -> ApiResult<Json<Workspace>> {
     caller.require(Scope::WorkspaceRead)?;
-    let user = caller.user();
-    Ok(Json(backend.workspaces.view(&Actor::from(user), &Owner::from(user)).await?.into()))
+    Ok(Json(backend.workspaces.view(&caller.actor(), &Owner::from(caller.user())).await?.into()))
 }
 
 async fn act(backend: &Backend, caller: &Caller, owner: Owner, action: app::model::WorkspaceAction) -> ApiResult<Json<Workspace>> {
-    let actor = Actor::from(caller.user());
+    let actor = caller.actor();
     let name = format!("workspace.{}", action.as_str());
     let result = backend.workspaces.apply(&actor, &owner, action).await;
     let outcome = match &result {
@@ -571,7 +576,7 @@ async fn enable_user(State(backend): State<Backend>, caller: Caller, Path(userna
     responses((status = 200, body = Vec<WorkspaceSummary>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_workspaces(State(backend): State<Backend>, caller: Caller) -> ApiResult<Json<Vec<WorkspaceSummary>>> {
     caller.require_admin()?;
-    let overview = backend.workspaces.overview(&Actor::from(caller.user())).await?;
+    let overview = backend.workspaces.overview(&caller.actor()).await?;
     Ok(Json(
         overview
             .rows
@@ -608,7 +613,7 @@ async fn stop_user_workspace(State(backend): State<Backend>, caller: Caller, Pat
     responses((status = 200, body = GpuBoard), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn gpu_board(State(backend): State<Backend>, caller: Caller) -> ApiResult<Json<GpuBoard>> {
     caller.require(Scope::Gpu)?;
-    let board = backend.sharing.board(&Owner::from(caller.user())).await.map_err(crate::portal::sharing_error)?;
+    let board = backend.sharing.board(&Owner::from(caller.user())).await.map_err(crate::app_errors::sharing_error)?;
     Ok(Json(GpuBoard {
         mode: board.mode,
         note: board.note,
@@ -645,8 +650,7 @@ async fn request_gpus(State(backend): State<Backend>, caller: Caller, Json(ask):
         note: ask.note,
         confirm: ask.restart,
     };
-    let user = caller.user();
-    let message = backend.sharing.command(&Actor::from(user), &Owner::from(user), command).await.map_err(crate::portal::sharing_error)?;
+    let message = backend.sharing.command(&caller.actor(), &Owner::from(caller.user()), command).await.map_err(crate::app_errors::sharing_error)?;
     Ok(Json(Said { message }))
 }
 
@@ -655,8 +659,7 @@ async fn request_gpus(State(backend): State<Backend>, caller: Caller, Json(ask):
     responses((status = 200, body = Said), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn release_gpu(State(backend): State<Backend>, caller: Caller, Path(holding): Path<i64>) -> ApiResult<Json<Said>> {
     caller.require(Scope::Gpu)?;
-    let user = caller.user();
     let command = app::model::SharingCommand::Release { holding };
-    let message = backend.sharing.command(&Actor::from(user), &Owner::from(user), command).await.map_err(crate::portal::sharing_error)?;
+    let message = backend.sharing.command(&caller.actor(), &Owner::from(caller.user()), command).await.map_err(crate::app_errors::sharing_error)?;
     Ok(Json(Said { message }))
 }

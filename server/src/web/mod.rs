@@ -35,8 +35,7 @@ use crate::workspace::Workspaces;
 use middleware::{identify, one_session_cookie, refuse_cross_site};
 use oidc::{oidc_callback, oidc_login, oidc_username};
 
-/// Prometheus's address on the portal (see `metrics`).
-pub const METRICS_PATH: &str = "/metrics";
+pub use crate::metrics::METRICS_PATH;
 
 /// The portal's session cookie on http; host-only.
 pub const SESSION_COOKIE: &str = "berth_session";
