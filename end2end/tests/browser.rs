@@ -762,6 +762,24 @@ async fn request_a_gpu_see_it_granted_on_the_board_and_release_it() {
     drop(portal);
 }
 
+/// The account page's outcome message once it starts with `prefix`: a form posts back to the
+/// same page, so the previous page's message may still be there for a moment (or go stale).
+async fn outcome_until(b: &Browser, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(element) = b.client.find(fantoccini::Locator::Css("#form-outcome")).await {
+            if let Ok(text) = element.text().await {
+                if text.starts_with(prefix) {
+                    return text;
+                }
+                assert!(Instant::now() < deadline, "the page says {text:?}, not {prefix:?}…");
+            }
+        }
+        assert!(Instant::now() < deadline, "no outcome {prefix:?} on the page");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `ssh -i key` into `user`'s workspace on `port`, keys only (no password is tried).
 fn ssh_with_key(key: &std::path::Path, port: u16, user: &str) -> std::process::Output {
     std::process::Command::new("ssh")
@@ -809,7 +827,7 @@ async fn change_the_password_and_open_the_running_workspace_with_an_ssh_key() {
     b.fill("#password-form input[name=new]", new).await;
     b.wait_css("#password-form button[type=submit]").await.click().await.unwrap();
     b.wait_path("/account").await;
-    assert_eq!(b.wait_css("#form-outcome").await.text().await.unwrap(), "Password changed; 1 other session(s) ended.");
+    assert_eq!(outcome_until(&b, "Password changed").await, "Password changed; 1 other session(s) ended.");
     other.open(&format!("{}/dashboard", portal.base)).await;
     other.wait_path("/login").await;
     other.log_in(&portal.base, &user, old).await;
@@ -842,8 +860,7 @@ async fn change_the_password_and_open_the_running_workspace_with_an_ssh_key() {
     b.fill("#add-key-form textarea[name=key]", public.trim()).await;
     b.wait_css("#add-key-form button[type=submit]").await.click().await.unwrap();
     b.wait_path("/account").await;
-    let said = b.wait_css("#form-outcome").await.text().await.unwrap();
-    assert!(said.starts_with("Key laptop added (SHA256:"), "{said}");
+    outcome_until(&b, "Key laptop added (SHA256:").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = ssh_with_key(&key, port, &user);
@@ -875,17 +892,38 @@ async fn change_the_password_and_open_the_running_workspace_with_an_ssh_key() {
     assert!(with_password().status.success(), "the password opens SSH while it is allowed");
     b.wait_css("#ssh-keys form button:not(.danger):not(.primary)").await.click().await.unwrap();
     b.wait_path("/account").await;
-    assert_eq!(b.wait_css("#form-outcome").await.text().await.unwrap(), "SSH password login is off: only your keys open SSH.");
+    assert_eq!(outcome_until(&b, "SSH password login is off").await, "SSH password login is off: only your keys open SSH.");
     assert_eq!(with_password().status.code(), Some(5), "sshpass: the password was refused");
     assert!(ssh_with_key(&key, port, &user).status.success(), "the key still opens SSH");
 
     // Removed: refused at once.
     b.wait_css("#ssh-keys tr[data-key] button.danger").await.click().await.unwrap();
     b.wait_path("/account").await;
-    assert_eq!(b.wait_css("#form-outcome").await.text().await.unwrap(), "Key laptop deleted.");
+    assert_eq!(outcome_until(&b, "Key laptop deleted").await, "Key laptop deleted.");
     let out = ssh_with_key(&key, port, &user);
     assert_ne!(out.status.code(), Some(0), "a removed key must not open SSH");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&out.stderr));
     b.client.close().await.unwrap();
     std::fs::remove_dir_all(&keys).unwrap();
+
+    // An administrator reads who did it in the audit log, filtered to the keys.
+    let boss = testkit::username("boss");
+    portal.cli(&["user", "add", &boss, "--admin", "--password-stdin"], "boss-password-long\n");
+    let a = Browser::start("account-admin").await;
+    a.log_in(&portal.base, &boss, "boss-password-long").await;
+    a.wait_path("/admin").await;
+    a.wait_css("#audit-link").await.click().await.unwrap();
+    a.wait_path("/admin/audit").await;
+    a.fill("#audit-filter input[name=user]", &user).await;
+    a.fill("#audit-filter input[name=action]", "key").await;
+    a.wait_css("#audit-filter button[type=submit]").await.click().await.unwrap();
+    a.wait_css("#audit tr[data-action='key.remove']").await;
+    let rows = a.wait_css("#audit tbody").await.text().await.unwrap();
+    assert_eq!(rows.lines().filter(|l| l.contains("key.")).count(), 2, "the key added and removed, nothing else: {rows}");
+    assert!(rows.contains(&format!("{user}/key laptop")), "{rows}");
+    a.screenshot("audit").await;
+    a.open(&format!("{}/admin/accounts", portal.base)).await;
+    a.wait_css(&format!("#accounts tr[data-user='{user}']")).await;
+    a.screenshot("accounts").await;
+    a.client.close().await.unwrap();
 }

@@ -373,7 +373,7 @@ impl SelfService {
         }
         let mut html = outcome_html(outcome);
         html += &format!(
-            r#"<section class="card" id="accounts"><h2>Accounts</h2><p class="muted">Limits apply at the workspace's next start from stopped; empty fields return to the defaults. Deleting removes the workspace and keeps the files unless "purge" is ticked.</p><table class="table"><thead><tr><th>User</th><th>Status</th><th>Password</th><th>Admin</th><th>Limits</th><th>Delete</th></tr></thead><tbody>{rows}</tbody></table></section>"#
+            r#"<section class="card" id="accounts"><p class="muted">Limits apply at the workspace's next start from stopped; empty fields return to the defaults. Deleting removes the workspace and keeps the files unless "purge" is ticked.</p><table class="table"><thead><tr><th>User</th><th>Status</th><th>Password</th><th>Admin</th><th>Limits</th><th>Delete</th></tr></thead><tbody>{rows}</tbody></table></section>"#
         );
         let mut rows = String::new();
         for t in &tokens {
@@ -539,7 +539,7 @@ impl SelfService {
             _ => String::new(),
         };
         Ok(format!(
-            r#"<section class="card" id="audit"><h2>Audit log</h2><form method="get" action="/admin/audit" class="inline" id="audit-filter">
+            r#"<section class="card" id="audit"><form method="get" action="/admin/audit" class="inline" id="audit-filter">
 <input type="text" name="user" placeholder="user" value="{u}"><input type="text" name="action" placeholder="action, e.g. login or workspace" value="{a}">
 <label class="inline">from <input type="date" name="since" value="{s}"></label><label class="inline">to <input type="date" name="until" value="{t}"></label><button type="submit">Filter</button></form>
 <table class="table"><thead><tr><th>When</th><th>Who</th><th>From</th><th>Action</th><th>Target</th><th>Outcome</th><th>Detail</th></tr></thead><tbody>{rows}</tbody></table>{older}</section>"#,
