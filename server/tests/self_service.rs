@@ -206,8 +206,12 @@ async fn tokens_open_the_api_by_scope_and_the_remote_command_line_runs_a_workspa
     let (status, body) = api(&server, reqwest::Method::GET, "/me", Some(&read)).await;
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")));
 
+    // Reconciliation (what `serve` runs at start) records the workspaces it adopts.
+    server.cli_ok(&["workspace", "reconcile"], "");
+
     // Who started the workspace, and through what.
     let entries = audit(&server, &["--user", &alice_name]);
+    assert!(has(&entries, "reconcile.adopt", &alice_name, "system", "ok"), "{entries:?}");
     assert!(has(&entries, "workspace.start", &alice_name, "token", "ok"), "{entries:?}");
     assert!(entries.iter().any(|e| e["action"] == "workspace.stop" && e["actor"] == format!("{alice_name} (token writer)")), "{entries:?}");
     assert!(has(&entries, "token.create", &format!("{alice_name}/token sneaky"), "user", "refused") || has(&entries, "token.create", &format!("{alice_name}/token sneaky"), "user", "failed"), "{entries:?}");
