@@ -186,7 +186,15 @@ impl PortalServices for Portal {
             "vnc" => Credential::VncPassword,
             _ => return Err(AppError::Invalid("unknown credential".into())),
         };
-        self.workspaces.regenerate_credential(&Actor::from(user), &Owner::from(user), which).await.map(|_| ()).map_err(workspace_error)
+        let result = self.workspaces.regenerate_credential(&Actor::from(user), &Owner::from(user), which).await;
+        let action = match which {
+            Credential::SshPassword => "credential.ssh-password",
+            Credential::VncPassword => "credential.vnc-password",
+        };
+        let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Failed };
+        let detail = result.as_ref().err().map(|e| e.to_string()).unwrap_or_else(|| "regenerated".into());
+        self.note(Event::new(AuditActor::of(user), action, &user.username).outcome(outcome).detail(detail)).await;
+        result.map(|_| ()).map_err(workspace_error)
     }
 
     async fn workspaces_overview(&self, admin: &CurrentUser) -> Result<WorkspacesOverview, AppError> {

@@ -320,6 +320,7 @@ async fn every_action_is_audited(backend: DbBackend) {
     assert!(account.contains("SHA256:baVALgNCMrD5NAucvzGsxVmS7sHLZazAMDq+wbnOxds"), "{account}");
     let key_id = account.split("data-key=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     assert!(form(&alice, false, &[("op", "delete-key"), ("id", &key_id)]).await.status().is_redirection());
+    alice.call("workspace-regenerate", &[("which", "ssh")]).await;
     let token = new_token(&alice, "script", &["workspace:write"]).await;
     let (status, _) = api(&server, reqwest::Method::POST, "/workspace/stop", Some(&token)).await;
     assert_eq!(status, 200, "stopping a workspace that never ran is fine");
@@ -373,6 +374,7 @@ async fn every_action_is_audited(backend: DbBackend) {
         let found = entries.iter().filter(|e| e["action"] == action && e["target"] == target && e["actor_kind"] == kind && e["outcome"] == outcome).count();
         assert!(found >= 1, "no {action} of {target} by {kind} ({outcome}) in {entries:#?}");
     }
+    assert!(entries.iter().any(|e| e["action"] == "credential.ssh-password" && e["target"] == alice_name.as_str() && e["actor_kind"] == "user"), "{entries:?}");
     // Once each: one login, one sign-up.
     assert_eq!(entries.iter().filter(|e| e["action"] == "signup").count(), 1);
     // The client address is kept where there is one.
