@@ -643,8 +643,7 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
         }
         WorkspaceCommand::Limits { user, memory_gib, memory_reservation_gib, swap_gib, shm_gib, cpus, gpus } => {
             if let Some(g) = &gpus {
-                let ok = g == "auto" || g == "all" || g == "none" || g.split(',').all(|d| !d.trim().is_empty() && d.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-                anyhow::ensure!(ok, "--gpus must be auto, all, none or a comma-separated list of GPU ids");
+                anyhow::ensure!(crate::config::is_gpu_setting(g), "--gpus must be auto, all, none or a comma-separated list of GPU ids");
             }
             let overrides = crate::workspace::spec::ResourceOverrides {
                 memory_reservation_gib,

@@ -705,7 +705,7 @@ impl Config {
             Ok(_) => {}
         }
         let gpus = self.workspace.gpus.as_str();
-        if !(gpus == "auto" || gpus == "all" || gpus == "none" || gpus.split(',').all(|g| !g.trim().is_empty() && g.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))) {
+        if !is_gpu_setting(gpus) {
             return Err(invalid("workspace.gpus", "must be auto, all, none or a comma-separated list of GPU ids"));
         }
         if self.gpu.mode == GpuMode::Leased && self.workspace.isolation == Isolation::Privileged {
@@ -946,6 +946,12 @@ fn is_dns_label(label: &str) -> bool {
 fn parse_secret_key(text: &str) -> Result<[u8; 32], String> {
     let bytes = hex::decode(text).map_err(|_| "must be 64 hex digits".to_string())?;
     bytes.try_into().map_err(|_| "must be 64 hex digits (32 bytes)".to_string())
+}
+
+/// A GPU setting as Berth takes it: `auto`, `all`, `none`, or a comma-separated list of GPU
+/// indexes or UUIDs (config, the command line and the admin page check the same way).
+pub fn is_gpu_setting(text: &str) -> bool {
+    text == "auto" || text == "all" || text == "none" || text.split(',').all(|d| !d.trim().is_empty() && d.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }
 
 #[cfg(test)]

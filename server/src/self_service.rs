@@ -458,9 +458,8 @@ impl SelfService {
                 };
                 let gpus = Some(field(form, "gpus").trim().to_string()).filter(|g| !g.is_empty());
                 if let Some(g) = &gpus {
-                    let ok = g == "all" || g == "none" || g.split(',').all(|d| !d.trim().is_empty() && d.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-                    if !ok {
-                        return Err(AppError::Invalid("GPUs: all, none or a list like 0,1".into()));
+                    if !crate::config::is_gpu_setting(g) {
+                        return Err(AppError::Invalid("GPUs: auto, all, none or a list like 0,1".into()));
                     }
                 }
                 let overrides = crate::workspace::spec::ResourceOverrides {
