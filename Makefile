@@ -22,6 +22,8 @@ run: deps build
 test: deps-test docker-engine build test-image image
 	@# Again just before the suites: a daemon can go away during the long build.
 	scripts/ensure-docker.sh
+	@# A run killed before its clean-up leaves labelled containers on the ports this one uses.
+	scripts/sweep-test-leftovers.sh
 	scripts/check-compose.sh
 	@# Both suites run even when the first fails, so one run shows every failure.
 	pg_url=$$(scripts/ensure-postgres.sh) || exit 1; status=0; \
