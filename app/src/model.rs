@@ -226,8 +226,10 @@ pub struct WorkspaceView {
     pub username: String,
     pub state: WorkspaceState,
     pub ports: Option<PortsView>,
-    /// Host name users SSH to.
+    /// Host name users SSH to (the node's address when a cluster runs the workspace).
     pub ssh_host: String,
+    /// The machine of a cluster the workspace runs on.
+    pub node: Option<String>,
     /// Seconds since the container started, while running.
     pub uptime_seconds: Option<i64>,
     pub limits: LimitsView,
@@ -282,6 +284,8 @@ pub struct WorkspaceRow {
     pub drift: bool,
     /// Labeled as Berth's but no user or record matches.
     pub orphan: bool,
+    /// The machine of a cluster it runs on.
+    pub node: Option<String>,
 }
 
 /// The admin's view of the machine.
@@ -294,6 +298,8 @@ pub struct WorkspacesOverview {
     pub isolation: Option<IsolationView>,
     /// The host's size and what all workspaces use together.
     pub host: HostTotals,
+    /// On a cluster, one line per node: its workspaces, homes, reserved memory and GPUs.
+    pub nodes: Vec<String>,
 }
 
 /// The host as a whole, for the admin's totals.

@@ -18,7 +18,7 @@ pub fn workspace_error(error: WorkspaceError) -> AppError {
             tracing::warn!(why, "workspace operation refused to this actor");
             AppError::Forbidden
         }
-        e @ WorkspaceError::Lock(_) => AppError::Conflict(e.to_string()),
+        e @ (WorkspaceError::Lock(_) | WorkspaceError::MustBeStopped { .. }) => AppError::Conflict(e.to_string()),
         // The detail (engine text, the script's output) went to the log where it arose.
         WorkspaceError::CredentialNotApplied { credential, .. } => AppError::Unavailable(format!(
             "Your new {credential} is saved and takes effect when the workspace next starts, but it could not be \

@@ -9,7 +9,7 @@ use crate::accounts::{AccountSettings, Accounts};
 use crate::audit::Audit;
 use crate::ssh_keys::SshKeys;
 use crate::tokens::ApiTokens;
-use crate::config::{Config, GpuMode};
+use crate::config::{Config, GpuMode, RuntimeKind};
 use crate::db::Db;
 use crate::hosts::HostRules;
 use crate::metrics::Metrics;
@@ -23,7 +23,7 @@ use crate::sharing::{LeaseBook, Sharing, SharingSettings};
 use crate::sso::Sso;
 use crate::workspace::service::LinkSettings;
 use crate::workspace::spec::WorkspaceSettings;
-use crate::workspace::{Actor, DockerRuntime, DockerSettings, Engine, Owner, Workspaces};
+use crate::workspace::{Actor, DockerRuntime, DockerSettings, Engine, Owner, SwarmRuntime, SwarmSettings, WorkspaceRuntime, Workspaces};
 
 /// The domain services one Berth process runs, shared by the HTTP layer and the CLI.
 #[derive(Clone)]
@@ -66,15 +66,16 @@ impl Backend {
         );
         let engine = Arc::new(Engine::new(config.docker_host.clone(), config.docker_tls_dir.clone()));
         let settings = WorkspaceSettings::from_config(config);
-        let runtime = Arc::new(DockerRuntime::new(
-            engine,
-            DockerSettings {
-                min_free_mib: config.workspace.min_free_mib,
-                extra_label: settings.extra_label(),
-                attach_containers: config.workspace.attach_containers.clone(),
-                probe_image: Some(config.workspace_image.clone()),
-            },
-        ));
+        let docker = DockerSettings {
+            min_free_mib: config.workspace.min_free_mib,
+            extra_label: settings.extra_label(),
+            attach_containers: config.workspace.attach_containers.clone(),
+            probe_image: Some(config.workspace_image.clone()),
+        };
+        let runtime: Arc<dyn WorkspaceRuntime> = match config.runtime {
+            RuntimeKind::Docker => Arc::new(DockerRuntime::new(engine, docker)),
+            RuntimeKind::Swarm => Arc::new(SwarmRuntime::new(engine, SwarmSettings { docker, shared_storage: config.swarm.shared_storage })),
+        };
         let public_url = config.public_url();
         let ssh_host = config.ssh_host.clone().unwrap_or_else(|| public_url.host_str().unwrap_or("localhost").to_string());
         let guacamole = match (&config.guacamole.public_url, &config.guacamole.secret_key) {
@@ -162,6 +163,7 @@ impl Backend {
         self.sharing.forget_user(&owner).await?;
         self.workspaces.disable_user(&Actor::System, &owner).await?;
         self.workspaces.remove(&Actor::System, &owner).await?;
+        self.workspaces.forget_home(&Actor::System, &owner).await?;
         self.accounts.delete(actor, user.id).await?;
         let root = self.workspaces.settings().storage_root.clone();
         let name = user.username.clone();

@@ -45,6 +45,9 @@ enum Command {
     /// Manage workspaces (the same service the portal uses).
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// The machines of a cluster runtime (`runtime = "swarm"`).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Share the GPUs: claims, leases and the queue.
     #[command(subcommand)]
     Gpu(GpuCommand),
@@ -114,6 +117,15 @@ enum GpuCommand {
 }
 
 #[derive(Subcommand)]
+enum NodeCommand {
+    /// Every node: its state, size, GPUs, and the homes it holds.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum IdleCommand {
     /// Each workspace: the signal that last kept it alive, and when it is stopped.
     Status {
@@ -137,6 +149,9 @@ enum WorkspaceCommand {
     Restart { user: Option<String> },
     /// Remove and recreate the container; the home directory is kept.
     Reset { user: String },
+    /// Run USER's stopped workspace on NODE from its next start (a cluster runtime; the
+    /// storage not shared). Copies nothing: prints what to copy from where.
+    Move { user: String, node: String },
     /// State and published ports of USER's workspace.
     Status {
         user: Option<String>,
@@ -318,6 +333,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Workspace(command) => {
             let backend = open_backend(&config).await?;
             let done = workspace_command(&backend, command).await;
+            close(backend.db).await;
+            done
+        }
+        Command::Node(NodeCommand::List { json }) => {
+            let backend = open_backend(&config).await?;
+            let done = node_list(&backend, json).await;
             close(backend.db).await;
             done
         }
@@ -665,6 +686,13 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
             }
             Ok(())
         }
+        WorkspaceCommand::Move { user, node } => {
+            let owner = owner(Some(user)).await?;
+            let result = workspaces.move_to_node(system, &owner, &node).await.map_err(anyhow::Error::from);
+            let message = audited(backend, "workspace.move", &owner.username, result).await?;
+            println!("{message}");
+            Ok(())
+        }
         WorkspaceCommand::Reconcile => {
             let report = workspaces.reconcile(system).await?;
             crate::audit::record_reconcile(&backend.audit, &report).await;
@@ -672,6 +700,29 @@ async fn workspace_command(backend: &Backend, command: WorkspaceCommand) -> anyh
             Ok(())
         }
     }
+}
+
+async fn node_list(backend: &Backend, json: bool) -> anyhow::Result<()> {
+    let nodes = backend.workspaces.nodes(&Actor::System).await?;
+    anyhow::ensure!(!nodes.is_empty(), "this Berth runs workspaces on one machine (runtime = \"docker\"): there are no nodes to list");
+    for node in &nodes {
+        if json {
+            println!("{}", serde_json::to_string(node)?);
+        } else {
+            println!(
+                "{:<24} {:<16} {:<6} {:<8} {:>3} cpus {:>5} GiB {:>2} GPUs  homes: {}",
+                node.hostname,
+                node.address,
+                if node.ready { "ready" } else { "down" },
+                if node.active { "active" } else { "drained" },
+                node.cpus,
+                node.memory_bytes >> 30,
+                node.gpus,
+                if node.homes.is_empty() { "-".to_string() } else { node.homes.join(", ") }
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn audit_command(db: &Db, since: Option<String>, user: Option<String>, action: Option<String>, limit: u32, json: bool) -> anyhow::Result<()> {

@@ -75,6 +75,10 @@ pub struct Config {
     /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_proxy_headers: bool,
     pub log_format: LogFormat,
+    /// What runs the workspaces: `docker` (this engine) or `swarm` (services on the swarm this
+    /// engine manages; README "A Swarm cluster").
+    pub runtime: RuntimeKind,
+    pub swarm: SwarmConfig,
     /// Docker engine: `unix:///var/run/docker.sock` (default when unset) or `tcp://host:2376`.
     pub docker_host: Option<String>,
     /// With a tcp docker_host: directory holding `ca.pem`, `cert.pem`, `key.pem` for TLS.
@@ -118,6 +122,25 @@ pub struct Config {
     /// What the loaded configuration said in deprecated words, to be logged once logging is up.
     #[serde(skip)]
     pub deprecations: Vec<String>,
+}
+
+/// What runs the workspaces.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Containers on the one engine at `docker_host`.
+    Docker,
+    /// One Swarm service per user on the swarm whose manager is `docker_host`.
+    Swarm,
+}
+
+/// The Swarm runtime (README "A Swarm cluster").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SwarmConfig {
+    /// `storage_root` is the same directory on every node (NFS, CephFS…): a workspace may run on
+    /// any node. Off: each home stays on the node it was first placed on, until an admin moves it.
+    pub shared_storage: bool,
 }
 
 /// How the host's GPUs are shared (README "Sharing GPUs").
@@ -527,6 +550,8 @@ impl Default for Config {
             trust_proxy_headers: false,
             log_format: LogFormat::Text,
             ssh_host: None,
+            runtime: RuntimeKind::Docker,
+            swarm: SwarmConfig::default(),
             docker_host: None,
             docker_tls_dir: None,
             workspace_image: "berth/workspace:latest".into(),
@@ -766,6 +791,37 @@ impl Config {
             if !label.contains('=') || label.starts_with('=') {
                 return Err(invalid("workspace.extra_label", "must be key=value"));
             }
+        }
+        if self.runtime == RuntimeKind::Swarm {
+            self.validate_swarm()?;
+        }
+        Ok(())
+    }
+
+    /// What Swarm cannot hold is refused at start-up rather than half-done later.
+    fn validate_swarm(&self) -> Result<(), ConfigError> {
+        // Host-mode publishing binds every address of the node: a narrower host_ip would be a
+        // promise Swarm does not keep.
+        if !self.ports.host_ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+            return Err(invalid(
+                "ports.host_ip",
+                format!("{} cannot hold with runtime = \"swarm\": Swarm publishes ports on every address of the node; use 0.0.0.0 and a firewall", self.ports.host_ip),
+            ));
+        }
+        if self.ports.publish_web {
+            return Err(invalid(
+                "ports.publish_web",
+                "cannot hold with runtime = \"swarm\": Swarm would publish the web apps on every address of the node, past the portal's login",
+            ));
+        }
+        if matches!(self.workspace.isolation, Isolation::Privileged | Isolation::Capabilities) {
+            return Err(invalid(
+                "workspace.isolation",
+                format!(
+                    "{} cannot hold with runtime = \"swarm\": Swarm services run neither privileged nor with extra capabilities and devices; use sysbox (sysbox-runc as the nodes' default runtime), plain or auto",
+                    self.workspace.isolation.as_str()
+                ),
+            ));
         }
         Ok(())
     }
@@ -1025,6 +1081,39 @@ mod tests {
             assert_eq!(config.ports.ssh, 22, "other nested keys keep their defaults");
             assert_eq!(config.workspace.gpus, "none");
             assert!(config.redacted_toml().contains("[ports]\nbase = 20000"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn swarm_refuses_what_it_cannot_hold() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BERTH_RUNTIME", "swarm");
+            jail.set_env("BERTH_WORKSPACE__ISOLATION", "plain");
+            let config = load_in_jail().expect("the defaults hold on Swarm with plain isolation");
+            assert_eq!(config.runtime, RuntimeKind::Swarm);
+            assert!(!config.swarm.shared_storage);
+            assert!(config.redacted_toml().contains("runtime = \"swarm\""));
+            assert!(config.redacted_toml().contains("[swarm]\nshared_storage = false"));
+            jail.set_env("BERTH_PORTS__HOST_IP", "127.0.0.1");
+            let error = load_in_jail().unwrap_err().to_string();
+            assert!(error.contains("ports.host_ip") && error.contains("every address of the node"), "{error}");
+            jail.set_env("BERTH_PORTS__HOST_IP", "0.0.0.0");
+            jail.set_env("BERTH_PORTS__PUBLISH_WEB", "true");
+            let error = load_in_jail().unwrap_err().to_string();
+            assert!(error.contains("ports.publish_web"), "{error}");
+            jail.set_env("BERTH_PORTS__PUBLISH_WEB", "false");
+            for mode in ["privileged", "capabilities"] {
+                jail.set_env("BERTH_WORKSPACE__ISOLATION", mode);
+                let error = load_in_jail().unwrap_err().to_string();
+                assert!(error.contains("workspace.isolation") && error.contains(mode) && error.contains("sysbox"), "{error}");
+            }
+            jail.set_env("BERTH_WORKSPACE__ISOLATION", "sysbox");
+            jail.set_env("BERTH_SWARM__SHARED_STORAGE", "true");
+            assert!(load_in_jail().unwrap().swarm.shared_storage);
+            jail.set_env("BERTH_RUNTIME", "kubernetes");
+            let error = load_in_jail().unwrap_err().to_string();
+            assert!(error.contains("runtime"), "{error}");
             Ok(())
         });
     }

@@ -156,6 +156,11 @@ fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspac
     let foreign = (!overview.foreign.is_empty()).then(|| {
         view! { <p class="muted">"Foreign containers using workspace names: " {overview.foreign.join(", ")}</p> }
     });
+    // Made on the server: the page only lists them.
+    let nodes = (!overview.nodes.is_empty()).then(|| {
+        let lines = overview.nodes.iter().map(|line| view! { <li>{line.clone()}</li> }).collect_view();
+        view! { <ul id="node-totals">{lines}</ul> }
+    });
     let empty = overview.rows.is_empty().then(|| {
         view! { <tr><td colspan="10" class="muted">"No workspaces yet: they appear here when their users first start them."</td></tr> }
     });
@@ -200,7 +205,10 @@ fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspac
                 })
                 .unwrap_or_default();
             let detail = format!("/admin/workspaces/{}", urlencode(&row.username));
-            let ports = row.ports.map(|p| format!("ssh {} · vnc {} · rdp {}", p.ssh, p.vnc, p.rdp)).unwrap_or_default();
+            let mut ports = row.ports.map(|p| format!("ssh {} · vnc {} · rdp {}", p.ssh, p.vnc, p.rdp)).unwrap_or_default();
+            if let Some(node) = &row.node {
+                ports = format!("{ports} · on {node}");
+            }
             view! {
                 <tr data-workspace=row.username.clone()>
                     <td><a href=detail>{row.username.clone()}</a></td>
@@ -225,6 +233,7 @@ fn WorkspacesTable(overview: WorkspacesOverview, act: ServerAction<AdminWorkspac
         {banner}
         {isolation}
         {foreign}
+        {nodes}
         <div class="table-wrap">
             <table id="workspaces-table" data-sort=sort.clone()>
                 <thead><tr>

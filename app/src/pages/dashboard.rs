@@ -131,6 +131,7 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
             .collect_view();
         view! { <ul class="steps" id="workspace-steps">{items}</ul> }
     });
+    let node = view.node.clone();
     let access = view.ports.map(|p| {
         let user = view.username.clone();
         let host = view.ssh_host.clone();
@@ -173,7 +174,7 @@ fn WorkspaceDetails(view: WorkspaceView, act: ServerAction<WorkspaceActionFn>) -
                     </span>
                 </label>
                 <p class="muted">"SSH port " <strong id="ssh-port">{p.ssh}</strong>
-                    {desktops}</p>
+                    {desktops}{node.map(|n| format!(" · on node {n}"))}</p>
                 {tunnel}
                 <details>
                     <summary>"~/.ssh/config snippet"</summary>

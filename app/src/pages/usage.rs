@@ -241,6 +241,7 @@ mod tests {
             limits: None,
             drift: false,
             orphan: false,
+            node: None,
         };
         let mut rows = vec![row("bob", Some(0.5)), row("alice", None), row("carol", Some(2.0))];
         sort_rows(&mut rows, "cpu");

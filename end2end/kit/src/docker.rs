@@ -1,5 +1,6 @@
 //! Docker through its command line: every test run labels what it creates (`io.berth.test`)
-//! and [`Cleanup`] removes it when dropped, even when the test panics.
+//! and [`Cleanup`] removes it when dropped, even when the test panics: Swarm services,
+//! containers, networks.
 
 use std::path::Path;
 use std::process::Command;
@@ -33,7 +34,7 @@ pub fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "-f", format, name])
 }
 
-/// Removes the containers and networks carrying `label`.
+/// Removes the services, containers and networks carrying `label`.
 pub struct Cleanup {
     pub label: String,
 }
@@ -61,6 +62,15 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         // Best effort, and never a panic here: this runs while a failed test unwinds.
         let filter = format!("label={}", self.label);
+        // Services first, or Swarm replaces the containers removed below. An engine in no
+        // swarm refuses the listing: nothing to do then.
+        if let Ok(ids) = try_docker(&["service", "ls", "-q", "--filter", &filter]) {
+            for id in ids.lines() {
+                if let Err(e) = try_docker(&["service", "rm", id]) {
+                    eprintln!("clean-up: {e}");
+                }
+            }
+        }
         if let Ok(ids) = try_docker(&["ps", "-aq", "--filter", &filter]) {
             for id in ids.lines() {
                 if let Err(e) = try_docker(&["rm", "-f", id]) {
@@ -70,8 +80,15 @@ impl Drop for Cleanup {
         }
         if let Ok(nets) = try_docker(&["network", "ls", "-q", "--filter", &filter]) {
             for id in nets.lines() {
-                if let Err(e) = try_docker(&["network", "rm", id]) {
-                    eprintln!("clean-up: {e}");
+                // An overlay keeps a removed task's endpoint a moment.
+                let mut attempts = 0;
+                while let Err(e) = try_docker(&["network", "rm", id]) {
+                    attempts += 1;
+                    if attempts == 20 || !e.contains("active endpoints") {
+                        eprintln!("clean-up: {e}");
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
                 }
             }
         }

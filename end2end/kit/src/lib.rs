@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod server;
 #[cfg(feature = "service")]
 pub mod service;
+pub mod swarm;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -190,6 +190,7 @@ fn observed_from_inspect(name: &str, info: &ContainerInspectResponse) -> Observe
         status,
         plan_hash: labels.and_then(|l| l.get(LABEL_SPEC)).cloned(),
         started_at: if status == RuntimeStatus::Running { started_at } else { None },
+        node: None,
     }
 }
 
@@ -203,6 +204,7 @@ fn observed_from_summary(c: &ContainerSummary) -> Option<Observed> {
         plan_hash: labels.and_then(|l| l.get(LABEL_SPEC)).cloned(),
         // Listings carry no start time; `observe` has it.
         started_at: None,
+        node: None,
     })
 }
 
@@ -227,29 +229,11 @@ impl WorkspaceRuntime for DockerRuntime {
     }
 
     async fn prepare_storage(&self, plan: &WorkspacePlan, check_space: bool) -> Result<(), RuntimeError> {
-        prepare_directories(plan, self.settings.min_free_mib)?;
-        if check_space {
-            check_free_space(plan, self.settings.min_free_mib)?;
-        }
-        Ok(())
+        prepare_host_storage(plan, check_space, self.settings.min_free_mib)
     }
 
     async fn connect(&self, plan: &WorkspacePlan) -> Result<(), RuntimeError> {
-        let network = plan_network(plan);
-        let mut labels = HashMap::from([
-            (LABEL_MANAGED.to_string(), "true".to_string()),
-            (LABEL_USER.to_string(), plan.owner.clone()),
-        ]);
-        if let Some((k, v)) = &self.settings.extra_label {
-            labels.insert(k.clone(), v.clone());
-        }
-        self.engine.ensure_network(&network, labels).await?;
-        for container in &self.settings.attach_containers {
-            if let Err(e) = self.engine.connect_network(&network, container).await {
-                tracing::warn!(container, network = %network, error = %e, "cannot attach to the user's network");
-            }
-        }
-        Ok(())
+        connect_owner_network(&self.engine, plan, &self.settings, false).await
     }
 
     async fn create(&self, plan: &WorkspacePlan) -> Result<Created, RuntimeError> {
@@ -354,6 +338,37 @@ impl WorkspaceRuntime for DockerRuntime {
     async fn log_tail(&self, name: &str, lines: usize) -> Result<Vec<String>, RuntimeError> {
         Ok(self.engine.log_tail(name, lines).await?)
     }
+}
+
+/// The owner's network (a bridge, or with `overlay` a swarm-wide one), with the proxies that
+/// must reach the workspace attached to it. Shared by the Docker and Swarm runtimes.
+pub(super) async fn connect_owner_network(engine: &Engine, plan: &WorkspacePlan, settings: &DockerSettings, overlay: bool) -> Result<(), RuntimeError> {
+    let network = plan_network(plan);
+    let mut labels = HashMap::from([
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        (LABEL_USER.to_string(), plan.owner.clone()),
+    ]);
+    if let Some((k, v)) = &settings.extra_label {
+        labels.insert(k.clone(), v.clone());
+    }
+    engine.ensure_network(&network, labels, overlay).await?;
+    for container in &settings.attach_containers {
+        if let Err(e) = engine.connect_network(&network, container).await {
+            tracing::warn!(container, network = %network, error = %e, "cannot attach to the user's network");
+        }
+    }
+    Ok(())
+}
+
+/// The workspace's host directories made, and (with `check_space`) free space checked on each
+/// it writes to. Shared by the Docker and Swarm runtimes (Swarm: Berth's node, or the shared
+/// storage every node mounts).
+pub(super) fn prepare_host_storage(plan: &WorkspacePlan, check_space: bool, min_free_mib: u64) -> Result<(), RuntimeError> {
+    prepare_directories(plan, min_free_mib)?;
+    if check_space {
+        check_free_space(plan, min_free_mib)?;
+    }
+    Ok(())
 }
 
 fn storage_error(path: &std::path::Path, source: std::io::Error, min_free_mib: u64) -> RuntimeError {

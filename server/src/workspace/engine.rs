@@ -78,6 +78,9 @@ pub struct EngineInfo {
     pub swap_limit: bool,
     pub cpus: u32,
     pub memory_bytes: u64,
+    /// The OCI runtime containers get when none is named (`runc`, or `sysbox-runc` on nodes
+    /// set up for it).
+    pub default_runtime: Option<String>,
 }
 
 pub struct Engine {
@@ -97,7 +100,7 @@ impl Engine {
 
     /// The connected client, connecting (and negotiating the API version) when needed, so the
     /// engine coming back later is picked up without a restart.
-    async fn client(&self) -> Result<Docker, EngineError> {
+    pub(super) async fn client(&self) -> Result<Docker, EngineError> {
         if let Some(docker) = self.client.read().await.clone() {
             return Ok(docker);
         }
@@ -123,7 +126,7 @@ impl Engine {
     }
 
     /// Maps a bollard error; a transport failure drops the client so the next call reconnects.
-    async fn fail(&self, op: &'static str, error: BollardError) -> EngineError {
+    pub(super) async fn fail(&self, op: &'static str, error: BollardError) -> EngineError {
         match error {
             BollardError::DockerResponseServerError { status_code, message } => {
                 EngineError::Operation { op, status: status_code, message }
@@ -162,6 +165,7 @@ impl Engine {
                     swap_limit: info.swap_limit.unwrap_or(false),
                     cpus: info.ncpu.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
                     memory_bytes: info.mem_total.and_then(|m| u64::try_from(m).ok()).unwrap_or(0),
+                    default_runtime: info.default_runtime,
                 })
             }
             Err(e) => Err(self.fail("info", e).await),
@@ -341,7 +345,10 @@ impl Engine {
         Ok(text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
     }
 
-    pub async fn ensure_network(&self, name: &str, labels: HashMap<String, String>) -> Result<(), EngineError> {
+    /// Creates the network unless it exists: a bridge on this engine, or (`overlay`) an
+    /// attachable overlay across a swarm, encrypted so that nobody on the wire between nodes
+    /// reads or injects a user's traffic.
+    pub async fn ensure_network(&self, name: &str, labels: HashMap<String, String>, overlay: bool) -> Result<(), EngineError> {
         let docker = self.client().await?;
         match docker.inspect_network(name, None).await {
             Ok(_) => return Ok(()),
@@ -352,7 +359,9 @@ impl Engine {
         }
         let request = NetworkCreateRequest {
             name: name.to_string(),
-            driver: Some("bridge".into()),
+            driver: Some(if overlay { "overlay" } else { "bridge" }.into()),
+            attachable: overlay.then_some(true),
+            options: overlay.then(|| HashMap::from([("encrypted".to_string(), String::new())])),
             labels: Some(labels),
             ..Default::default()
         };

@@ -26,6 +26,9 @@ pub enum WorkspaceError {
     /// Said to users and admins as is: it names the setting and the fix.
     #[error("{setting} = {value} asks for GPUs, but this Docker engine offers none (no NVIDIA runtime, no CDI GPU devices): set it to auto or none, or install the NVIDIA Container Toolkit on the server")]
     NoGpus { setting: String, value: String },
+    /// Said to the admin as is.
+    #[error("{username}'s workspace is {state}: stop it first (its files must not change while they are copied)")]
+    MustBeStopped { username: String, state: &'static str },
     #[error("all {0} port blocks are taken")]
     NoFreeSlot(u32),
     #[error("stored workspace credentials could not be opened (was the secret key changed?)")]

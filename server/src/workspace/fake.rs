@@ -174,6 +174,7 @@ impl FakeRuntime {
             status: w.status,
             plan_hash: Some(w.plan.hash()),
             started_at: w.started_at,
+            node: None,
         }
     }
 }

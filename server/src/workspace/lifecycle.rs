@@ -9,7 +9,7 @@ use app::model::{StepState, WorkspaceAction, WorkspaceState};
 
 use super::names::workspace_name;
 use super::records::WorkspaceRecord;
-use super::runtime::{ExecOutcome, RuntimeError};
+use super::runtime::{ExecOutcome, RuntimeError, RuntimeStatus};
 use super::service::{Actor, Owner, WorkspaceError, Workspaces};
 use super::services::{listing_from_exec, service_log, Listing, ServiceWatch, Step, LIST_SERVICES, LOG_SCAN_LINES, LOG_TAIL_LINES};
 use super::spec::{ResourceOverrides, WorkspaceSecrets};
@@ -453,6 +453,38 @@ impl Workspaces {
         created
     }
 
+    /// The machines workspaces run on (none on a runtime of one machine), for admins.
+    pub async fn nodes(&self, actor: &Actor) -> Result<Vec<super::runtime::NodeView>, WorkspaceError> {
+        actor.may_administer()?;
+        Ok(self.runtime.nodes().await?)
+    }
+
+    /// Pins the owner's home to `node` (id or host name): their next start runs there. The
+    /// workspace must be stopped for good. Copies nothing: says what the admin must copy.
+    pub async fn move_to_node(&self, actor: &Actor, owner: &Owner, node: &str) -> Result<String, WorkspaceError> {
+        actor.may_administer()?;
+        let username = owner.username.as_str();
+        self.with_lock(username, || async {
+            if let Some(o) = self.runtime.observe(&workspace_name(username)).await? {
+                if !matches!(o.status, RuntimeStatus::Exited | RuntimeStatus::Created) {
+                    return Err(WorkspaceError::MustBeStopped { username: username.to_string(), state: o.status.workspace_state().as_str() });
+                }
+            }
+            let from = self.runtime.nodes().await?.into_iter().find(|n| n.homes.iter().any(|h| h == username));
+            let to = self.runtime.move_home(username, node).await?;
+            tracing::info!(user = username, from = ?from.as_ref().map(|n| &n.hostname), to = %to.hostname, "home moved");
+            Ok(move_message(username, from.as_ref(), &to, &self.settings.storage_root))
+        })
+        .await
+    }
+
+    /// Forgets where a deleted account's home was, so a new account of the same name is not
+    /// placed with the old one's files.
+    pub async fn forget_home(&self, actor: &Actor, owner: &Owner) -> Result<(), WorkspaceError> {
+        actor.may_administer()?;
+        Ok(self.runtime.forget_home(&owner.username).await?)
+    }
+
     /// Follows the services of a workspace that has just started, in the background: asks the
     /// image which services it runs, knocks on their ports until each answers, shows each as a
     /// step (a failed one with its last log lines) and marks the workspace ready when all
@@ -569,6 +601,33 @@ impl Workspaces {
     pub fn installed_services(&self, actor: &Actor, owner: &Owner) -> Result<Option<Vec<String>>, WorkspaceError> {
         actor.may_operate(owner)?;
         Ok(self.services.installed(&owner.username))
+    }
+}
+
+/// What an admin is told after a move: which directories to copy, from where to where. Pure.
+pub fn move_message(username: &str, from: Option<&super::runtime::NodeView>, to: &super::runtime::NodeView, storage_root: &std::path::Path) -> String {
+    let directories = super::spec::user_directories(storage_root, username);
+    let list: Vec<String> = directories.iter().map(|d| format!("  {}", d.display())).collect();
+    match from {
+        Some(from) if from.id == to.id => format!("{username}'s home is already on {}; nothing to copy.", to.hostname),
+        Some(from) => format!(
+            "{username}'s next start runs on {to_host} ({to_addr}). Berth copied nothing: copy these directories from {from_host} ({from_addr}) to the same paths on {to_host}, keeping owners and modes (e.g. rsync -aHAX), before that start:
+{}",
+            list.join("
+"),
+            to_host = to.hostname,
+            to_addr = to.address,
+            from_host = from.hostname,
+            from_addr = from.address,
+        ),
+        None => format!(
+            "{username}'s next start runs on {} ({}). No node held the home before; if its files are elsewhere, copy these directories there first:
+{}",
+            to.hostname,
+            to.address,
+            list.join("
+")
+        ),
     }
 }
 

@@ -71,7 +71,7 @@ mod tests {
     use crate::workspace::runtime::RuntimeStatus;
 
     fn seen(owner: &str, status: RuntimeStatus, started_at: Option<i64>) -> Observed {
-        Observed { name: format!("workspace-{owner}"), owner: Some(owner.into()), status, plan_hash: Some("h1".into()), started_at }
+        Observed { name: format!("workspace-{owner}"), owner: Some(owner.into()), status, plan_hash: Some("h1".into()), started_at, node: None }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One VM-like workspace per user. The plan (`spec`) is pure; the runtime seam (`runtime`)
-//! has a Docker implementation (`docker`, over the engine driver `engine`) and an in-memory
+//! has a Docker implementation (`docker`, over the engine driver `engine`), a Swarm one
+//! (`swarm`, one service per user on several machines) and an in-memory
 //! one for tests (`fake`); the service (`service`, with `lifecycle`, `views`, `reconcile`)
 //! decides, over the stored `records`, the `progress` board, the `live` picture and what it
 //! learnt of each workspace's `services`.
@@ -19,13 +20,15 @@ pub mod runtime;
 pub mod service;
 pub mod services;
 pub mod spec;
+pub mod swarm;
 mod views;
 
 pub use docker::{DockerRuntime, DockerSettings};
 pub use engine::{Engine, EngineError};
 pub use lifecycle::{Credential, CredentialApplied};
 pub use reconcile::ReconcileReport;
-pub use runtime::{RuntimeError, WorkspaceRuntime};
+pub use runtime::{NodeView, RuntimeError, WorkspaceRuntime};
+pub use swarm::{SwarmRuntime, SwarmSettings};
 pub use service::{Actor, HeldGpus, Owner, WorkspaceError, Workspaces};
 pub use views::{log_line_matches, LOG_PAGE_TAIL, NOVNC_LAUNCH};
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The seam between Berth's workspace decisions and whatever runs the workspaces. Docker is
 //! one implementation (`docker::DockerRuntime`); `fake::FakeRuntime` is another, for tests of
-//! the lifecycle decisions; a Swarm or Kubernetes runtime implements the same trait.
+//! the lifecycle decisions; `swarm::SwarmRuntime` runs them as Swarm services on several
+//! machines, and a Kubernetes runtime would implement the same trait (docker/kubernetes/README.md).
 //!
 //! # Contract
 //! - Workspaces are named by `names::workspace_name(owner)`; every call takes that name.
@@ -13,6 +14,8 @@
 //! - `watch` yields events for Berth's workspaces in the order the runtime saw them, per
 //!   workspace. Events can be lost across a reconnect: after (re)subscribing, a caller
 //!   resynchronises with `list`. An event says only that a workspace changed; `observe` says how.
+//! - `start` returns once the workspace runs (or has failed), `stop` once it is down: the
+//!   lifecycle reads the state right after either.
 //! - Nothing here touches Berth's database or locks: callers hold the owner's lock.
 
 use std::net::SocketAddr;
@@ -111,6 +114,34 @@ pub struct Observed {
     pub plan_hash: Option<String>,
     /// Unix seconds of the last start, when running.
     pub started_at: Option<i64>,
+    /// The machine it runs on, on a runtime of several (None: Berth's own, or not placed).
+    pub node: Option<NodePlace>,
+}
+
+/// A machine of a runtime of several, as a workspace card names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePlace {
+    pub hostname: String,
+    /// The address users reach its published ports on (the SSH command's host).
+    pub address: String,
+}
+
+/// One machine of the runtime, for the admin (`berth node list`, the admin page's totals).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeView {
+    pub id: String,
+    pub hostname: String,
+    pub address: String,
+    /// Up and answering its manager.
+    pub ready: bool,
+    /// Takes new workspaces (not drained or paused).
+    pub active: bool,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    /// GPUs it offers workspaces (Swarm's `NVIDIA-GPU` generic resources).
+    pub gpus: u32,
+    /// The users whose home directories it holds (their workspaces run only here).
+    pub homes: Vec<String>,
 }
 
 /// Something happened to a workspace (see the contract: observe it to know what).
@@ -225,6 +256,28 @@ pub trait WorkspaceRuntime: Send + Sync + 'static {
     /// The last `lines` lines the workspace printed (its services and its entrypoint, stdout
     /// and stderr together), oldest first; never more, however long its log is.
     async fn log_tail(&self, name: &str, lines: usize) -> Result<Vec<String>, RuntimeError>;
+
+    /// The machines workspaces run on; empty on a runtime of one machine.
+    async fn nodes(&self) -> Result<Vec<NodeView>, RuntimeError> {
+        Ok(Vec::new())
+    }
+
+    /// Pins `owner`'s home to `node` (its id or host name): their next start runs there. Moves
+    /// no file: the caller says what to copy.
+    async fn move_home(&self, owner: &str, node: &str) -> Result<NodeView, RuntimeError> {
+        let _ = owner;
+        Err(RuntimeError::Failed {
+            op: format!("move to node {node}"),
+            status: Some(400),
+            message: "this Berth runs workspaces on one machine (runtime = \"docker\"): there is no other node".into(),
+        })
+    }
+
+    /// Forgets where `owner`'s home was (their account is gone).
+    async fn forget_home(&self, owner: &str) -> Result<(), RuntimeError> {
+        let _ = owner;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

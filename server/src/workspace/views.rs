@@ -151,11 +151,13 @@ impl Workspaces {
         // (cached), and only while it answers.
         let overrides = record.as_ref().map(|r| r.overrides.clone()).unwrap_or_default();
         let server = if observed.is_ok() { self.capabilities().await.ok() } else { None };
+        let node = observed.as_ref().ok().and_then(|o| o.as_ref()).and_then(|o| o.node.clone());
         Ok(WorkspaceView {
             username: username.to_string(),
             state,
             ports: record.as_ref().and_then(|r| self.ports_view(r.slot)),
-            ssh_host: self.ssh_host.clone(),
+            ssh_host: node.as_ref().map_or_else(|| self.ssh_host.clone(), |n| n.address.clone()),
+            node: node.map(|n| n.hostname),
             uptime_seconds: if state == WorkspaceState::Running { started_at.map(|t| (now() - t).max(0)) } else { None },
             limits: self.limits(&overrides, server),
             steps: progress.steps,
@@ -219,7 +221,14 @@ impl Workspaces {
         let observed = match listed {
             Ok(o) => o,
             Err(RuntimeError::Unavailable(why)) => {
-                return Ok(WorkspacesOverview { rows: Vec::new(), foreign: Vec::new(), engine_problem: Some(why), isolation: self.isolation_view(), host: Default::default() })
+                return Ok(WorkspacesOverview {
+                    rows: Vec::new(),
+                    foreign: Vec::new(),
+                    engine_problem: Some(why),
+                    isolation: self.isolation_view(),
+                    host: Default::default(),
+                    nodes: Vec::new(),
+                })
             }
             Err(e) => return Err(e.into()),
         };
@@ -244,6 +253,7 @@ impl Workspaces {
                 limits: record.map(|r| self.limits(&r.record.overrides, server)),
                 drift: expected.is_some() && o.plan_hash != expected,
                 orphan: expected.is_none(),
+                node: o.node.as_ref().map(|n| n.hostname.clone()),
             });
         }
         for (owner, r) in &records {
@@ -256,6 +266,7 @@ impl Workspaces {
                     limits: Some(self.limits(&r.record.overrides, server)),
                     drift: false,
                     orphan: false,
+                    node: None,
                 });
             }
         }
@@ -263,8 +274,44 @@ impl Workspaces {
         let foreign = self.runtime.list_foreign().await?;
         // Known by now (the rows' drift needed it) unless no workspace exists yet.
         let _ = self.isolation().await;
-        Ok(WorkspacesOverview { rows, foreign, engine_problem: None, isolation: self.isolation_view(), host: Default::default() })
+        let nodes = self.node_totals(&observed, &records).await?;
+        Ok(WorkspacesOverview { rows, foreign, engine_problem: None, isolation: self.isolation_view(), host: Default::default(), nodes })
     }
+
+    /// One line per node of a cluster (none on one machine): what runs there and what it holds.
+    async fn node_totals(&self, observed: &[Observed], records: &HashMap<String, super::records::OwnedRecord>) -> Result<Vec<String>, WorkspaceError> {
+        let nodes = self.runtime.nodes().await?;
+        let d = &self.settings.defaults;
+        Ok(nodes
+            .iter()
+            .map(|node| {
+                let running: Vec<&Observed> =
+                    observed.iter().filter(|o| o.status.is_up() && o.node.as_ref().is_some_and(|n| n.hostname == node.hostname)).collect();
+                let reserved_gib = running
+                    .iter()
+                    .filter_map(|o| records.get(o.owner.as_deref()?))
+                    .map(|r| r.record.overrides.memory_reservation_gib.unwrap_or(d.memory_reservation_gib))
+                    .sum();
+                node_summary(node, running.len(), reserved_gib)
+            })
+            .collect())
+    }
+}
+
+/// A node's line on the admin page and in `berth node list`. Pure.
+pub fn node_summary(node: &super::runtime::NodeView, running: usize, reserved_gib: u64) -> String {
+    let state = match (node.ready, node.active) {
+        (true, true) => String::new(),
+        (false, _) => " (down)".into(),
+        (true, false) => " (drained)".into(),
+    };
+    let gpus = if node.gpus > 0 { format!(", {} GPUs", node.gpus) } else { String::new() };
+    format!(
+        "{}{state}: {running} running, {} homes, {reserved_gib} of {} GiB reserved{gpus}",
+        node.hostname,
+        node.homes.len(),
+        node.memory_bytes >> 30
+    )
 }
 
 /// What the card says about GPUs: `auto` is resolved against the server, so a CPU-only one
@@ -288,7 +335,29 @@ fn swap_summary(swap_gib: u64, server_swap_limit: Option<bool>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{gpus_summary, swap_summary};
+    use super::{gpus_summary, node_summary, swap_summary};
+    use crate::workspace::runtime::NodeView;
+
+    #[test]
+    fn a_nodes_line_says_what_runs_there_and_what_it_holds() {
+        let mut node = NodeView {
+            id: "n1".into(),
+            hostname: "gpu-1".into(),
+            address: "10.0.0.11".into(),
+            ready: true,
+            active: true,
+            cpus: 32,
+            memory_bytes: 256 << 30,
+            gpus: 4,
+            homes: vec!["ann".into(), "bo".into(), "cy".into()],
+        };
+        assert_eq!(node_summary(&node, 2, 64), "gpu-1: 2 running, 3 homes, 64 of 256 GiB reserved, 4 GPUs");
+        node.active = false;
+        node.gpus = 0;
+        assert_eq!(node_summary(&node, 0, 0), "gpu-1 (drained): 0 running, 3 homes, 0 of 256 GiB reserved");
+        node.ready = false;
+        assert!(node_summary(&node, 0, 0).starts_with("gpu-1 (down):"));
+    }
 
     #[test]
     fn the_card_says_when_the_server_cannot_limit_swap() {
