@@ -48,7 +48,8 @@ portal-image: site
 ## Benchmarks (release build): forwardAuth vs nginx, workspace start vs docker start, the
 ## login page's bytes on the wire and time to hydrated in headless Chromium, engine calls with
 ## 1 vs 200 open dashboards, a workspace's static file through the app gateway vs direct, and
-## what sampling 100 running workspaces costs Berth against an idle Berth.
+## what sampling 100 running workspaces costs Berth against an idle Berth, a token-checked API call
+## against the health check, and a start through Swarm against one on the plain engine.
 bench: deps-test docker-engine site test-image
 	$(CARGO) build -p server --release
 	PIN=1 scripts/bench-verify.sh
@@ -59,6 +60,7 @@ bench: deps-test docker-engine site test-image
 	scripts/bench-gateway.sh
 	scripts/bench-sampling.sh
 	scripts/bench-api.sh
+	scripts/bench-swarm.sh
 
 ## The real workspace image (slim profile builds here in minutes; full is for production sites).
 image: docker-engine
