@@ -571,3 +571,45 @@ async fn the_card_says_when_the_server_cannot_limit_swap() {
     let bob = user(&f.db, "bob", "approved", false).await;
     assert_eq!(f.w.view(SYSTEM, &bob).await.unwrap().limits.swap_summary, "swap not limited on this server");
 }
+
+#[tokio::test]
+async fn a_move_needs_an_admin_a_stopped_workspace_and_a_runtime_of_several_machines() {
+    let f = fixture().await;
+    let alice = user(&f.db, "alice", "approved", false).await;
+    f.w.start(SYSTEM, &alice).await.unwrap();
+    let as_alice = Actor::User { id: alice.id, admin: false };
+    assert!(matches!(f.w.move_to_node(&as_alice, &alice, "gpu-2").await, Err(WorkspaceError::Forbidden(_))));
+    let running = f.w.move_to_node(SYSTEM, &alice, "gpu-2").await.unwrap_err();
+    assert!(matches!(running, WorkspaceError::MustBeStopped { state: "running", .. }), "{running}");
+    assert_eq!(running.to_string(), "alice's workspace is running: stop it first (its files must not change while they are copied)");
+    f.w.stop(SYSTEM, &alice).await.unwrap();
+    let single = f.w.move_to_node(SYSTEM, &alice, "gpu-2").await.unwrap_err().to_string();
+    assert!(single.contains("one machine"), "{single}");
+    assert!(f.w.nodes(SYSTEM).await.unwrap().is_empty(), "a runtime of one machine lists no nodes");
+}
+
+#[test]
+fn a_move_says_what_to_copy_from_where() {
+    use super::lifecycle::move_message;
+    use super::runtime::NodeView;
+    let node = |id: &str, address: &str| NodeView {
+        id: id.into(),
+        hostname: format!("host-{id}"),
+        address: address.into(),
+        ready: true,
+        active: true,
+        cpus: 8,
+        memory_bytes: 0,
+        gpus: 0,
+        homes: vec![],
+    };
+    let (a, b) = (node("a", "10.0.0.1"), node("b", "10.0.0.2"));
+    let root = std::path::Path::new("/srv/berth");
+    let text = move_message("ann", Some(&a), &b, root);
+    assert!(text.starts_with("ann's next start runs on host-b (10.0.0.2). Berth copied nothing: copy these directories from host-a (10.0.0.1)"), "{text}");
+    for dir in ["homes/ann", "workspaces/ann", "shared/tensorboard/ann", "state/ann", "docker/ann", "keys/ann"] {
+        assert!(text.contains(&format!("\n  /srv/berth/{dir}")), "{dir} in {text}");
+    }
+    assert_eq!(move_message("ann", Some(&b), &b, root), "ann's home is already on host-b; nothing to copy.");
+    assert!(move_message("ann", None, &b, root).contains("No node held the home before"));
+}
