@@ -143,6 +143,10 @@ pub fn render_service(plan: &WorkspacePlan, settings: &SwarmSettings) -> Service
                 mounts: Some(mounts),
                 stop_grace_period: Some(i64::from(plan.stop_timeout_seconds) * 1_000_000_000),
                 init: Some(false),
+                // Every task on a node shares docker_gwbridge: its "no traffic between
+                // containers" holds for IP only. Without raw sockets a workspace cannot forge
+                // ARP there to take over another user's address (ping still works).
+                capability_drop: Some(vec!["CAP_NET_RAW".into()]),
                 ..Default::default()
             }),
             resources: Some(TaskSpecResources {
@@ -201,9 +205,18 @@ fn is_live(state: Option<TaskState>) -> bool {
     )
 }
 
+/// When a task was made, in nanoseconds (Swarm's timestamps drop trailing zeros, so their text
+/// does not sort).
+fn created_ns(task: &Task) -> i128 {
+    task.created_at
+        .as_deref()
+        .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .map_or(0, |t| t.unix_timestamp_nanos())
+}
+
 /// The task Swarm wants running now (the newest, when a replacement is on its way).
 pub fn wanted_task(tasks: &[Task]) -> Option<&Task> {
-    tasks.iter().filter(|t| t.desired_state == Some(TaskState::RUNNING)).max_by(|a, b| a.created_at.cmp(&b.created_at))
+    tasks.iter().filter(|t| t.desired_state == Some(TaskState::RUNNING)).max_by_key(|t| created_ns(t))
 }
 
 /// The workspace's condition from its replica count and its tasks. Pure.
@@ -248,7 +261,7 @@ fn node_view(node: &Node) -> NodeView {
     NodeView {
         id: node.id.clone().unwrap_or_default(),
         hostname: description.and_then(|d| d.hostname.clone()).unwrap_or_default(),
-        address: node.status.as_ref().and_then(|s| s.addr.clone()).unwrap_or_default(),
+        address: node_address(node),
         ready: node.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY),
         active: spec.and_then(|s| s.availability) == Some(NodeSpecAvailabilityEnum::ACTIVE),
         cpus: resources.and_then(|r| r.nano_cpus).map_or(0, |n| (n / 1_000_000_000) as u32),
@@ -258,13 +271,36 @@ fn node_view(node: &Node) -> NodeView {
     }
 }
 
-/// The node a new home goes to: ready and active, with the GPUs asked for, the most memory left
-/// after what running workspaces reserve there, then the fewest homes. Pure.
-pub fn choose_home_node<'a>(nodes: &'a [NodeView], reserved: &HashMap<String, i64>, gpus: u32) -> Option<&'a NodeView> {
-    nodes.iter().filter(|n| n.ready && n.active && n.gpus >= gpus).max_by(|a, b| {
-        let left = |n: &NodeView| n.memory_bytes as i64 - reserved.get(&n.id).copied().unwrap_or(0);
-        left(a).cmp(&left(b)).then(b.homes.len().cmp(&a.homes.len())).then(b.hostname.cmp(&a.hostname))
-    })
+/// The address a node is reached at: its status address, or on a manager that reports 0.0.0.0
+/// or loopback there (it does, when it listens on every address), its manager address's host.
+fn node_address(node: &Node) -> String {
+    let status = node.status.as_ref().and_then(|s| s.addr.clone()).unwrap_or_default();
+    let unusable = status.parse::<IpAddr>().map_or(status.is_empty(), |ip| ip.is_unspecified() || ip.is_loopback());
+    let manager = node.manager_status.as_ref().and_then(|m| m.addr.as_deref()).and_then(|a| a.rsplit_once(':')).map(|(host, _)| host.to_string());
+    match manager {
+        Some(host) if unusable && !host.is_empty() => host,
+        _ => status,
+    }
+}
+
+/// What a new home asks of its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HomeNeeds {
+    pub memory_reservation_bytes: i64,
+    pub gpus: u32,
+}
+
+/// The node a new home goes to, among the ready and active ones with the GPUs asked for: Berth's
+/// own (`local`) when the reservation fits there, since Berth makes the directories and writes
+/// the keys only on its own node; else the one with the most memory left after what running
+/// workspaces reserve, then the fewest homes. Pure.
+pub fn choose_home_node<'a>(nodes: &'a [NodeView], reserved: &HashMap<String, i64>, needs: HomeNeeds, local: &str) -> Option<&'a NodeView> {
+    let left = |n: &NodeView| n.memory_bytes as i64 - reserved.get(&n.id).copied().unwrap_or(0);
+    let fit: Vec<&NodeView> = nodes.iter().filter(|n| n.ready && n.active && n.gpus >= needs.gpus).collect();
+    if let Some(own) = fit.iter().find(|n| n.id == local && left(n) >= needs.memory_reservation_bytes) {
+        return Some(own);
+    }
+    fit.into_iter().max_by(|a, b| left(a).cmp(&left(b)).then(b.homes.len().cmp(&a.homes.len())).then(b.hostname.cmp(&a.hostname)))
 }
 
 fn placed(task: Option<&Task>, nodes: &HashMap<String, NodeView>) -> Option<NodePlace> {
@@ -385,19 +421,29 @@ impl SwarmRuntime {
         Err(Self::failed("scale", None, format!("{name} kept changing under the update")))
     }
 
-    /// The labels of `node` with `change` applied, written back at the version read.
-    async fn relabel(&self, node: &Node, change: impl Fn(&mut HashMap<String, String>)) -> Result<(), RuntimeError> {
+    /// The labels of node `id` with `change` applied, written back at the version read; read
+    /// again and retried when another update (another user's first start) came between.
+    async fn relabel(&self, id: &str, change: impl Fn(&mut HashMap<String, String>)) -> Result<(), RuntimeError> {
         let docker = self.engine.client().await?;
-        let id = node.id.clone().unwrap_or_default();
-        let mut spec = node.spec.clone().unwrap_or_default();
-        let mut labels = spec.labels.take().unwrap_or_default();
-        change(&mut labels);
-        spec.labels = Some(labels);
-        let version = node.version.as_ref().and_then(|v| v.index).unwrap_or(0) as i64;
-        match docker.update_node(&id, spec, UpdateNodeOptions { version }).await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.engine.fail("update node", e).await.into()),
+        for attempt in 0..5 {
+            let node = match docker.inspect_node(id).await {
+                Ok(node) => node,
+                Err(e) => return Err(self.engine.fail("inspect node", e).await.into()),
+            };
+            let mut spec = node.spec.clone().unwrap_or_default();
+            let mut labels = spec.labels.take().unwrap_or_default();
+            change(&mut labels);
+            spec.labels = Some(labels);
+            let version = node.version.as_ref().and_then(|v| v.index).unwrap_or(0) as i64;
+            match docker.update_node(id, spec, UpdateNodeOptions { version }).await {
+                Ok(()) => return Ok(()),
+                Err(e) => match self.engine.fail("update node", e).await {
+                    e if e.to_string().contains("out of sequence") && attempt < 4 => continue,
+                    e => return Err(e.into()),
+                },
+            }
         }
+        Err(Self::failed("update node", None, format!("node {id} kept changing under the update")))
     }
 
     /// Pins a new home to a node (the one it has, if it has one).
@@ -413,12 +459,12 @@ impl SwarmRuntime {
             GpuRequest::Devices(ids) => ids.len() as u32,
             _ => 0,
         };
-        let Some(chosen) = choose_home_node(&views, &reserved, gpus) else {
+        let needs = HomeNeeds { memory_reservation_bytes: plan.limits.memory_reservation_bytes, gpus };
+        let Some(chosen) = choose_home_node(&views, &reserved, needs, &self.local_node().await?) else {
             return Err(Self::failed("place", Some(503), format!("no ready, active node has {gpus} GPU(s) for {}", plan.owner)));
         };
-        let node = nodes.iter().find(|n| n.id.as_deref() == Some(chosen.id.as_str())).expect("chosen from these nodes");
         tracing::info!(user = %plan.owner, node = %chosen.hostname, "home placed");
-        self.relabel(node, |labels| {
+        self.relabel(&chosen.id, |labels| {
             labels.insert(label.clone(), "true".into());
         })
         .await
@@ -466,7 +512,7 @@ impl SwarmRuntime {
         let tasks = self.service_tasks(&service).await?;
         let task = match wanted_task(&tasks).filter(|t| task_state(t) == Some(TaskState::RUNNING)) {
             Some(task) => task,
-            None if any_state => match tasks.iter().filter(|t| container_of(t).is_some()).max_by(|a, b| a.created_at.cmp(&b.created_at)) {
+            None if any_state => match tasks.iter().filter(|t| container_of(t).is_some()).max_by_key(|t| created_ns(t)) {
                 Some(task) => task,
                 None => return Ok(None),
             },
@@ -499,6 +545,30 @@ impl SwarmRuntime {
             .and_then(|cidr| cidr.split('/').next())
             .and_then(|ip| ip.parse().ok());
         Ok(ip)
+    }
+
+    /// Every task on this node shares `docker_gwbridge`: Swarm makes it with traffic between
+    /// containers forbidden, and a bridge an admin made by hand without that would put every
+    /// user's workspace in reach of every other. Refused, with the fix.
+    async fn check_gateway_bridge(&self) -> Result<(), RuntimeError> {
+        let docker = self.engine.client().await?;
+        let network = match docker.inspect_network("docker_gwbridge", None).await {
+            Ok(network) => network,
+            Err(e) => match self.engine.fail("inspect network", e).await {
+                // Not made yet (a node makes it with its first task): Swarm's own is safe.
+                e if e.status() == Some(404) => return Ok(()),
+                e => return Err(e.into()),
+            },
+        };
+        let icc = network.options.unwrap_or_default().get("com.docker.network.bridge.enable_icc").cloned();
+        if icc.as_deref() == Some("false") {
+            return Ok(());
+        }
+        Err(Self::failed(
+            "connect",
+            Some(503),
+            "docker_gwbridge on this node lets containers reach each other (com.docker.network.bridge.enable_icc is not false): every user's workspace would be in reach of every other; recreate it as Docker's swarm documentation shows, with -o com.docker.network.bridge.enable_icc=false",
+        ))
     }
 
     /// A remote task's address by its name, accepted only inside the owner's overlay: no other
@@ -536,7 +606,8 @@ impl WorkspaceRuntime for SwarmRuntime {
             runtimes,
             privileged: Err("Swarm services cannot run privileged".into()),
             gpus: nodes.iter().any(|n| n.gpus > 0),
-            swap_limit: info.swap_limit,
+            // Swarm's API (before 1.52) has no swap setting: a task may swap as much as its node lets it.
+            swap_limit: false,
             host_cpus: info.cpus,
             host_memory_bytes: info.memory_bytes,
         })
@@ -547,7 +618,8 @@ impl WorkspaceRuntime for SwarmRuntime {
     }
 
     async fn connect(&self, plan: &WorkspacePlan) -> Result<(), RuntimeError> {
-        connect_owner_network(&self.engine, plan, &self.settings.docker, true).await
+        connect_owner_network(&self.engine, plan, &self.settings.docker, true).await?;
+        self.check_gateway_bridge().await
     }
 
     async fn create(&self, plan: &WorkspacePlan) -> Result<Created, RuntimeError> {
@@ -620,11 +692,22 @@ impl WorkspaceRuntime for SwarmRuntime {
 
     async fn stop(&self, name: &str, timeout_seconds: u32) -> Result<(), RuntimeError> {
         let Some(service) = self.inspect_service(name).await? else { return Ok(()) };
-        self.scale(name, 0).await?;
+        match self.scale(name, 0).await {
+            // Removed meanwhile: stopped for good.
+            Err(e) if e.status() == Some(404) => return Ok(()),
+            other => other?,
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(timeout_seconds) + 30);
         loop {
             let tasks = self.service_tasks(&service).await?;
-            if !tasks.iter().any(|t| is_live(task_state(t))) {
+            // A node that is down keeps reporting its task running: it runs nothing Berth can
+            // wait for (and Swarm shuts it down when the node comes back).
+            let down: HashSet<String> = if tasks.iter().any(|t| is_live(task_state(t))) {
+                self.node_map().await?.into_values().filter(|n| !n.ready).map(|n| n.id).collect()
+            } else {
+                HashSet::new()
+            };
+            if !tasks.iter().any(|t| is_live(task_state(t)) && !t.node_id.as_ref().is_some_and(|n| down.contains(n))) {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
@@ -637,7 +720,18 @@ impl WorkspaceRuntime for SwarmRuntime {
     async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
         let Some(service) = self.inspect_service(name).await? else { return Ok(()) };
         // Stopped through the task list first: deleting a service does not wait for its task.
-        self.stop(name, 10).await?;
+        let grace = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.stop_grace_period)
+            .map_or(10, |ns| (ns / 1_000_000_000).clamp(1, 600) as u32);
+        if let Err(e) = self.stop(name, grace).await {
+            // Deleted all the same: Swarm ends the task when it can, and the account or reset
+            // that asked must not be stuck behind it.
+            tracing::warn!(workspace = name, error = %e, "removing a workspace whose task did not stop");
+        }
         let docker = self.engine.client().await?;
         if let Err(e) = docker.delete_service(name).await {
             match self.engine.fail("delete service", e).await {
@@ -814,6 +908,13 @@ impl WorkspaceRuntime for SwarmRuntime {
     }
 
     async fn move_home(&self, owner: &str, node: &str) -> Result<NodeView, RuntimeError> {
+        if self.settings.shared_storage {
+            return Err(Self::failed(
+                "move",
+                Some(400),
+                "swarm.shared_storage is on: every node has every home, and Swarm runs a workspace wherever it fits; there is nothing to move",
+            ));
+        }
         let label = home_label(owner);
         let nodes = self.raw_nodes().await?;
         let target = nodes.iter().find(|n| {
@@ -830,13 +931,13 @@ impl WorkspaceRuntime for SwarmRuntime {
         }
         for other in nodes.iter().filter(|n| n.id != target.id) {
             if other.spec.as_ref().and_then(|s| s.labels.as_ref()).is_some_and(|l| l.contains_key(&label)) {
-                self.relabel(other, |labels| {
+                self.relabel(other.id.as_deref().unwrap_or_default(), |labels| {
                     labels.remove(&label);
                 })
                 .await?;
             }
         }
-        self.relabel(target, |labels| {
+        self.relabel(&view.id, |labels| {
             labels.insert(label.clone(), "true".into());
         })
         .await?;
@@ -848,7 +949,7 @@ impl WorkspaceRuntime for SwarmRuntime {
         let label = home_label(owner);
         for node in self.raw_nodes().await? {
             if node.spec.as_ref().and_then(|s| s.labels.as_ref()).is_some_and(|l| l.contains_key(&label)) {
-                self.relabel(&node, |labels| {
+                self.relabel(node.id.as_deref().unwrap_or_default(), |labels| {
                     labels.remove(&label);
                 })
                 .await?;
@@ -981,7 +1082,7 @@ mod tests {
         assert_eq!(status_of(1, &[task("a", "1", RUNNING, PREPARING)]), RuntimeStatus::Restarting);
         assert_eq!(status_of(1, &[task("a", "1", RUNNING, RUNNING)]), RuntimeStatus::Running);
         // A failed task and its replacement: the replacement says how it is.
-        let replaced = [task("a", "1", SHUTDOWN, FAILED), task("b", "2", RUNNING, RUNNING)];
+        let replaced = [task("a", "2026-12-04T10:00:01Z", SHUTDOWN, FAILED), task("b", "2026-12-04T10:00:02Z", RUNNING, RUNNING)];
         assert_eq!(status_of(1, &replaced), RuntimeStatus::Running);
         assert_eq!(wanted_task(&replaced).unwrap().id.as_deref(), Some("b"));
         assert_eq!(status_of(1, &[task("a", "1", SHUTDOWN, FAILED)]), RuntimeStatus::Restarting, "Swarm replaces it");
@@ -1034,6 +1135,36 @@ mod tests {
     }
 
     #[test]
+    fn a_managers_address_when_its_status_says_only_loopback() {
+        use bollard::models::ManagerStatus;
+        let with = |status: &str, manager: Option<&str>| Node {
+            status: Some(NodeStatus { addr: Some(status.into()), ..Default::default() }),
+            manager_status: manager.map(|m| ManagerStatus { addr: Some(m.into()), ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(node_address(&with("10.0.0.12", Some("10.0.0.12:2377"))), "10.0.0.12");
+        assert_eq!(node_address(&with("0.0.0.0", Some("192.168.1.5:2377"))), "192.168.1.5");
+        assert_eq!(node_address(&with("127.0.0.1", Some("192.168.1.5:2377"))), "192.168.1.5");
+        assert_eq!(node_address(&with("127.0.0.1", None)), "127.0.0.1", "a worker keeps what it says");
+    }
+
+    #[test]
+    fn no_raw_sockets_in_a_task() {
+        let spec = render_service(&plan("none"), &SwarmSettings::default());
+        assert_eq!(container(&spec).capability_drop, Some(vec!["CAP_NET_RAW".to_string()]));
+    }
+
+    #[test]
+    fn the_newest_task_by_its_time_not_its_text() {
+        use TaskState::*;
+        // Swarm writes "…:05.5Z" and "…:05.45Z": as text the older one sorts last.
+        let older = task("old", "2026-12-04T10:00:05.45Z", RUNNING, FAILED);
+        let newer = task("new", "2026-12-04T10:00:05.5Z", RUNNING, PREPARING);
+        assert_eq!(wanted_task(&[newer.clone(), older.clone()]).unwrap().id.as_deref(), Some("new"));
+        assert_eq!(wanted_task(&[older, newer]).unwrap().id.as_deref(), Some("new"));
+    }
+
+    #[test]
     fn a_node_as_the_admin_sees_it() {
         let n = node("n1", 256, 4, NodeSpecAvailabilityEnum::ACTIVE, &["bo", "ann"]);
         assert_eq!((n.hostname.as_str(), n.cpus, n.memory_bytes, n.gpus), ("host-n1", 16, 256 * GIB as u64, 4));
@@ -1049,12 +1180,18 @@ mod tests {
             node("drained", 1024, 8, NodeSpecAvailabilityEnum::DRAIN, &[]),
         ];
         let none = HashMap::new();
-        assert_eq!(choose_home_node(&nodes, &none, 0).unwrap().id, "big", "a drained node takes nothing new");
-        assert_eq!(choose_home_node(&nodes, &none, 2).unwrap().id, "mid", "only a node with the GPUs asked for");
-        assert!(choose_home_node(&nodes, &none, 3).is_none());
+        let needs = |gib: i64, gpus: u32| HomeNeeds { memory_reservation_bytes: gib * GIB, gpus };
+        assert_eq!(choose_home_node(&nodes, &none, needs(32, 0), "elsewhere").unwrap().id, "big", "a drained node takes nothing new");
+        assert_eq!(choose_home_node(&nodes, &none, needs(32, 2), "elsewhere").unwrap().id, "mid", "only a node with the GPUs asked for");
+        assert!(choose_home_node(&nodes, &none, needs(32, 3), "elsewhere").is_none());
         let busy = HashMap::from([("big".to_string(), 300 * GIB)]);
-        assert_eq!(choose_home_node(&nodes, &busy, 0).unwrap().id, "mid", "what running workspaces reserve counts");
+        assert_eq!(choose_home_node(&nodes, &busy, needs(32, 0), "elsewhere").unwrap().id, "mid", "what running workspaces reserve counts");
         let twins = [node("a", 256, 0, NodeSpecAvailabilityEnum::ACTIVE, &["x", "y"]), node("b", 256, 0, NodeSpecAvailabilityEnum::ACTIVE, &["z"])];
-        assert_eq!(choose_home_node(&twins, &none, 0).unwrap().id, "b", "then the fewest homes");
+        assert_eq!(choose_home_node(&twins, &none, needs(32, 0), "elsewhere").unwrap().id, "b", "then the fewest homes");
+        // Berth's own node first (it makes the directories there), while the reservation fits.
+        assert_eq!(choose_home_node(&nodes, &none, needs(32, 0), "mid").unwrap().id, "mid");
+        assert_eq!(choose_home_node(&nodes, &busy, needs(32, 0), "big").unwrap().id, "big", "212 GiB left there: it fits, though mid has more");
+        assert_eq!(choose_home_node(&nodes, &busy, needs(300, 0), "big").unwrap().id, "mid", "it does not fit on Berth's node");
+        assert_eq!(choose_home_node(&nodes, &none, needs(32, 0), "drained").unwrap().id, "big", "not a drained one, even Berth's");
     }
 }

@@ -156,7 +156,7 @@ impl Workspaces {
             username: username.to_string(),
             state,
             ports: record.as_ref().and_then(|r| self.ports_view(r.slot)),
-            ssh_host: node.as_ref().map_or_else(|| self.ssh_host.clone(), |n| n.address.clone()),
+            ssh_host: ssh_host_for(node.as_ref().map(|n| n.address.as_str()), &self.ssh_host),
             node: node.map(|n| n.hostname),
             uptime_seconds: if state == WorkspaceState::Running { started_at.map(|t| (now() - t).max(0)) } else { None },
             limits: self.limits(&overrides, server),
@@ -298,6 +298,18 @@ impl Workspaces {
     }
 }
 
+/// The host in the card's SSH command: the address of the node that runs the workspace, unless
+/// it says nothing a user could reach (loopback, 0.0.0.0: a single-node swarm on loopback, a
+/// manager that listens everywhere); then the configured `ssh_host`. Pure.
+pub fn ssh_host_for(node_address: Option<&str>, configured: &str) -> String {
+    match node_address {
+        Some(address) if !address.is_empty() && !address.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified()) => {
+            address.to_string()
+        }
+        _ => configured.to_string(),
+    }
+}
+
 /// A node's line on the admin page and in `berth node list`. Pure.
 pub fn node_summary(node: &super::runtime::NodeView, running: usize, reserved_gib: u64) -> String {
     let state = match (node.ready, node.active) {
@@ -335,8 +347,17 @@ fn swap_summary(swap_gib: u64, server_swap_limit: Option<bool>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{gpus_summary, node_summary, swap_summary};
+    use super::{gpus_summary, node_summary, ssh_host_for, swap_summary};
     use crate::workspace::runtime::NodeView;
+
+    #[test]
+    fn the_ssh_command_names_the_node_users_can_reach() {
+        assert_eq!(ssh_host_for(Some("10.0.0.12"), "berth.lab.example.org"), "10.0.0.12");
+        assert_eq!(ssh_host_for(Some("gpu-2.lab"), "berth.lab.example.org"), "gpu-2.lab");
+        assert_eq!(ssh_host_for(Some("127.0.0.1"), "berth.lab.example.org"), "berth.lab.example.org");
+        assert_eq!(ssh_host_for(Some("0.0.0.0"), "berth.lab.example.org"), "berth.lab.example.org");
+        assert_eq!(ssh_host_for(None, "berth.lab.example.org"), "berth.lab.example.org", "one engine: as configured");
+    }
 
     #[test]
     fn a_nodes_line_says_what_runs_there_and_what_it_holds() {
