@@ -23,6 +23,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# The tests' swarm lock: a test process that finds this swarm would take it for its own leftover.
+exec 9>/tmp/berth-test-swarm.lock
+flock 9
 if [ "$(docker info -f '{{.Swarm.LocalNodeState}}')" != inactive ]; then
   echo "bench-swarm: this engine is in a swarm already; not touching it"; exit 0
 fi

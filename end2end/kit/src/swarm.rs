@@ -50,7 +50,11 @@ impl TestSwarm {
                         "swarm", "init", "--listen-addr", "127.0.0.1:2377", "--advertise-addr", "127.0.0.1",
                         "--default-addr-pool", ADDRESS_POOL, "--default-addr-pool-mask-length", "24",
                     ]);
-                    docker(&["node", "update", "--label-add", &format!("{MARKER}={}", std::process::id()), &self_id()]);
+                    // Unmarked, it would look like somebody else's swarm to every later run.
+                    if let Err(e) = try_docker(&["node", "update", "--label-add", &format!("{MARKER}={}", std::process::id()), &self_id()]) {
+                        let _ = try_docker(&["swarm", "leave", "--force"]);
+                        panic!("cannot mark the tests' swarm, left it: {e}");
+                    }
                 }
                 "active" => {
                     // Left behind by a test process that was killed: it is the tests' to reuse.
