@@ -376,3 +376,23 @@ async fn swarm_workspaces_cannot_reach_each_other() {
     let attacker_bridge = b.workspaces.app_upstream(&attacker.username, berth::hosts::App::Jupyter).await.unwrap().unwrap().address;
     assert_ne!(attacker_bridge.ip(), bridge.ip());
 }
+
+/// Swarm runs no privileged task and picks no runtime per service: `auto` comes to `plain` on
+/// nodes whose default runtime is runc (this engine's), and the card says Docker inside is off.
+#[tokio::test]
+async fn swarm_auto_isolation_is_plain_without_sysbox_as_the_default_runtime() {
+    let mut world = World::new(Kind::Swarm, 8300).await;
+    world.config.workspace.isolation = berth::config::Isolation::Auto;
+    let b = backend(&world.config, &world.db.url).await;
+    let owner = approved_user(&b, &username("auto")).await;
+    let privileged = b.workspaces.capabilities().await.unwrap().privileged.clone();
+    assert_eq!(privileged, Err("Swarm services cannot run privileged".to_string()));
+    assert_eq!(b.workspaces.isolation().await.unwrap(), berth::config::Isolation::Plain);
+    b.workspaces.start(SYSTEM, &owner).await.unwrap();
+    let view = b.workspaces.view(SYSTEM, &owner).await.unwrap();
+    let isolation = view.isolation.expect("known once the runtime answered");
+    assert_eq!((isolation.mode.as_str(), isolation.docker_inside, isolation.host_root), ("plain", false, false));
+    let env = docker(&["service", "inspect", "-f", "{{json .Spec.TaskTemplate.ContainerSpec.Env}}", &format!("workspace-{}", owner.username)]);
+    assert!(env.contains("BERTH_DISABLE_SERVICES=dockerd"), "the image is told not to start Docker: {env}");
+    assert_eq!(view.limits.swap_summary, "swap not limited on this server", "Swarm has no swap setting");
+}
