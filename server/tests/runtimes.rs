@@ -136,6 +136,7 @@ async fn two_users_answer_ssh_and_keep_their_homes(kind: Kind, port_base: u16) {
         assert_eq!(view.state, WorkspaceState::Running, "{}", owner.username);
         ports.push(view.ports.unwrap().ssh);
     }
+    let ann_port = ports[0];
     ports.sort();
     assert_eq!(ports, [port_base + 22, port_base + 122], "slots 0 and 1 of the block, in whichever order the starts took them");
     for port in &ports {
@@ -150,13 +151,14 @@ async fn two_users_answer_ssh_and_keep_their_homes(kind: Kind, port_base: u16) {
     world.assert_replicas(&ann.username, "0");
     let on_host = world.storage().join("homes").join(&ann.username).join("persist");
     assert_eq!(std::fs::read_to_string(&on_host).unwrap(), "kept-by-ann\n", "the home is on the host, kept");
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", ports[0])).await.is_err(), "a stopped workspace's port is closed");
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", ann_port)).await.is_err(), "a stopped workspace's port is closed");
+    assert!(banner(if ann_port == ports[0] { ports[1] } else { ports[0] }, Duration::from_secs(10)).await.starts_with("SSH-2.0-"), "bo's still answers");
     assert_eq!(w.view(SYSTEM, &bo).await.unwrap().state, WorkspaceState::Running, "bo's is not touched");
 
     w.start(SYSTEM, &ann).await.expect("start again");
     world.assert_replicas(&ann.username, "1");
     assert_eq!(inside(&b, &ann, &format!("cat {home}/persist")).await, "kept-by-ann", "the home came back with it");
-    assert!(banner(ports[0], Duration::from_secs(90)).await.starts_with("SSH-2.0-"));
+    assert!(banner(ann_port, Duration::from_secs(90)).await.starts_with("SSH-2.0-"));
     assert_eq!(world.workspaces(), 2, "the same two workspaces, none made anew");
 }
 

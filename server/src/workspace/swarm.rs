@@ -276,7 +276,12 @@ fn node_view(node: &Node) -> NodeView {
 fn node_address(node: &Node) -> String {
     let status = node.status.as_ref().and_then(|s| s.addr.clone()).unwrap_or_default();
     let unusable = status.parse::<IpAddr>().map_or(status.is_empty(), |ip| ip.is_unspecified() || ip.is_loopback());
-    let manager = node.manager_status.as_ref().and_then(|m| m.addr.as_deref()).and_then(|a| a.rsplit_once(':')).map(|(host, _)| host.to_string());
+    let manager = node
+        .manager_status
+        .as_ref()
+        .and_then(|m| m.addr.as_deref())
+        .and_then(|a| a.rsplit_once(':'))
+        .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']').to_string());
     match manager {
         Some(host) if unusable && !host.is_empty() => host,
         _ => status,
@@ -290,16 +295,25 @@ pub struct HomeNeeds {
     pub gpus: u32,
 }
 
+/// What the workspaces reserve per node: those running there now, and all whose homes it holds
+/// (running or not: they come back there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reserved {
+    pub running: HashMap<String, i64>,
+    pub pinned: HashMap<String, i64>,
+}
+
 /// The node a new home goes to, among the ready and active ones with the GPUs asked for: Berth's
-/// own (`local`) when the reservation fits there, since Berth makes the directories and writes
-/// the keys only on its own node; else the one with the most memory left after what running
-/// workspaces reserve, then the fewest homes. Pure.
-pub fn choose_home_node<'a>(nodes: &'a [NodeView], reserved: &HashMap<String, i64>, needs: HomeNeeds, local: &str) -> Option<&'a NodeView> {
-    let left = |n: &NodeView| n.memory_bytes as i64 - reserved.get(&n.id).copied().unwrap_or(0);
+/// own (`local`) when the reservation fits beside every home it holds, since Berth makes the
+/// directories and writes the keys only on its own node; else the one with the most memory left
+/// after what running workspaces reserve, then the fewest homes. Pure.
+pub fn choose_home_node<'a>(nodes: &'a [NodeView], reserved: &Reserved, needs: HomeNeeds, local: &str) -> Option<&'a NodeView> {
+    let of = |map: &HashMap<String, i64>, n: &NodeView| n.memory_bytes as i64 - map.get(&n.id).copied().unwrap_or(0);
     let fit: Vec<&NodeView> = nodes.iter().filter(|n| n.ready && n.active && n.gpus >= needs.gpus).collect();
-    if let Some(own) = fit.iter().find(|n| n.id == local && left(n) >= needs.memory_reservation_bytes) {
+    if let Some(own) = fit.iter().find(|n| n.id == local && of(&reserved.pinned, n) >= needs.memory_reservation_bytes) {
         return Some(own);
     }
+    let left = |n: &NodeView| of(&reserved.running, n);
     fit.into_iter().max_by(|a, b| left(a).cmp(&left(b)).then(b.homes.len().cmp(&a.homes.len())).then(b.hostname.cmp(&a.hostname)))
 }
 
@@ -372,6 +386,16 @@ impl SwarmRuntime {
             Ok(nodes) => Ok(nodes),
             Err(e) => Err(self.engine.fail("list nodes", e).await.into()),
         }
+    }
+
+    async fn down_nodes(&self) -> Result<HashSet<String>, RuntimeError> {
+        Ok(self
+            .raw_nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN))
+            .filter_map(|n| n.id)
+            .collect())
     }
 
     async fn node_map(&self) -> Result<HashMap<String, NodeView>, RuntimeError> {
@@ -454,7 +478,7 @@ impl SwarmRuntime {
             return Ok(());
         }
         let views: Vec<NodeView> = nodes.iter().map(node_view).collect();
-        let reserved = self.reserved_memory().await?;
+        let reserved = self.reserved_memory(&views).await?;
         let gpus = match &plan.gpus {
             GpuRequest::Devices(ids) => ids.len() as u32,
             _ => 0,
@@ -470,11 +494,11 @@ impl SwarmRuntime {
         .await
     }
 
-    /// Memory reserved per node by the workspaces running there.
-    async fn reserved_memory(&self) -> Result<HashMap<String, i64>, RuntimeError> {
+    /// Memory reserved per node by the workspaces running there, and by those whose homes it holds.
+    async fn reserved_memory(&self, nodes: &[NodeView]) -> Result<Reserved, RuntimeError> {
         let services = self.managed_services().await?;
         let tasks = self.tasks(None).await?;
-        let mut reserved = HashMap::new();
+        let mut reserved = Reserved::default();
         for service in &services {
             let memory = service
                 .spec
@@ -486,7 +510,11 @@ impl SwarmRuntime {
                 .unwrap_or(0);
             let of_service: Vec<Task> = tasks.iter().filter(|t| t.service_id == service.id).cloned().collect();
             if let Some(node) = wanted_task(&of_service).and_then(|t| t.node_id.clone()) {
-                *reserved.entry(node).or_insert(0) += memory;
+                *reserved.running.entry(node).or_insert(0) += memory;
+            }
+            let owner = service_labels(service).and_then(|l| l.get(LABEL_USER));
+            if let Some(home) = nodes.iter().find(|n| owner.is_some_and(|o| n.homes.contains(o))) {
+                *reserved.pinned.entry(home.id.clone()).or_insert(0) += memory;
             }
         }
         Ok(reserved)
@@ -561,7 +589,8 @@ impl SwarmRuntime {
             },
         };
         let icc = network.options.unwrap_or_default().get("com.docker.network.bridge.enable_icc").cloned();
-        if icc.as_deref() == Some("false") {
+        // As Docker reads it (Go's ParseBool).
+        if matches!(icc.as_deref(), Some("false" | "False" | "FALSE" | "f" | "F" | "0")) {
             return Ok(());
         }
         Err(Self::failed(
@@ -700,17 +729,20 @@ impl WorkspaceRuntime for SwarmRuntime {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(timeout_seconds) + 30);
         loop {
             let tasks = self.service_tasks(&service).await?;
-            // A node that is down keeps reporting its task running: it runs nothing Berth can
-            // wait for (and Swarm shuts it down when the node comes back).
-            let down: HashSet<String> = if tasks.iter().any(|t| is_live(task_state(t))) {
-                self.node_map().await?.into_values().filter(|n| !n.ready).map(|n| n.id).collect()
-            } else {
-                HashSet::new()
-            };
-            if !tasks.iter().any(|t| is_live(task_state(t)) && !t.node_id.as_ref().is_some_and(|n| down.contains(n))) {
+            let live: Vec<&Task> = tasks.iter().filter(|t| is_live(task_state(t))).collect();
+            if live.is_empty() {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
+                // A node that is down keeps reporting its task running: it runs nothing Berth
+                // can wait for, and Swarm shuts the task down when the node comes back. Judged
+                // only now, and only for nodes down (not "unknown", as every node is for a
+                // moment after a manager restarts).
+                let down = self.down_nodes().await?;
+                if live.iter().all(|t| t.node_id.as_ref().is_some_and(|n| down.contains(n))) {
+                    tracing::warn!(workspace = name, "stopped but for a task on a node that is down");
+                    return Ok(());
+                }
                 return Err(Self::failed("stop", None, format!("{name} still has a task {timeout_seconds} s after its stop")));
             }
             tokio::time::sleep(WAIT_STEP).await;
@@ -740,7 +772,8 @@ impl WorkspaceRuntime for SwarmRuntime {
             }
         }
         // Its containers hold the published port until they are gone: a new service of the
-        // same name would fail to start meanwhile.
+        // same name would fail to start meanwhile. Only this node's are seen: one on another
+        // node may outlive this call by the time its agent takes.
         let id = service.id.clone().unwrap_or_default();
         let filters = HashMap::from([("label".to_string(), vec![format!("com.docker.swarm.service.id={id}")])]);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -1146,6 +1179,7 @@ mod tests {
         assert_eq!(node_address(&with("0.0.0.0", Some("192.168.1.5:2377"))), "192.168.1.5");
         assert_eq!(node_address(&with("127.0.0.1", Some("192.168.1.5:2377"))), "192.168.1.5");
         assert_eq!(node_address(&with("127.0.0.1", None)), "127.0.0.1", "a worker keeps what it says");
+        assert_eq!(node_address(&with("0.0.0.0", Some("[2001:db8::5]:2377"))), "2001:db8::5");
     }
 
     #[test]
@@ -1179,12 +1213,12 @@ mod tests {
             node("mid", 256, 2, NodeSpecAvailabilityEnum::ACTIVE, &[]),
             node("drained", 1024, 8, NodeSpecAvailabilityEnum::DRAIN, &[]),
         ];
-        let none = HashMap::new();
+        let none = Reserved::default();
         let needs = |gib: i64, gpus: u32| HomeNeeds { memory_reservation_bytes: gib * GIB, gpus };
         assert_eq!(choose_home_node(&nodes, &none, needs(32, 0), "elsewhere").unwrap().id, "big", "a drained node takes nothing new");
         assert_eq!(choose_home_node(&nodes, &none, needs(32, 2), "elsewhere").unwrap().id, "mid", "only a node with the GPUs asked for");
         assert!(choose_home_node(&nodes, &none, needs(32, 3), "elsewhere").is_none());
-        let busy = HashMap::from([("big".to_string(), 300 * GIB)]);
+        let busy = Reserved { running: HashMap::from([("big".to_string(), 300 * GIB)]), pinned: HashMap::from([("big".to_string(), 300 * GIB)]) };
         assert_eq!(choose_home_node(&nodes, &busy, needs(32, 0), "elsewhere").unwrap().id, "mid", "what running workspaces reserve counts");
         let twins = [node("a", 256, 0, NodeSpecAvailabilityEnum::ACTIVE, &["x", "y"]), node("b", 256, 0, NodeSpecAvailabilityEnum::ACTIVE, &["z"])];
         assert_eq!(choose_home_node(&twins, &none, needs(32, 0), "elsewhere").unwrap().id, "b", "then the fewest homes");
@@ -1193,5 +1227,8 @@ mod tests {
         assert_eq!(choose_home_node(&nodes, &busy, needs(32, 0), "big").unwrap().id, "big", "212 GiB left there: it fits, though mid has more");
         assert_eq!(choose_home_node(&nodes, &busy, needs(300, 0), "big").unwrap().id, "mid", "it does not fit on Berth's node");
         assert_eq!(choose_home_node(&nodes, &none, needs(32, 0), "drained").unwrap().id, "big", "not a drained one, even Berth's");
+        // Homes of stopped workspaces come back: Berth's node is not filled past them.
+        let stopped_homes = Reserved { running: HashMap::new(), pinned: HashMap::from([("mid".to_string(), 240 * GIB)]) };
+        assert_eq!(choose_home_node(&nodes, &stopped_homes, needs(32, 0), "mid").unwrap().id, "big", "240 of mid's 256 GiB are pinned");
     }
 }
