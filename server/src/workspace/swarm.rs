@@ -57,11 +57,14 @@ pub struct SwarmSettings {
 pub struct SwarmRuntime {
     engine: Arc<Engine>,
     settings: SwarmSettings,
+    /// This engine's node id, asked once: the sampler, exec and the gateway need it on every
+    /// call, and it changes only if the engine leaves the swarm (then Berth is restarted anyway).
+    local_node: tokio::sync::OnceCell<String>,
 }
 
 impl SwarmRuntime {
     pub fn new(engine: Arc<Engine>, settings: SwarmSettings) -> SwarmRuntime {
-        SwarmRuntime { engine, settings }
+        SwarmRuntime { engine, settings, local_node: tokio::sync::OnceCell::new() }
     }
 }
 
@@ -404,6 +407,10 @@ impl SwarmRuntime {
 
     /// This engine's node in the swarm; an engine in no swarm is a configuration error.
     async fn local_node(&self) -> Result<String, RuntimeError> {
+        Ok(self.local_node.get_or_try_init(|| self.ask_local_node()).await?.clone())
+    }
+
+    async fn ask_local_node(&self) -> Result<String, RuntimeError> {
         let docker = self.engine.client().await?;
         let info = match docker.info().await {
             Ok(info) => info,
@@ -850,7 +857,7 @@ impl WorkspaceRuntime for SwarmRuntime {
         type Seen = HashMap<String, Observed>;
         let read = |list: Vec<Observed>| -> Seen { list.into_iter().map(|o| (o.name.clone(), o)).collect() };
         let baseline = read(self.list().await?);
-        let this = SwarmRuntime { engine: self.engine.clone(), settings: self.settings.clone() };
+        let this = SwarmRuntime::new(self.engine.clone(), self.settings.clone());
         let stream = futures_util::stream::unfold((this, baseline, Vec::<RuntimeEvent>::new()), move |(this, mut seen, mut pending)| async move {
             loop {
                 if let Some(event) = pending.pop() {
